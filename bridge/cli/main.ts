@@ -1,0 +1,116 @@
+#!/usr/bin/env node
+/**
+ * confmux command line: `serve` (the bridge), `terminal` (a headless terminal), `sandbox`
+ * (a local Asterisk for trying confmux and for the tests).
+ */
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { Command, InvalidArgumentError } from 'commander';
+import { ConfigError, loadConfig } from '../config.ts';
+import { createLogger } from '../logger.ts';
+import { BridgeServer } from '../server/BridgeServer.ts';
+import { AsteriskDriver } from '../../plugin/asterisk/AsteriskDriver.ts';
+import { TerminalError } from '../sdk/TerminalError.ts';
+import { runTerminalCall } from './terminalCommand.ts';
+
+function positiveNumber(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('must be a positive number');
+  return n;
+}
+
+const program = new Command();
+program.name('confmux').description('One TCP port between conference terminals and an Asterisk or FreeSWITCH PBX/MCU').showHelpAfterError();
+
+program
+  .command('serve')
+  .description('run the bridge')
+  .option('-c, --config <file>', 'JSON config file (env CONFMUX_CONFIG); env overrides it, see docs/configuration.md')
+  .action(async (opts: { config?: string }) => {
+    let config;
+    try {
+      config = loadConfig({ file: opts.config });
+    } catch (err) {
+      if (err instanceof ConfigError) {
+        process.stderr.write(`${err.message}\n`);
+        process.exit(2);
+      }
+      throw err;
+    }
+    const log = createLogger(config.log.level);
+    const driver = new AsteriskDriver({ config: config.asterisk, log });
+    const server = new BridgeServer(config, driver, log);
+    driver.start().catch((err: unknown) => log.warn({ err: (err as Error).message }, 'media server not reachable yet; retrying'));
+    await server.listen();
+    let stopping = false;
+    const stop = (signal: string): void => {
+      if (stopping) {
+        log.warn('second signal: exiting now');
+        process.exit(1);
+      }
+      stopping = true;
+      log.info({ signal, drainTimeoutMs: config.shutdown.drainTimeoutMs }, 'draining: no new terminals, calls may finish');
+      void server
+        .drain(signal === 'SIGINT' ? 0 : config.shutdown.drainTimeoutMs)
+        .then(() => driver.close())
+        .then(() => {
+          log.info('stopped');
+          process.exit(0);
+        });
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+  });
+
+const terminal = program
+  .command('terminal')
+  .description('a headless terminal')
+  .requiredOption('--url <url>', 'the bridge, e.g. ws://127.0.0.1:8080')
+  .requiredOption('--number <number>', 'terminal number')
+  .option('--password <password>', 'terminal password (or env CONFMUX_TERMINAL_PASSWORD)')
+  .option('--name <name>', 'display name shown in the PBX');
+
+terminal
+  .command('call <extension>')
+  .description('register, dial <extension>, talk for --seconds, hang up')
+  .option('--send <wav>', 'WAV file (PCM16) to send as live audio')
+  .option('--tone <hz>', 'send a sine tone instead of a file', positiveNumber)
+  .option('--loop', 'repeat --send until the call ends', false)
+  .option('--record <wav>', 'write what the terminal hears to this WAV')
+  .option('--seconds <s>', 'hang up after this many seconds from answer', positiveNumber, 10)
+  .option('--codec <codec>', 'L16/16000 or PCMU/8000', 'L16/16000')
+  .option('-q, --quiet', 'print nothing but errors', false)
+  .action(async (extension: string, o: { send?: string; tone?: number; loop: boolean; record?: string; seconds: number; codec: string; quiet: boolean }) => {
+    const t = terminal.opts<{ url: string; number: string; password?: string; name?: string }>();
+    const password = t.password ?? process.env.CONFMUX_TERMINAL_PASSWORD;
+    if (!password) {
+      process.stderr.write('error USAGE: --password or CONFMUX_TERMINAL_PASSWORD is required\n');
+      process.exit(2);
+    }
+    try {
+      const code = await runTerminalCall(extension, { ...o, url: t.url, number: t.number, password, name: t.name });
+      process.exit(code);
+    } catch (err) {
+      const code = err instanceof TerminalError ? err.code : ((err as { code?: string }).code ?? 'ERROR');
+      process.stderr.write(`error ${code}: ${(err as Error).message}\n`);
+      process.exit(code === 'USAGE' ? 2 : 1);
+    }
+  });
+
+const sandboxScript = fileURLToPath(new URL('../../plugin/asterisk/sandbox/sandbox.sh', import.meta.url));
+program
+  .command('sandbox')
+  .description('a local Asterisk 22 in a Debian chroot (root, Debian/Ubuntu): up | down | status | rx "<cli command>"')
+  .argument('<action>', 'up, down, status or rx')
+  .argument('[command...]', 'for rx: the Asterisk CLI command')
+  .action((action: string, rest: string[]) => {
+    if (!['up', 'down', 'status', 'rx'].includes(action)) {
+      process.stderr.write(`error USAGE: unknown sandbox action ${action}\n`);
+      process.exit(2);
+    }
+    const args = action === 'rx' ? [action, rest.join(' ')] : [action];
+    const r = spawnSync('bash', [sandboxScript, ...args], { stdio: 'inherit' });
+    process.exit(r.status ?? 1);
+  });
+
+await program.parseAsync(process.argv);

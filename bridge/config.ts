@@ -1,0 +1,186 @@
+/**
+ * The bridge's configuration: one zod schema, read from a JSON file and then environment
+ * overrides, validated once at start (every error listed), frozen. docs/configuration.md
+ * documents every option with its default; tests/unit/config.test.ts keeps the two in step.
+ */
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+
+const port = z.coerce.number().int().min(0).max(65535);
+const ms = z.coerce.number().int().min(1);
+/** booleans from env arrive as strings: accept exactly true/false, never coerce "false" to true */
+const bool = z.union([z.boolean(), z.enum(['true', 'false']).transform((v) => v === 'true')]);
+
+export const ConfigSchema = z
+  .object({
+    server: z
+      .object({
+        host: z.string().min(1).default('0.0.0.0'),
+        port: port.default(8080),
+        /** the HTTP path terminals open their WebSockets on */
+        path: z.string().startsWith('/').default('/'),
+      })
+      .strict()
+      .default({}),
+    limits: z
+      .object({
+        /** a connection that has not sent its bind message by then is closed (BIND_TIMEOUT) */
+        bindTimeoutMs: ms.default(5000),
+        /** HTTP request headers (the WebSocket handshake) must arrive within this */
+        handshakeTimeoutMs: ms.default(10000),
+        /** largest WebSocket message accepted at all (bytes) */
+        maxMessageBytes: z.coerce.number().int().min(1024).default(65536),
+        /** largest text message on a control connection (bytes) */
+        maxControlMessageBytes: z.coerce.number().int().min(256).default(8192),
+        /** largest audio frame, header included (bytes) */
+        maxAudioFrameBytes: z.coerce.number().int().min(64).default(4096),
+        /** control messages per second per connection (token bucket rate) */
+        controlMessagesPerSecond: z.coerce.number().positive().default(20),
+        /** control messages in a burst (token bucket size) */
+        controlBurst: z.coerce.number().int().positive().default(40),
+        /** audio frames per second per media connection (token bucket rate; 20 ms frames = 50/s) */
+        audioFramesPerSecond: z.coerce.number().positive().default(100),
+        /** how long a media token stays valid (ms); it is single-use */
+        mediaTokenTtlMs: ms.default(30000),
+        /** concurrent calls per terminal */
+        maxCallsPerTerminal: z.coerce.number().int().min(1).default(4),
+        /** WebSocket ping interval; a connection that misses one pong is closed */
+        heartbeatIntervalMs: ms.default(15000),
+        /** bytes queued to a slow terminal above which its media frames are dropped */
+        sendHighWaterBytes: z.coerce.number().int().min(1024).default(65536),
+      })
+      .strict()
+      .default({}),
+    mediaServer: z.enum(['asterisk']).default('asterisk'),
+    asterisk: z
+      .object({
+        /** ARI base URL: keep it on loopback or a private network */
+        url: z.string().url().default('http://127.0.0.1:8088'),
+        user: z.string().min(1).default('confmux'),
+        password: z.string({ required_error: 'asterisk.password is required (CONFMUX_ARI_PASSWORD)' }).min(1),
+        /** Stasis application name; two bridges on one Asterisk need two names */
+        app: z.string().regex(/^[A-Za-z0-9_-]+$/).default('confmux'),
+        /** dialplan context a terminal's call is placed into */
+        context: z.string().min(1).default('confmux-rooms'),
+        /** media transport to Asterisk: chan_websocket on the ARI port, or UDP RTP (u-law) */
+        mediaTransport: z.enum(['websocket', 'rtp']).default('websocket'),
+        /** local address the RTP sockets bind to (mediaTransport rtp) */
+        rtpBindAddress: z.string().min(1).default('127.0.0.1'),
+        /** timeout of each ARI request */
+        requestTimeoutMs: ms.default(5000),
+        /** how long a placed call may ring before it ends as no_answer (seconds) */
+        dialTimeoutS: z.coerce.number().int().min(1).max(600).default(60),
+      })
+      .strict(),
+    log: z
+      .object({
+        level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+      })
+      .strict()
+      .default({}),
+    metrics: z
+      .object({
+        /** serve Prometheus metrics at GET /metrics, to loopback clients only */
+        enabled: bool.default(true),
+      })
+      .strict()
+      .default({}),
+    shutdown: z
+      .object({
+        /** on SIGTERM, calls may go on this long before they are ended (ms) */
+        drainTimeoutMs: z.coerce.number().int().min(0).default(30000),
+      })
+      .strict()
+      .default({}),
+  })
+  .strict();
+
+export type Config = z.infer<typeof ConfigSchema>;
+export type ConfigInput = z.input<typeof ConfigSchema>;
+
+/** Environment variable -> config path. Each overrides the file. */
+export const ENV_OVERRIDES: Readonly<Record<string, readonly string[]>> = Object.freeze({
+  CONFMUX_HOST: ['server', 'host'],
+  CONFMUX_PORT: ['server', 'port'],
+  CONFMUX_PATH: ['server', 'path'],
+  CONFMUX_MEDIA_SERVER: ['mediaServer'],
+  CONFMUX_ARI_URL: ['asterisk', 'url'],
+  CONFMUX_ARI_USER: ['asterisk', 'user'],
+  CONFMUX_ARI_PASSWORD: ['asterisk', 'password'],
+  CONFMUX_ARI_APP: ['asterisk', 'app'],
+  CONFMUX_ASTERISK_CONTEXT: ['asterisk', 'context'],
+  CONFMUX_ASTERISK_MEDIA_TRANSPORT: ['asterisk', 'mediaTransport'],
+  CONFMUX_LOG_LEVEL: ['log', 'level'],
+  CONFMUX_BIND_TIMEOUT_MS: ['limits', 'bindTimeoutMs'],
+  CONFMUX_HEARTBEAT_INTERVAL_MS: ['limits', 'heartbeatIntervalMs'],
+  CONFMUX_DRAIN_TIMEOUT_MS: ['shutdown', 'drainTimeoutMs'],
+});
+
+export class ConfigError extends Error {
+  readonly problems: string[];
+  constructor(problems: string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+function setPath(target: Record<string, unknown>, path: readonly string[], value: unknown): void {
+  let node = target;
+  for (const key of path.slice(0, -1)) {
+    const next = node[key];
+    if (typeof next !== 'object' || next === null) node[key] = {};
+    node = node[key] as Record<string, unknown>;
+  }
+  node[path[path.length - 1]!] = value;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null) {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+/** Builds the config from an optional file, then env; throws ConfigError listing every problem. */
+export function loadConfig(options: { file?: string; env?: NodeJS.ProcessEnv; overrides?: ConfigInput | Record<string, unknown> } = {}): Readonly<Config> {
+  const env = options.env ?? process.env;
+  const problems: string[] = [];
+  let raw: Record<string, unknown> = {};
+  const file = options.file ?? env.CONFMUX_CONFIG;
+  if (file) {
+    try {
+      const parsed = JSON.parse(readFileSync(file, 'utf8')) as unknown;
+      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) problems.push(`${file}: must hold a JSON object`);
+      else raw = parsed as Record<string, unknown>;
+    } catch (err) {
+      problems.push(`${file}: ${(err as Error).message}`);
+    }
+  }
+  if (options.overrides) raw = mergeDeep(raw, options.overrides as Record<string, unknown>);
+  for (const [name, path] of Object.entries(ENV_OVERRIDES)) {
+    const value = env[name];
+    if (value !== undefined && value !== '') setPath(raw, path, value);
+  }
+  if (raw.asterisk === undefined) raw.asterisk = {};
+  const result = ConfigSchema.safeParse(raw);
+  if (!result.success) {
+    for (const issue of result.error.issues) {
+      problems.push(`${issue.path.join('.') || '(root)'}: ${issue.message}`);
+    }
+  }
+  if (problems.length > 0 || !result.success) throw new ConfigError(problems);
+  return deepFreeze(result.data);
+}
+
+function mergeDeep(a: Record<string, unknown>, b: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...a };
+  for (const [k, v] of Object.entries(b)) {
+    const prev = out[k];
+    if (typeof v === 'object' && v !== null && !Array.isArray(v) && typeof prev === 'object' && prev !== null && !Array.isArray(prev)) {
+      out[k] = mergeDeep(prev as Record<string, unknown>, v as Record<string, unknown>);
+    } else out[k] = v;
+  }
+  return out;
+}

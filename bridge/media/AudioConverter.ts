@@ -1,0 +1,65 @@
+/**
+ * Converts 20 ms audio payloads between the codec a terminal agreed and the format the media
+ * server leg carries: PCMU/8000 <-> L16/16000 (little-endian). Output goes into a buffer owned by
+ * the converter and reused for every frame; callers must consume it before the next convert().
+ */
+import type { AudioCodec } from '../protocol/codecs.ts';
+import { ulawDecode, ulawEncode } from './g711.ts';
+
+export class AudioConverter {
+  readonly from: AudioCodec;
+  readonly to: AudioCodec;
+  private out: Buffer;
+  /** last input sample of the previous frame, for continuous interpolation when upsampling */
+  private last = 0;
+
+  constructor(from: AudioCodec, to: AudioCodec) {
+    this.from = from;
+    this.to = to;
+    this.out = Buffer.alloc(to.frameBytes * 4);
+  }
+
+  get isPassThrough(): boolean {
+    return this.from.id === this.to.id;
+  }
+
+  /** Returns a view of the converted payload (valid until the next call). */
+  convert(input: Buffer): Buffer {
+    if (this.from.id === this.to.id) return input;
+    if (this.from.name === 'L16/16000' && this.to.name === 'PCMU/8000') return this.l16ToPcmu(input);
+    if (this.from.name === 'PCMU/8000' && this.to.name === 'L16/16000') return this.pcmuToL16(input);
+    throw new Error(`no conversion from ${this.from.name} to ${this.to.name}`);
+  }
+
+  private ensure(bytes: number): Buffer {
+    if (this.out.length < bytes) this.out = Buffer.alloc(bytes * 2);
+    return this.out;
+  }
+
+  /** 16 kHz -> 8 kHz: average each pair of samples (a 2-tap low-pass), then u-law. */
+  private l16ToPcmu(input: Buffer): Buffer {
+    const pairs = input.length >> 2;
+    const out = this.ensure(pairs);
+    for (let i = 0; i < pairs; i++) {
+      const a = input.readInt16LE(i * 4);
+      const b = input.readInt16LE(i * 4 + 2);
+      out[i] = ulawEncode((a + b) >> 1);
+    }
+    return out.subarray(0, pairs);
+  }
+
+  /** u-law -> linear, then 8 kHz -> 16 kHz by linear interpolation. */
+  private pcmuToL16(input: Buffer): Buffer {
+    const n = input.length;
+    const out = this.ensure(n * 4);
+    let prev = this.last;
+    for (let i = 0; i < n; i++) {
+      const s = ulawDecode(input[i]!);
+      out.writeInt16LE((prev + s) >> 1, i * 4);
+      out.writeInt16LE(s, i * 4 + 2);
+      prev = s;
+    }
+    this.last = prev;
+    return out.subarray(0, n * 4);
+  }
+}

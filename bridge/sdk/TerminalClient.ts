@@ -1,0 +1,183 @@
+/**
+ * The terminal SDK: one control connection to the bridge (bind with number and password, then
+ * register), calls, and per call an audio connection bound with the bridge's token. Written
+ * against the standard WebSocket API so that it runs in browsers; in Node, pass the `ws`
+ * package's WebSocket (see createNodeTerminal in node.ts).
+ */
+import type { ServerMessage } from '../protocol/messages.ts';
+import { CallSession } from './CallSession.ts';
+import { Emitter } from './Emitter.ts';
+import { TerminalError } from './TerminalError.ts';
+
+/** The part of the standard WebSocket this SDK uses. */
+export interface WebSocketLike {
+  binaryType: string;
+  readonly readyState: number;
+  send(data: string | Uint8Array): void;
+  close(code?: number, reason?: string): void;
+  onopen: ((ev: unknown) => void) | null;
+  onmessage: ((ev: { data: unknown }) => void) | null;
+  onclose: ((ev: { code: number; reason: string }) => void) | null;
+  onerror: ((ev: unknown) => void) | null;
+}
+
+export type WebSocketFactory = (url: string) => WebSocketLike;
+
+export interface TerminalClientOptions {
+  url: string;
+  number: string;
+  password: string;
+  name?: string;
+  webSocket: WebSocketFactory;
+  /** how long connect/register/call wait for the bridge's answer (ms, default 10000) */
+  requestTimeoutMs?: number;
+}
+
+export type TerminalClientEvents = {
+  /** the control connection closed; `error` says why when it was not our own close */
+  closed: [TerminalError | null];
+};
+
+type Pending = { resolve: (m: ServerMessage) => void; reject: (e: TerminalError) => void; timer: ReturnType<typeof setTimeout> };
+
+export class TerminalClient extends Emitter<TerminalClientEvents> {
+  readonly number: string;
+  private readonly opts: TerminalClientOptions;
+  private ws: WebSocketLike | null = null;
+  private nextId = 1;
+  private readonly pending = new Map<number, Pending>();
+  private readonly calls = new Map<string, CallSession>();
+  private closing = false;
+
+  constructor(opts: TerminalClientOptions) {
+    super();
+    this.opts = opts;
+    this.number = opts.number;
+  }
+
+  private get timeoutMs(): number {
+    return this.opts.requestTimeoutMs ?? 10000;
+  }
+
+  /** Opens and binds the control connection. Rejects with the bridge's error code. */
+  connect(): Promise<void> {
+    const ws = this.opts.webSocket(this.opts.url);
+    this.ws = ws;
+    return new Promise<void>((resolve, reject) => {
+      let bound = false;
+      const timer = setTimeout(() => {
+        reject(new TerminalError('TIMEOUT', 'the bridge did not answer the bind in time'));
+        ws.close();
+      }, this.timeoutMs);
+      ws.onopen = () => ws.send(JSON.stringify({ type: 'bind', v: 1, kind: 'control', number: this.opts.number, password: this.opts.password }));
+      ws.onmessage = (ev) => {
+        if (typeof ev.data !== 'string') return;
+        const msg = JSON.parse(ev.data) as ServerMessage;
+        if (!bound && msg.type === 'bound') {
+          bound = true;
+          clearTimeout(timer);
+          resolve();
+          return;
+        }
+        this.onMessage(msg);
+      };
+      ws.onerror = () => {
+        /* onclose follows */
+      };
+      ws.onclose = (ev) => {
+        clearTimeout(timer);
+        const err = this.closing ? null : TerminalError.fromClose(ev.code, ev.reason);
+        if (!bound) reject(err ?? new TerminalError('CONNECTION_CLOSED', 'closed before bind'));
+        this.onClosed(err);
+      };
+    });
+  }
+
+  private onClosed(err: TerminalError | null): void {
+    this.ws = null;
+    const failure = err ?? new TerminalError('CONNECTION_CLOSED', 'connection closed');
+    for (const [id, p] of this.pending) {
+      clearTimeout(p.timer);
+      p.reject(failure);
+      this.pending.delete(id);
+    }
+    for (const call of this.calls.values()) call.end({ reason: 'connection_lost', message: failure.message });
+    this.calls.clear();
+    this.emit('closed', err);
+  }
+
+  private onMessage(msg: ServerMessage): void {
+    if ('id' in msg && typeof msg.id === 'number' && (msg.type === 'error' || msg.type === 'registered' || msg.type === 'calling' || msg.type === 'pong' || msg.type === 'unregistered')) {
+      const p = this.pending.get(msg.id);
+      if (p) {
+        this.pending.delete(msg.id);
+        clearTimeout(p.timer);
+        if (msg.type === 'error') p.reject(new TerminalError(msg.code, msg.message));
+        else p.resolve(msg);
+        return;
+      }
+    }
+    switch (msg.type) {
+      case 'ringing':
+      case 'answered':
+        this.calls.get(msg.callId)?.handle(msg.type);
+        break;
+      case 'hangup': {
+        const call = this.calls.get(msg.callId);
+        if (call) {
+          this.calls.delete(msg.callId);
+          call.end({ reason: msg.reason, cause: msg.cause, message: msg.message });
+        }
+        break;
+      }
+      default:
+        break;
+    }
+  }
+
+  private request(body: Record<string, unknown>): Promise<ServerMessage> {
+    const ws = this.ws;
+    if (!ws || ws.readyState !== 1) return Promise.reject(new TerminalError('NOT_CONNECTED', 'not connected'));
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new TerminalError('TIMEOUT', `no answer to ${String(body.type)} in time`));
+      }, this.timeoutMs);
+      this.pending.set(id, { resolve, reject, timer });
+      ws.send(JSON.stringify({ ...body, id }));
+    });
+  }
+
+  async register(name = this.opts.name): Promise<{ number: string; name: string }> {
+    const msg = await this.request(name ? { type: 'register', name } : { type: 'register' });
+    if (msg.type !== 'registered') throw new TerminalError('PROTOCOL', `unexpected ${msg.type}`);
+    return { number: msg.number, name: msg.name };
+  }
+
+  /** Places a call; resolves once its audio connection is bound (before it is answered). */
+  async call(to: string, options: { codecs?: string[] } = {}): Promise<CallSession> {
+    const msg = await this.request(options.codecs ? { type: 'call', to, codecs: options.codecs } : { type: 'call', to });
+    if (msg.type !== 'calling') throw new TerminalError('PROTOCOL', `unexpected ${msg.type}`);
+    const call = new CallSession(msg.callId, msg.to, msg.codec, () => this.ws?.send(JSON.stringify({ type: 'hangup', callId: msg.callId })));
+    this.calls.set(msg.callId, call);
+    await call.openAudio(this.opts.webSocket, this.opts.url, this.opts.number, msg.media.audio.token);
+    return call;
+  }
+
+  async ping(): Promise<void> {
+    await this.request({ type: 'ping' });
+  }
+
+  /** Raw access for tests: sends a text or binary message on the control connection. */
+  sendRaw(data: string | Uint8Array): void {
+    this.ws?.send(data);
+  }
+
+  /** Hangs up every call and closes. Idempotent. */
+  close(): void {
+    this.closing = true;
+    const ws = this.ws;
+    if (ws && ws.readyState <= 1) ws.close(1000);
+  }
+}

@@ -1,0 +1,245 @@
+/**
+ * The one port: an HTTP server carrying terminal WebSockets, GET /healthz and (to loopback
+ * clients) GET /metrics. Every connection must bind with its first message within the bind
+ * timeout: a control connection with the terminal's password, a media connection with a token
+ * issued on that terminal's control connection for that call and kind.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type WebSocket } from 'ws';
+import type { Config } from '../config.ts';
+import type { Logger } from '../logger.ts';
+import { ConfmuxError, closeReason, type ErrorCode } from '../errors.ts';
+import { PROTOCOL_VERSION, parseBind, type BindMessage } from '../protocol/messages.ts';
+import type { MediaServerDriver } from '../../plugin/driver.ts';
+import { MediaTokens } from './MediaTokens.ts';
+import { Metrics } from './metrics.ts';
+import { Terminal } from './Terminal.ts';
+
+interface Tracked extends WebSocket {
+  confmuxAlive?: boolean;
+}
+
+const LOOPBACK = /^(127\.|::1$|::ffff:127\.)/;
+
+export class BridgeServer {
+  readonly metrics: Metrics;
+  private readonly config: Readonly<Config>;
+  private readonly driver: MediaServerDriver;
+  private readonly log: Logger;
+  private readonly http: Server;
+  private readonly wss: WebSocketServer;
+  private readonly tokens: MediaTokens;
+  private readonly terminals = new Map<string, Terminal>();
+  private readonly sockets = new Set<Tracked>();
+  private heartbeat: NodeJS.Timeout | null = null;
+  private draining = false;
+  private closed = false;
+
+  constructor(config: Readonly<Config>, driver: MediaServerDriver, log: Logger) {
+    this.config = config;
+    this.driver = driver;
+    this.log = log;
+    this.tokens = new MediaTokens(config.limits.mediaTokenTtlMs);
+    this.metrics = new Metrics({ terminals: () => this.terminals.size, calls: () => this.callCount() });
+    this.http = createServer((req, res) => void this.onRequest(req, res));
+    this.http.headersTimeout = config.limits.handshakeTimeoutMs;
+    this.http.requestTimeout = config.limits.handshakeTimeoutMs * 3;
+    this.wss = new WebSocketServer({
+      noServer: true,
+      maxPayload: config.limits.maxMessageBytes,
+      perMessageDeflate: false,
+      clientTracking: false,
+    });
+    this.http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
+  }
+
+  private callCount(): number {
+    let n = 0;
+    for (const t of this.terminals.values()) n += t.calls.size;
+    return n;
+  }
+
+  get terminalCount(): number {
+    return this.terminals.size;
+  }
+
+  async listen(): Promise<AddressInfo> {
+    const { host, port } = this.config.server;
+    await new Promise<void>((resolve, reject) => {
+      this.http.once('error', reject);
+      this.http.listen(port, host, () => {
+        this.http.off('error', reject);
+        resolve();
+      });
+    });
+    this.heartbeat = setInterval(() => this.beat(), this.config.limits.heartbeatIntervalMs);
+    this.heartbeat.unref();
+    const address = this.http.address() as AddressInfo;
+    this.log.info({ host: address.address, port: address.port, path: this.config.server.path }, 'listening');
+    return address;
+  }
+
+  get address(): AddressInfo {
+    return this.http.address() as AddressInfo;
+  }
+
+  private beat(): void {
+    for (const ws of this.sockets) {
+      if (ws.confmuxAlive === false) {
+        this.metrics.refusals.inc({ code: 'HEARTBEAT_TIMEOUT' });
+        ws.terminate();
+        continue;
+      }
+      ws.confmuxAlive = false;
+      ws.ping();
+    }
+  }
+
+  private async onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method === 'GET' && path === '/healthz') {
+      const pbx = this.driver.isUp ? 'up' : 'down';
+      const ok = pbx === 'up' && !this.draining;
+      res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+      res.end(JSON.stringify({ status: this.draining ? 'draining' : ok ? 'ok' : 'degraded', mediaServer: this.driver.kind, pbx, terminals: this.terminals.size, calls: this.callCount() }));
+      return;
+    }
+    if (req.method === 'GET' && path === '/metrics' && this.config.metrics.enabled && LOOPBACK.test(req.socket.remoteAddress ?? '')) {
+      const body = await this.metrics.registry.metrics();
+      res.writeHead(200, { 'content-type': this.metrics.registry.contentType });
+      res.end(body);
+      return;
+    }
+    res.writeHead(404, { 'content-type': 'text/plain' });
+    res.end('not found\n');
+  }
+
+  private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const path = (req.url ?? '/').split('?')[0];
+    socket.on('error', () => socket.destroy());
+    if (path !== this.config.server.path) {
+      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
+    if (this.draining) {
+      this.metrics.refusals.inc({ code: 'SHUTTING_DOWN' });
+      socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws as Tracked, req));
+  }
+
+  private refuse(ws: WebSocket, code: ErrorCode, message?: string, remote?: string): void {
+    this.metrics.refusals.inc({ code });
+    this.log.info({ code, remote, reason: message }, 'connection refused');
+    ws.close(new ConfmuxError(code, message).closeCode, closeReason(code, message));
+    const kill = setTimeout(() => ws.terminate(), 2000);
+    kill.unref();
+    ws.once('close', () => clearTimeout(kill));
+  }
+
+  private onConnection(ws: Tracked, req: IncomingMessage): void {
+    const remote = req.socket.remoteAddress;
+    ws.confmuxAlive = true;
+    this.sockets.add(ws);
+    ws.on('pong', () => {
+      ws.confmuxAlive = true;
+    });
+    ws.on('error', (err) => this.log.debug({ err: err.message, remote }, 'socket error'));
+    ws.once('close', () => this.sockets.delete(ws));
+    const timer = setTimeout(() => this.refuse(ws, 'BIND_TIMEOUT', `no bind message within ${this.config.limits.bindTimeoutMs} ms`, remote), this.config.limits.bindTimeoutMs);
+    ws.once('close', () => clearTimeout(timer));
+    ws.once('message', (data: Buffer, isBinary: boolean) => {
+      clearTimeout(timer);
+      if (isBinary) return this.refuse(ws, 'BIND_REQUIRED', 'binary data before the bind message', remote);
+      if (data.length > this.config.limits.maxControlMessageBytes) return this.refuse(ws, 'FRAME_TOO_LARGE', 'bind message too large', remote);
+      let bind: BindMessage;
+      try {
+        bind = parseBind(data.toString());
+      } catch (err) {
+        if (err instanceof ConfmuxError) return this.refuse(ws, err.code, err.message, remote);
+        throw err;
+      }
+      // nothing else is read until the bind is decided
+      ws.pause();
+      this.bind(ws, bind, remote).catch((err: unknown) => {
+        this.log.error({ err: (err as Error).message, remote }, 'bind failed');
+        this.refuse(ws, 'INTERNAL', 'bind failed', remote);
+      });
+    });
+  }
+
+  private async bind(ws: WebSocket, bind: BindMessage, remote: string | undefined): Promise<void> {
+    if (bind.kind === 'control') {
+      if (!this.driver.isUp) return this.refuse(ws, 'PBX_UNAVAILABLE', 'cannot check credentials: the media server is not reachable', remote);
+      const ok = await this.driver.verifyPassword(bind.number, bind.password);
+      if (ws.readyState !== ws.OPEN) return;
+      if (!ok) return this.refuse(ws, 'AUTH_FAILED', undefined, remote);
+      if (this.draining) return this.refuse(ws, 'SHUTTING_DOWN', undefined, remote);
+      const previous = this.terminals.get(bind.number);
+      if (previous) {
+        this.log.info({ terminal: bind.number }, 'new session replaces the old one');
+        this.metrics.refusals.inc({ code: 'REPLACED' });
+        void previous.close('REPLACED');
+      }
+      const terminal = new Terminal(bind.number, ws, {
+        config: this.config,
+        driver: this.driver,
+        tokens: this.tokens,
+        metrics: this.metrics,
+        log: this.log,
+        acceptingCalls: () => !this.draining,
+      });
+      this.terminals.set(bind.number, terminal);
+      terminal.once('closed', () => {
+        if (this.terminals.get(bind.number) === terminal) this.terminals.delete(bind.number);
+      });
+      this.metrics.connections.inc({ kind: 'control' });
+      terminal.send({
+        type: 'bound',
+        v: PROTOCOL_VERSION,
+        kind: 'control',
+        number: bind.number,
+        heartbeatMs: this.config.limits.heartbeatIntervalMs,
+        limits: {
+          maxControlMessageBytes: this.config.limits.maxControlMessageBytes,
+          maxAudioFrameBytes: this.config.limits.maxAudioFrameBytes,
+          maxCallsPerTerminal: this.config.limits.maxCallsPerTerminal,
+        },
+      });
+      ws.resume();
+      return;
+    }
+    if (bind.kind !== 'audio') return this.refuse(ws, 'UNSUPPORTED_KIND', `${bind.kind} connections are not supported yet`, remote);
+    if (!this.tokens.consume(bind.token, bind.number, bind.callId, bind.kind)) return this.refuse(ws, 'TOKEN_INVALID', undefined, remote);
+    const call = this.terminals.get(bind.number)?.calls.get(bind.callId);
+    if (!call || call.isEnded) return this.refuse(ws, 'TOKEN_INVALID', 'the call has ended', remote);
+    this.metrics.connections.inc({ kind: bind.kind });
+    ws.send(JSON.stringify({ type: 'bound', v: PROTOCOL_VERSION, kind: bind.kind, number: bind.number }));
+    call.attachAudio(ws);
+    ws.resume();
+  }
+
+  /** Stops taking terminals, lets calls finish up to the drain timeout, then ends the rest. */
+  async drain(timeoutMs = this.config.shutdown.drainTimeoutMs): Promise<void> {
+    this.draining = true;
+    const deadline = Date.now() + timeoutMs;
+    while (this.callCount() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+    await this.close();
+  }
+
+  /** Closes every terminal (ending its calls) and the port. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.draining = true;
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    await Promise.allSettled([...this.terminals.values()].map((t) => t.close('SHUTTING_DOWN')));
+    for (const ws of this.sockets) ws.close(1001, closeReason('SHUTTING_DOWN'));
+    this.tokens.close();
+    await new Promise<void>((resolve) => this.http.close(() => resolve()));
+    this.http.closeAllConnections();
+  }
+}

@@ -1,0 +1,145 @@
+/**
+ * A terminal's call as the bridge sees it: the driver's leg on the media server, the terminal's
+ * audio connection, and the conversion between the codec the terminal agreed and the leg's
+ * format. The media path here is binary only: no JSON, no logging, one pooled buffer per frame
+ * towards the terminal (the socket may hold it), none towards the media server.
+ */
+import { EventEmitter } from 'node:events';
+import type WebSocket from 'ws';
+import type { Logger } from '../logger.ts';
+import type { AudioCodec } from '../protocol/codecs.ts';
+import { FRAME_HEADER_BYTES, FRAME_OK, STREAM_OWN, checkFrame, writeFrameHeader } from '../protocol/frame.ts';
+import type { HangupReason } from '../protocol/messages.ts';
+import { AudioConverter } from '../media/AudioConverter.ts';
+import { ConfmuxError, closeReason, type ErrorCode } from '../errors.ts';
+import type { CallEnd, DriverCall } from '../../plugin/driver.ts';
+import { TokenBucket } from './TokenBucket.ts';
+import { mediaStats } from './metrics.ts';
+
+export interface CallLimits {
+  maxAudioFrameBytes: number;
+  audioFramesPerSecond: number;
+  sendHighWaterBytes: number;
+}
+
+export interface CallEvents {
+  ringing: [];
+  answered: [];
+  ended: [CallEnd];
+  /** a media connection was refused or closed for bad input */
+  refused: [ErrorCode];
+}
+
+export class Call extends EventEmitter<CallEvents> {
+  readonly id: string;
+  readonly to: string;
+  readonly codec: AudioCodec;
+  private readonly leg: DriverCall;
+  private readonly log: Logger;
+  private readonly limits: CallLimits;
+  private readonly up: AudioConverter;
+  private readonly down: AudioConverter;
+  private audio: WebSocket | null = null;
+  private audioBucket: TokenBucket;
+  private seq = 0;
+  private timestamp = 0;
+  private marker = true;
+  private ended = false;
+
+  constructor(id: string, to: string, codec: AudioCodec, leg: DriverCall, limits: CallLimits, log: Logger) {
+    super();
+    this.id = id;
+    this.to = to;
+    this.codec = codec;
+    this.leg = leg;
+    this.limits = limits;
+    this.log = log;
+    this.up = new AudioConverter(codec, leg.format);
+    this.down = new AudioConverter(leg.format, codec);
+    this.audioBucket = new TokenBucket(limits.audioFramesPerSecond, Math.ceil(limits.audioFramesPerSecond / 2));
+    leg.on('ringing', () => this.emit('ringing'));
+    leg.on('answered', () => this.emit('answered'));
+    leg.once('ended', (end) => this.onEnded(end));
+    leg.onAudio = (payload) => this.toTerminal(payload);
+  }
+
+  get isEnded(): boolean {
+    return this.ended;
+  }
+
+  get hasAudio(): boolean {
+    return this.audio !== null;
+  }
+
+  /** Binds the terminal's audio connection (its token already checked). */
+  attachAudio(ws: WebSocket): void {
+    if (this.ended) {
+      ws.close(1000, 'call ended');
+      return;
+    }
+    if (this.audio) this.audio.close(1000, 'replaced');
+    this.audio = ws;
+    ws.on('message', (data: Buffer, isBinary: boolean) => this.fromTerminal(ws, data, isBinary));
+    ws.once('close', () => {
+      if (this.audio !== ws) return;
+      this.audio = null;
+      if (!this.ended) void this.hangup('media_lost');
+    });
+  }
+
+  private refuse(ws: WebSocket, code: ErrorCode, message?: string): void {
+    const err = new ConfmuxError(code, message);
+    this.emit('refused', code);
+    ws.close(err.closeCode, closeReason(code, message));
+  }
+
+  /** Hot path: a frame from the terminal. */
+  private fromTerminal(ws: WebSocket, data: Buffer, isBinary: boolean): void {
+    if (!isBinary) return this.refuse(ws, 'BAD_FRAME', 'media connections carry binary frames only');
+    if (data.length > this.limits.maxAudioFrameBytes) return this.refuse(ws, 'FRAME_TOO_LARGE', `audio frame of ${data.length} bytes; the limit is ${this.limits.maxAudioFrameBytes}`);
+    if (checkFrame(data) !== FRAME_OK) return this.refuse(ws, 'BAD_FRAME', 'bad frame header (version 1, type media, payload after a 10-byte header)');
+    if (data[2] !== this.codec.id) return this.refuse(ws, 'BAD_FRAME', `codec id ${data[2]} is not the call's codec ${this.codec.id} (${this.codec.name})`);
+    if (!this.audioBucket.take()) {
+      mediaStats.droppedRateLimit++;
+      return;
+    }
+    mediaStats.framesFromTerminals++;
+    const payload = data.subarray(FRAME_HEADER_BYTES);
+    this.leg.sendAudio(this.up.isPassThrough ? payload : this.up.convert(payload));
+  }
+
+  /** Hot path: a payload from the media server. */
+  private toTerminal(payload: Buffer): void {
+    const ws = this.audio;
+    if (ws === null) return;
+    if (ws.bufferedAmount > this.limits.sendHighWaterBytes) {
+      mediaStats.droppedSlowTerminal++;
+      return;
+    }
+    const data = this.down.isPassThrough ? payload : this.down.convert(payload);
+    const n = data.length;
+    const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + n);
+    writeFrameHeader(frame, STREAM_OWN, this.codec.id, this.marker ? 1 : 0, this.seq, this.timestamp);
+    data.copy(frame, FRAME_HEADER_BYTES);
+    this.marker = false;
+    this.seq = (this.seq + 1) & 0xffff;
+    this.timestamp = (this.timestamp + n / this.codec.bytesPerSample) >>> 0;
+    mediaStats.framesToTerminals++;
+    ws.send(frame);
+  }
+
+  hangup(reason: HangupReason = 'normal'): Promise<void> {
+    return this.leg.hangup(reason);
+  }
+
+  private onEnded(end: CallEnd): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.leg.onAudio = null;
+    const ws = this.audio;
+    this.audio = null;
+    if (ws) ws.close(1000, `call ended: ${end.reason}`);
+    this.log.debug({ reason: end.reason }, 'call closed');
+    this.emit('ended', end);
+  }
+}

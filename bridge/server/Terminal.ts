@@ -1,0 +1,162 @@
+/**
+ * A terminal's control session: its bound control connection, its registration and its calls.
+ * close() ends every call and the connection; it is idempotent.
+ */
+import { EventEmitter } from 'node:events';
+import { randomBytes } from 'node:crypto';
+import type WebSocket from 'ws';
+import type { Logger } from '../logger.ts';
+import type { Config } from '../config.ts';
+import { ConfmuxError, closeReason, type ErrorCode } from '../errors.ts';
+import { AUDIO_CODECS, chooseCodec } from '../protocol/codecs.ts';
+import { parseControl, type ControlRequest, type ServerMessage } from '../protocol/messages.ts';
+import type { MediaServerDriver } from '../../plugin/driver.ts';
+import { Call } from './Call.ts';
+import type { MediaTokens } from './MediaTokens.ts';
+import { TokenBucket } from './TokenBucket.ts';
+import type { Metrics } from './metrics.ts';
+
+export interface TerminalDeps {
+  config: Readonly<Config>;
+  driver: MediaServerDriver;
+  tokens: MediaTokens;
+  metrics: Metrics;
+  log: Logger;
+  /** false while the bridge drains: no new calls */
+  acceptingCalls(): boolean;
+}
+
+export interface TerminalEvents {
+  closed: [];
+  callEnded: [Call];
+}
+
+export class Terminal extends EventEmitter<TerminalEvents> {
+  readonly number: string;
+  name: string;
+  registered = false;
+  readonly calls = new Map<string, Call>();
+  private readonly ws: WebSocket;
+  private readonly deps: TerminalDeps;
+  private readonly log: Logger;
+  private readonly bucket: TokenBucket;
+  private closed = false;
+
+  constructor(number: string, ws: WebSocket, deps: TerminalDeps) {
+    super();
+    this.number = number;
+    this.name = number;
+    this.ws = ws;
+    this.deps = deps;
+    this.log = deps.log.child({ terminal: number });
+    const limits = deps.config.limits;
+    this.bucket = new TokenBucket(limits.controlMessagesPerSecond, limits.controlBurst);
+    ws.on('message', (data: Buffer, isBinary: boolean) => this.onMessage(data, isBinary));
+    ws.once('close', () => void this.close());
+  }
+
+  send(message: ServerMessage): void {
+    if (this.ws.readyState === this.ws.OPEN) this.ws.send(JSON.stringify(message));
+  }
+
+  private fail(code: ErrorCode, message?: string): void {
+    this.deps.metrics.refusals.inc({ code });
+    this.log.info({ code, reason: message }, 'control connection closed for bad input');
+    this.ws.close(new ConfmuxError(code, message).closeCode, closeReason(code, message));
+  }
+
+  private reply(id: number | string | undefined, code: ErrorCode, message?: string): void {
+    this.deps.metrics.refusals.inc({ code });
+    this.send({ type: 'error', id, code, message: message ?? new ConfmuxError(code).message });
+  }
+
+  private onMessage(data: Buffer, isBinary: boolean): void {
+    if (this.closed) return;
+    if (!this.bucket.take()) return this.fail('RATE_LIMITED', `more than ${this.deps.config.limits.controlMessagesPerSecond} control messages per second`);
+    if (isBinary) return this.fail('BAD_MESSAGE', 'binary frames on the control connection are not supported in protocol v1');
+    if (data.length > this.deps.config.limits.maxControlMessageBytes) {
+      return this.fail('FRAME_TOO_LARGE', `control message of ${data.length} bytes; the limit is ${this.deps.config.limits.maxControlMessageBytes}`);
+    }
+    let msg: ControlRequest;
+    try {
+      msg = parseControl(data.toString());
+    } catch (err) {
+      if (err instanceof ConfmuxError) return this.fail(err.code, err.message);
+      throw err;
+    }
+    this.handle(msg);
+  }
+
+  private handle(msg: ControlRequest): void {
+    switch (msg.type) {
+      case 'ping':
+        this.send({ type: 'pong', id: msg.id });
+        return;
+      case 'register':
+        if (msg.name) this.name = msg.name.replace(/[\u0000-\u001f"<>\\]/g, '').trim() || this.number;
+        this.registered = true;
+        this.log.info({ name: this.name }, 'registered');
+        this.send({ type: 'registered', id: msg.id, number: this.number, name: this.name });
+        return;
+      case 'unregister':
+        this.registered = false;
+        this.send({ type: 'unregistered', id: msg.id });
+        return;
+      case 'call':
+        this.placeCall(msg);
+        return;
+      case 'hangup': {
+        const call = this.calls.get(msg.callId);
+        if (!call) return this.reply(msg.id, 'NO_SUCH_CALL', `no call ${msg.callId} on this terminal`);
+        void call.hangup('normal');
+        return;
+      }
+    }
+  }
+
+  private placeCall(msg: Extract<ControlRequest, { type: 'call' }>): void {
+    const { config, driver, tokens } = this.deps;
+    if (!this.registered) return this.reply(msg.id, 'NOT_REGISTERED');
+    if (!this.deps.acceptingCalls()) return this.reply(msg.id, 'SHUTTING_DOWN');
+    if (!driver.isUp) return this.reply(msg.id, 'PBX_UNAVAILABLE');
+    if (this.calls.size >= config.limits.maxCallsPerTerminal) return this.reply(msg.id, 'CALL_LIMIT', `at most ${config.limits.maxCallsPerTerminal} calls per terminal`);
+    const codec = chooseCodec(msg.codecs ?? AUDIO_CODECS.map((c) => c.name));
+    if (!codec) return this.reply(msg.id, 'CODEC_UNSUPPORTED', `offered ${msg.codecs?.join(', ')}; supported: ${AUDIO_CODECS.map((c) => c.name).join(', ')}`);
+    const callId = randomBytes(9).toString('base64url');
+    const log = this.log.child({ callId });
+    const leg = driver.placeCall({ callId, number: this.number, name: this.name, to: msg.to, codec });
+    const call = new Call(callId, msg.to, codec, leg, config.limits, log);
+    this.calls.set(callId, call);
+    log.info({ to: msg.to, codec: codec.name }, 'call placed');
+    const token = tokens.issue(this.number, callId, 'audio');
+    this.send({ type: 'calling', id: msg.id, callId, to: msg.to, codec: codec.name, media: { audio: { token, expiresInMs: config.limits.mediaTokenTtlMs } } });
+    call.on('ringing', () => this.send({ type: 'ringing', callId }));
+    call.on('answered', () => {
+      log.info('call answered');
+      this.send({ type: 'answered', callId });
+    });
+    call.on('refused', (code) => this.deps.metrics.refusals.inc({ code }));
+    call.once('ended', (end) => {
+      this.calls.delete(callId);
+      tokens.revokeCall(callId);
+      this.deps.metrics.calls.inc({ reason: end.reason });
+      this.send({ type: 'hangup', callId, reason: end.reason, cause: end.cause, message: end.message });
+      this.emit('callEnded', call);
+    });
+  }
+
+  /** Ends every call, then the control connection (with `code` when given). Idempotent. */
+  async close(code?: ErrorCode, message?: string): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.registered = false;
+    const reason = code === 'SHUTTING_DOWN' ? 'shutdown' : 'normal';
+    await Promise.allSettled([...this.calls.values()].map((c) => c.hangup(reason)));
+    if (this.ws.readyState === this.ws.OPEN || this.ws.readyState === this.ws.CONNECTING) {
+      if (code) this.ws.close(new ConfmuxError(code, message).closeCode, closeReason(code, message));
+      else this.ws.close(1000, 'closed');
+    }
+    this.log.info('terminal session closed');
+    this.emit('closed');
+  }
+}

@@ -1,0 +1,230 @@
+/**
+ * AriLink over the ari-client package (2.2.0). Everything ari-client returns is copied into our
+ * own plain types here, so no generated object leaks into the driver. Each request has a timeout
+ * and sits in a pending map; when the events socket drops, every pending request is rejected.
+ */
+import { EventEmitter } from 'node:events';
+import ari from 'ari-client';
+import type { Client } from 'ari-client';
+import type { Logger } from '../../bridge/logger.ts';
+import { AriError, type AriChannel, type AriEvent, type AriLink, type AriLinkEvents, type ExternalMediaParams, type OriginateParams } from './AriLink.ts';
+
+export interface AriClientLinkOptions {
+  url: string;
+  user: string;
+  password: string;
+  app: string;
+  requestTimeoutMs: number;
+  log: Logger;
+}
+
+const EVENT_TYPES = new Set(['StasisStart', 'StasisEnd', 'ChannelDestroyed', 'ChannelStateChange', 'Dial', 'ChannelDtmfReceived']);
+
+function toChannel(raw: unknown): AriChannel {
+  const r = (raw ?? {}) as Record<string, unknown>;
+  const caller = r.caller as { name?: unknown; number?: unknown } | undefined;
+  const vars = r.channelvars as Record<string, unknown> | undefined;
+  const channel: AriChannel = { id: String(r.id ?? ''), name: String(r.name ?? ''), state: String(r.state ?? '') };
+  if (caller) channel.caller = { name: String(caller.name ?? ''), number: String(caller.number ?? '') };
+  if (vars) channel.channelvars = Object.fromEntries(Object.entries(vars).map(([k, v]) => [k, String(v)]));
+  return channel;
+}
+
+function errorText(err: unknown): string {
+  const text = err instanceof Error ? err.message : String(err);
+  try {
+    const parsed = JSON.parse(text) as { message?: unknown; error?: unknown };
+    if (typeof parsed.message === 'string') return parsed.message;
+    if (typeof parsed.error === 'string') return parsed.error;
+  } catch {
+    /* not JSON */
+  }
+  return text;
+}
+
+export class AriClientLink extends EventEmitter<AriLinkEvents> implements AriLink {
+  private readonly opts: AriClientLinkOptions;
+  private client: Client | null = null;
+  private up = false;
+  private closed = false;
+  private seq = 0;
+  private readonly pending = new Map<number, { reject: (e: Error) => void; timer: NodeJS.Timeout }>();
+
+  constructor(opts: AriClientLinkOptions) {
+    super();
+    this.opts = opts;
+  }
+
+  get isUp(): boolean {
+    return this.up;
+  }
+
+  async connect(): Promise<void> {
+    if (this.closed) throw new AriError('link closed', false);
+    const client = await ari.connect(this.opts.url, this.opts.user, this.opts.password);
+    this.client = client;
+    client.on('*', (event: { type?: string }) => {
+      if (event && typeof event.type === 'string' && EVENT_TYPES.has(event.type)) this.onEvent(event as Record<string, unknown>);
+    });
+    client.on('WebSocketConnected', () => this.setUp());
+    client.on('WebSocketReconnecting', (err?: Error) => this.setDown(err ?? new Error('ARI events socket closed')));
+    client.on('WebSocketMaxRetries', (err?: Error) => this.setDown(err ?? new Error('ARI events socket gave up')));
+    await client.start(this.opts.app);
+    this.setUp();
+  }
+
+  private onEvent(raw: Record<string, unknown>): void {
+    const type = raw.type as AriEvent['type'];
+    let event: AriEvent;
+    const application = String(raw.application ?? '');
+    switch (type) {
+      case 'StasisStart':
+        event = { type, application, channel: toChannel(raw.channel), args: Array.isArray(raw.args) ? raw.args.map(String) : [] };
+        break;
+      case 'StasisEnd':
+      case 'ChannelStateChange':
+        event = { type, application, channel: toChannel(raw.channel) };
+        break;
+      case 'ChannelDestroyed':
+        event = { type, application, channel: toChannel(raw.channel), cause: Number(raw.cause ?? 0), cause_txt: String(raw.cause_txt ?? '') };
+        break;
+      case 'Dial':
+        event = { type, application, peer: toChannel(raw.peer), dialstatus: String(raw.dialstatus ?? ''), caller: raw.caller ? toChannel(raw.caller) : undefined };
+        break;
+      case 'ChannelDtmfReceived':
+        event = { type, application, channel: toChannel(raw.channel), digit: String(raw.digit ?? ''), duration_ms: Number(raw.duration_ms ?? 0) };
+        break;
+      default:
+        return;
+    }
+    this.emit('event', event);
+  }
+
+  private setUp(): void {
+    if (this.up || this.closed) return;
+    this.up = true;
+    this.emit('up');
+  }
+
+  private setDown(err: Error): void {
+    if (!this.up) return;
+    this.up = false;
+    const failure = new AriError(`ARI link lost: ${err.message}`, false, { cause: err });
+    for (const [id, p] of this.pending) {
+      clearTimeout(p.timer);
+      p.reject(failure);
+      this.pending.delete(id);
+    }
+    this.emit('down', failure);
+  }
+
+  private request<T>(what: string, run: (client: Client) => Promise<unknown>, map: (v: unknown) => T): Promise<T> {
+    const client = this.client;
+    if (!client || !this.up) return Promise.reject(new AriError(`${what}: ARI link is down`, false));
+    return new Promise<T>((resolve, reject) => {
+      const id = ++this.seq;
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new AriError(`${what}: no answer within ${this.opts.requestTimeoutMs} ms`, false));
+      }, this.opts.requestTimeoutMs);
+      this.pending.set(id, { reject, timer });
+      run(client).then(
+        (value) => {
+          if (!this.pending.delete(id)) return;
+          clearTimeout(timer);
+          try {
+            resolve(map(value));
+          } catch (err) {
+            reject(err as Error);
+          }
+        },
+        (err: unknown) => {
+          if (!this.pending.delete(id)) return;
+          clearTimeout(timer);
+          const text = errorText(err);
+          reject(new AriError(`${what}: ${text}`, /not found|does not exist|404/i.test(text), { cause: err }));
+        },
+      );
+    });
+  }
+
+  getConfigObject(configClass: string, objectType: string, id: string): Promise<Record<string, string> | null> {
+    return this.request(
+      `get ${configClass}/${objectType}/${id}`,
+      (c) => c.asterisk.getObject!({ configClass, objectType, id }),
+      (v) => {
+        const out: Record<string, string> = {};
+        if (Array.isArray(v)) for (const t of v as { attribute?: unknown; value?: unknown }[]) out[String(t.attribute)] = String(t.value ?? '');
+        return out;
+      },
+    ).catch((err: unknown) => {
+      if (err instanceof AriError && err.notFound) return null;
+      throw err;
+    });
+  }
+
+  externalMedia(p: ExternalMediaParams): Promise<AriChannel> {
+    const options: Record<string, unknown> = {
+      app: p.app,
+      channelId: p.channelId,
+      format: p.format,
+      transport: p.transport,
+      encapsulation: p.transport === 'websocket' ? 'none' : 'rtp',
+    };
+    if (p.transport === 'websocket') options.connection_type = 'server';
+    if (p.externalHost) options.external_host = p.externalHost;
+    return this.request('externalMedia', (c) => c.channels.externalMedia!(options), toChannel);
+  }
+
+  originate(p: OriginateParams): Promise<AriChannel> {
+    const options: Record<string, unknown> = {
+      endpoint: p.endpoint,
+      app: p.app,
+      appArgs: p.appArgs,
+      channelId: p.channelId,
+      otherChannelId: p.otherChannelId,
+      callerId: p.callerId,
+      timeout: p.timeoutS,
+    };
+    if (p.variables) options.variables = { variables: p.variables };
+    return this.request('originate', (c) => c.channels.originate!(options), toChannel);
+  }
+
+  hangup(channelId: string, reason = 'normal'): Promise<boolean> {
+    return this.request('hangup', (c) => c.channels.hangup!({ channelId, reason }), () => true).catch((err: unknown) => {
+      if (err instanceof AriError && err.notFound) return false;
+      throw err;
+    });
+  }
+
+  createBridge(bridgeId: string, type: string): Promise<void> {
+    return this.request('create bridge', (c) => c.bridges.create!({ bridgeId, type, name: bridgeId }), () => undefined);
+  }
+
+  addChannels(bridgeId: string, channelIds: string[]): Promise<void> {
+    return this.request('add to bridge', (c) => c.bridges.addChannel!({ bridgeId, channel: channelIds.join(',') }), () => undefined);
+  }
+
+  destroyBridge(bridgeId: string): Promise<boolean> {
+    return this.request('destroy bridge', (c) => c.bridges.destroy!({ bridgeId }), () => true).catch((err: unknown) => {
+      if (err instanceof AriError && err.notFound) return false;
+      throw err;
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.setDown(new Error('closed'));
+    this.closed = true;
+    const client = this.client;
+    this.client = null;
+    if (client) {
+      client.removeAllListeners();
+      try {
+        client.stop();
+      } catch {
+        /* already closed */
+      }
+    }
+  }
+}

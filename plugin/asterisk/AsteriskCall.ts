@@ -1,0 +1,293 @@
+/**
+ * One terminal call on Asterisk: an externalMedia channel carrying the terminal's audio and an
+ * originated Local/<to>@<context> channel that runs the dialplan (a ConfBridge room, a phone),
+ * joined by a mixing bridge. Whichever side ends the call, every channel and the bridge created
+ * here are gone by the time `ended` is emitted.
+ */
+import { EventEmitter } from 'node:events';
+import type { Logger } from '../../bridge/logger.ts';
+import { PCMU, type AudioCodec } from '../../bridge/protocol/codecs.ts';
+import type { HangupReason } from '../../bridge/protocol/messages.ts';
+import type { CallEnd, DriverCall, DriverCallEvents, PlaceCallRequest } from '../driver.ts';
+import type { AriEvent, AriLink } from './AriLink.ts';
+import { RtpMediaLeg } from './RtpMediaLeg.ts';
+import { WebSocketMediaLeg } from './WebSocketMediaLeg.ts';
+
+export interface AsteriskCallOptions {
+  link: AriLink;
+  app: string;
+  context: string;
+  /** ARI base URL, for the chan_websocket media URL */
+  ariUrl: string;
+  transport: 'websocket' | 'rtp';
+  rtpBindAddress: string;
+  dialTimeoutS: number;
+  requestTimeoutMs: number;
+  log: Logger;
+  /** called when the call's channels are known / forgotten, for event routing */
+  track(channelId: string, call: AsteriskCall | null): void;
+}
+
+type Leg = WebSocketMediaLeg | RtpMediaLeg;
+
+/** Q.850 cause of a call that never connected -> what the terminal is told. */
+export function reasonForCause(cause: number): HangupReason {
+  switch (cause) {
+    case 17:
+      return 'busy';
+    case 18:
+    case 19:
+      return 'no_answer';
+    case 21:
+      return 'rejected';
+    case 1:
+    case 3:
+    case 28:
+      return 'not_found';
+    case 20:
+    case 27:
+    case 34:
+    case 38:
+    case 41:
+    case 42:
+    case 44:
+      return 'unavailable';
+    default:
+      return 'remote';
+  }
+}
+
+export class AsteriskCall extends EventEmitter<DriverCallEvents> implements DriverCall {
+  readonly id: string;
+  readonly format: AudioCodec;
+  onAudio: ((payload: Buffer) => void) | null = null;
+  private readonly opts: AsteriskCallOptions;
+  private readonly req: PlaceCallRequest;
+  private readonly log: Logger;
+  private readonly emId: string;
+  private readonly localId: string;
+  private readonly local2Id: string;
+  private readonly bridgeId: string;
+  private leg: Leg | null = null;
+  private answered = false;
+  private ending = false;
+  private done = false;
+  private readonly created = new Set<string>();
+  private readonly destroyed = new Set<string>();
+  private readonly destroyWaiters = new Map<string, () => void>();
+  private bridgeCreated = false;
+  private endPromise: Promise<void> | null = null;
+
+  constructor(req: PlaceCallRequest, opts: AsteriskCallOptions) {
+    super();
+    this.req = req;
+    this.opts = opts;
+    this.id = req.callId;
+    this.log = opts.log.child({ callId: req.callId });
+    // websocket: the leg carries the terminal's own codec and Asterisk transcodes; rtp: u-law only
+    this.format = opts.transport === 'rtp' ? PCMU : req.codec;
+    this.emId = `confmux-${req.callId}-media`;
+    this.localId = `confmux-${req.callId}-dial`;
+    this.local2Id = `confmux-${req.callId}-dial2`;
+    this.bridgeId = `confmux-${req.callId}`;
+  }
+
+  get ended(): boolean {
+    return this.done;
+  }
+
+  sendAudio(payload: Buffer): void {
+    const leg = this.leg;
+    if (leg !== null) leg.send(payload);
+  }
+
+  /** Runs the call set-up; failures end the call with a reason, never throw. */
+  async start(): Promise<void> {
+    const { link, app } = this.opts;
+    try {
+      this.track(this.emId);
+      let leg: Leg;
+      if (this.opts.transport === 'websocket') {
+        const ch = await link.externalMedia({ channelId: this.emId, app, format: this.format === PCMU ? 'ulaw' : 'slin16', transport: 'websocket' });
+        this.created.add(this.emId);
+        const connId = ch.channelvars?.MEDIA_WEBSOCKET_CONNECTION_ID;
+        if (!connId) throw new Error('externalMedia answered without MEDIA_WEBSOCKET_CONNECTION_ID (is chan_websocket loaded?)');
+        const base = new URL(this.opts.ariUrl);
+        base.protocol = base.protocol === 'https:' ? 'wss:' : 'ws:';
+        base.pathname = `/media/${encodeURIComponent(connId)}`;
+        leg = new WebSocketMediaLeg(base.toString(), this.opts.requestTimeoutMs);
+      } else {
+        const rtp = await RtpMediaLeg.create(this.opts.rtpBindAddress);
+        leg = rtp;
+        this.leg = rtp;
+        const ch = await link.externalMedia({ channelId: this.emId, app, format: 'ulaw', transport: 'udp', externalHost: rtp.localAddress });
+        this.created.add(this.emId);
+        const host = ch.channelvars?.UNICASTRTP_LOCAL_ADDRESS;
+        const port = Number(ch.channelvars?.UNICASTRTP_LOCAL_PORT);
+        if (!host || !Number.isInteger(port) || port <= 0) throw new Error('externalMedia answered without UNICASTRTP_LOCAL_ADDRESS/PORT');
+        rtp.connect(host, port);
+      }
+      this.leg = leg;
+      leg.onAudio = (payload) => {
+        const cb = this.onAudio;
+        if (cb !== null) cb(payload);
+      };
+      leg.once('close', (why) => {
+        if (!this.ending) void this.finish({ reason: 'media_lost', message: why });
+      });
+      if (!leg.isOpen) await this.waitOpen(leg);
+      if (this.ending) return;
+
+      await link.createBridge(this.bridgeId, 'mixing');
+      this.bridgeCreated = true;
+      await link.addChannels(this.bridgeId, [this.emId]);
+      if (this.ending) return;
+
+      this.track(this.localId);
+      this.track(this.local2Id);
+      const name = this.req.name.replace(/["<>\\]/g, '');
+      await link.originate({
+        endpoint: `Local/${this.req.to}@${this.opts.context}`,
+        app,
+        appArgs: `dial,${this.req.callId}`,
+        channelId: this.localId,
+        otherChannelId: this.local2Id,
+        callerId: `"${name}" <${this.req.number}>`,
+        timeoutS: this.opts.dialTimeoutS,
+      });
+      this.created.add(this.localId);
+      if (!this.ending && !this.answered) this.emit('ringing');
+    } catch (err) {
+      const message = (err as Error).message;
+      // Local channel allocation fails when the extension does not exist in the context
+      const reason: HangupReason = /allocat|extension|not found/i.test(message) && message.startsWith('originate') ? 'not_found' : 'failed';
+      if (!this.ending) this.log.warn({ err: message }, 'call set-up failed');
+      void this.finish({ reason, message });
+    }
+  }
+
+  private waitOpen(leg: Leg): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('media leg did not open in time')), this.opts.requestTimeoutMs);
+      leg.once('open', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      leg.once('close', (why) => {
+        clearTimeout(timer);
+        reject(new Error(why));
+      });
+    });
+  }
+
+  private track(channelId: string): void {
+    this.opts.track(channelId, this);
+  }
+
+  /** ARI events for this call's channels, routed by the driver. */
+  handleEvent(event: AriEvent): void {
+    switch (event.type) {
+      case 'StasisStart':
+        if (event.channel.id === this.localId && !this.answered && !this.ending) void this.onAnswered();
+        break;
+      case 'ChannelDestroyed': {
+        const id = event.channel.id;
+        this.destroyed.add(id);
+        this.destroyWaiters.get(id)?.();
+        if (this.ending) break;
+        if (id === this.localId || id === this.local2Id) {
+          const reason = this.answered ? 'remote' : reasonForCause(event.cause);
+          void this.finish({ reason, cause: event.cause, message: event.cause_txt });
+        } else if (id === this.emId) {
+          void this.finish({ reason: 'media_lost', cause: event.cause, message: event.cause_txt });
+        }
+        break;
+      }
+      case 'StasisEnd':
+        // the dialled side left our app (hung up or moved away): it cannot come back to this call
+        if (event.channel.id === this.localId && this.answered && !this.ending) {
+          setTimeout(() => {
+            if (!this.ending) void this.finish({ reason: 'remote' });
+          }, 300).unref();
+        }
+        break;
+      default:
+        break;
+    }
+  }
+
+  private async onAnswered(): Promise<void> {
+    this.created.add(this.localId);
+    try {
+      await this.opts.link.addChannels(this.bridgeId, [this.localId]);
+    } catch (err) {
+      void this.finish({ reason: 'failed', message: (err as Error).message });
+      return;
+    }
+    if (this.ending) return;
+    this.answered = true;
+    this.emit('answered');
+  }
+
+  hangup(reason: HangupReason = 'normal'): Promise<void> {
+    return this.finish({ reason });
+  }
+
+  /** The driver lost ARI: nothing can be cleaned up through it now. */
+  abandon(end: CallEnd): void {
+    if (this.ending) return;
+    this.ending = true;
+    this.leg?.close();
+    this.release();
+    this.done = true;
+    this.emit('ended', end);
+  }
+
+  private finish(end: CallEnd): Promise<void> {
+    if (this.endPromise) return this.endPromise;
+    this.ending = true;
+    this.endPromise = this.cleanup().then(() => {
+      this.release();
+      this.done = true;
+      this.log.info({ reason: end.reason, cause: end.cause }, 'call ended');
+      this.emit('ended', end);
+    });
+    return this.endPromise;
+  }
+
+  private release(): void {
+    this.onAudio = null;
+    for (const id of [this.emId, this.localId, this.local2Id]) this.opts.track(id, null);
+  }
+
+  private async cleanup(): Promise<void> {
+    const { link } = this.opts;
+    this.leg?.close();
+    const hangups: Promise<unknown>[] = [];
+    const waits: Promise<void>[] = [];
+    for (const id of [this.localId, this.emId]) {
+      if (!this.created.has(id) || this.destroyed.has(id)) continue;
+      waits.push(this.waitDestroyed(id, 3000));
+      hangups.push(link.hangup(id).catch((err: unknown) => this.log.debug({ err: (err as Error).message, channel: id }, 'hangup failed')));
+    }
+    await Promise.allSettled(hangups);
+    await Promise.allSettled(waits);
+    if (this.bridgeCreated) await link.destroyBridge(this.bridgeId).catch((err: unknown) => this.log.debug({ err: (err as Error).message }, 'bridge destroy failed'));
+  }
+
+  private waitDestroyed(id: string, timeoutMs: number): Promise<void> {
+    if (this.destroyed.has(id)) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.destroyWaiters.delete(id);
+        resolve();
+      }, timeoutMs);
+      this.destroyWaiters.set(id, () => {
+        clearTimeout(timer);
+        this.destroyWaiters.delete(id);
+        resolve();
+      });
+    });
+  }
+}
+

@@ -1,0 +1,69 @@
+/**
+ * What the bridge needs from a media server, and nothing Asterisk- or FreeSWITCH-shaped.
+ * A driver owns its link to the media server (ARI, ESL), checks credentials, and turns a
+ * terminal's call into a leg on the media server whose audio it moves as 20 ms payloads.
+ */
+import type { EventEmitter } from 'node:events';
+import type { AudioCodec } from '../bridge/protocol/codecs.ts';
+import type { HangupReason } from '../bridge/protocol/messages.ts';
+
+export interface CallEnd {
+  reason: HangupReason;
+  /** the media server's hangup cause (Q.850 number) when it gave one */
+  cause?: number;
+  message?: string;
+}
+
+export interface DriverCallEvents {
+  ringing: [];
+  answered: [];
+  /** emitted exactly once; the leg's resources are released by then */
+  ended: [CallEnd];
+}
+
+export interface DriverCall extends EventEmitter<DriverCallEvents> {
+  readonly id: string;
+  /** the audio format the leg carries; the bridge converts the terminal's codec to it */
+  readonly format: AudioCodec;
+  readonly ended: boolean;
+  /**
+   * Called for every 20 ms payload from the media server. The buffer may be reused after the
+   * call returns. Set by the bridge once; null drops the audio.
+   */
+  onAudio: ((payload: Buffer) => void) | null;
+  /** Sends one 20 ms payload in `format` towards the media server. Never throws. */
+  sendAudio(payload: Buffer): void;
+  /** Ends the call from the bridge's side. Idempotent; resolves once every resource is gone. */
+  hangup(reason?: HangupReason): Promise<void>;
+}
+
+export interface PlaceCallRequest {
+  callId: string;
+  /** the calling terminal */
+  number: string;
+  name: string;
+  /** the extension dialled */
+  to: string;
+  /** the codec the terminal agreed; the driver picks the closest leg format it can carry */
+  codec: AudioCodec;
+}
+
+export interface DriverEvents {
+  /** the link to the media server is up (first time, or again after a loss) */
+  up: [];
+  /** the link is lost; calls in progress have ended with pbx_lost */
+  down: [Error];
+}
+
+export interface MediaServerDriver extends EventEmitter<DriverEvents> {
+  readonly kind: 'asterisk' | 'freeswitch';
+  readonly isUp: boolean;
+  /** Connects; rejects when the media server cannot be reached at all. */
+  start(): Promise<void>;
+  /** Ends every call, closes the link. Idempotent. */
+  close(): Promise<void>;
+  /** true when the password matches the media server's own account of that number. */
+  verifyPassword(number: string, password: string): Promise<boolean>;
+  /** Starts a call; its progress arrives as events on the returned call. */
+  placeCall(request: PlaceCallRequest): DriverCall;
+}
