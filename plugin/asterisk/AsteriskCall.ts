@@ -154,6 +154,8 @@ export class AsteriskCall extends EventEmitter<DriverCallEvents> implements Driv
         otherChannelId: this.local2Id,
         callerId: `"${name}" <${this.req.number}>`,
         timeoutS: this.opts.dialTimeoutS,
+        // inherited by the ;2 half, so the dialplan can tell who is calling and which call this is
+        variables: { __CONFMUX_TERMINAL: this.req.number, __CONFMUX_TERMINAL_NAME: name, __CONFMUX_CALL: this.req.callId },
       });
       this.created.add(this.localId);
       if (!this.ending && !this.answered) this.emit('ringing');
