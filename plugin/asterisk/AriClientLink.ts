@@ -190,6 +190,10 @@ export class AriClientLink extends EventEmitter<AriLinkEvents> implements AriLin
     return this.request('originate', (c) => c.channels.originate!(options), toChannel);
   }
 
+  getVariable(channelId: string, variable: string): Promise<string> {
+    return this.request(`get ${variable}`, (c) => c.channels.getChannelVar!({ channelId, variable }), (v) => String((v as { value?: unknown })?.value ?? ''));
+  }
+
   hangup(channelId: string, reason = 'normal'): Promise<boolean> {
     return this.request('hangup', (c) => c.channels.hangup!({ channelId, reason }), () => true).catch((err: unknown) => {
       if (err instanceof AriError && err.notFound) return false;

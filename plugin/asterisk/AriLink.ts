@@ -55,6 +55,8 @@ export interface AriLink extends EventEmitter<AriLinkEvents> {
   getConfigObject(configClass: string, objectType: string, id: string): Promise<Record<string, string> | null>;
   externalMedia(params: ExternalMediaParams): Promise<AriChannel>;
   originate(params: OriginateParams): Promise<AriChannel>;
+  /** A channel variable or dialplan function read on a channel. */
+  getVariable(channelId: string, variable: string): Promise<string>;
   /** false when the channel was already gone */
   hangup(channelId: string, reason?: string): Promise<boolean>;
   createBridge(bridgeId: string, type: string): Promise<void>;

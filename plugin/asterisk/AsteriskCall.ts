@@ -52,6 +52,8 @@ export function reasonForCause(cause: number): HangupReason {
     case 42:
     case 44:
       return 'unavailable';
+    case 0:
+      return 'unavailable';
     default:
       return 'remote';
   }
@@ -138,6 +140,13 @@ export class AsteriskCall extends EventEmitter<DriverCallEvents> implements Driv
       if (!leg.isOpen) await this.waitOpen(leg);
       if (this.ending) return;
 
+      // a Local channel to a missing extension fails with cause 0 after the fact; ask first
+      const exists = await link.getVariable(this.emId, `DIALPLAN_EXISTS(${this.opts.context},${this.req.to},1)`);
+      if (exists !== '1') {
+        void this.finish({ reason: 'not_found', cause: 1, message: `no extension ${this.req.to} in context ${this.opts.context}` });
+        return;
+      }
+
       await link.createBridge(this.bridgeId, 'mixing');
       this.bridgeCreated = true;
       await link.addChannels(this.bridgeId, [this.emId]);
@@ -161,10 +170,8 @@ export class AsteriskCall extends EventEmitter<DriverCallEvents> implements Driv
       if (!this.ending && !this.answered) this.emit('ringing');
     } catch (err) {
       const message = (err as Error).message;
-      // Local channel allocation fails when the extension does not exist in the context
-      const reason: HangupReason = /allocat|extension|not found/i.test(message) && message.startsWith('originate') ? 'not_found' : 'failed';
       if (!this.ending) this.log.warn({ err: message }, 'call set-up failed');
-      void this.finish({ reason, message });
+      void this.finish({ reason: 'failed', message });
     }
   }
 
