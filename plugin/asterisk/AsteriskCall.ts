@@ -79,6 +79,8 @@ export class AsteriskCall extends EventEmitter<DriverCallEvents> implements Driv
   private readonly destroyWaiters = new Map<string, () => void>();
   private bridgeCreated = false;
   private endPromise: Promise<void> | null = null;
+  /** the set-up in progress; cleanup waits for it so nothing it creates late is left behind */
+  private setup: Promise<void> = Promise.resolve();
 
   constructor(req: PlaceCallRequest, opts: AsteriskCallOptions) {
     super();
@@ -104,7 +106,12 @@ export class AsteriskCall extends EventEmitter<DriverCallEvents> implements Driv
   }
 
   /** Runs the call set-up; failures end the call with a reason, never throw. */
-  async start(): Promise<void> {
+  start(): Promise<void> {
+    this.setup = this.run();
+    return this.setup;
+  }
+
+  private async run(): Promise<void> {
     const { link, app } = this.opts;
     try {
       this.track(this.emId);
@@ -112,6 +119,7 @@ export class AsteriskCall extends EventEmitter<DriverCallEvents> implements Driv
       if (this.opts.transport === 'websocket') {
         const ch = await link.externalMedia({ channelId: this.emId, app, format: this.format === PCMU ? 'ulaw' : 'slin16', transport: 'websocket' });
         this.created.add(this.emId);
+        if (this.ending) return;
         const connId = ch.channelvars?.MEDIA_WEBSOCKET_CONNECTION_ID;
         if (!connId) throw new Error('externalMedia answered without MEDIA_WEBSOCKET_CONNECTION_ID (is chan_websocket loaded?)');
         const base = new URL(this.opts.ariUrl);
@@ -124,6 +132,7 @@ export class AsteriskCall extends EventEmitter<DriverCallEvents> implements Driv
         this.leg = rtp;
         const ch = await link.externalMedia({ channelId: this.emId, app, format: 'ulaw', transport: 'udp', externalHost: rtp.localAddress });
         this.created.add(this.emId);
+        if (this.ending) return;
         const host = ch.channelvars?.UNICASTRTP_LOCAL_ADDRESS;
         const port = Number(ch.channelvars?.UNICASTRTP_LOCAL_PORT);
         if (!host || !Number.isInteger(port) || port <= 0) throw new Error('externalMedia answered without UNICASTRTP_LOCAL_ADDRESS/PORT');
@@ -142,6 +151,7 @@ export class AsteriskCall extends EventEmitter<DriverCallEvents> implements Driv
 
       // a Local channel to a missing extension fails with cause 0 after the fact; ask first
       const exists = await link.getVariable(this.emId, `DIALPLAN_EXISTS(${this.opts.context},${this.req.to},1)`);
+      if (this.ending) return;
       if (exists !== '1') {
         void this.finish({ reason: 'not_found', cause: 1, message: `no extension ${this.req.to} in context ${this.opts.context}` });
         return;
@@ -149,6 +159,7 @@ export class AsteriskCall extends EventEmitter<DriverCallEvents> implements Driv
 
       await link.createBridge(this.bridgeId, 'mixing');
       this.bridgeCreated = true;
+      if (this.ending) return;
       await link.addChannels(this.bridgeId, [this.emId]);
       if (this.ending) return;
 
@@ -255,7 +266,7 @@ export class AsteriskCall extends EventEmitter<DriverCallEvents> implements Driv
   private finish(end: CallEnd): Promise<void> {
     if (this.endPromise) return this.endPromise;
     this.ending = true;
-    this.endPromise = this.cleanup().then(() => {
+    this.endPromise = this.setup.then(() => this.cleanup()).then(() => {
       this.release();
       this.done = true;
       this.log.info({ reason: end.reason, cause: end.cause }, 'call ended');

@@ -40,6 +40,7 @@ readonly ARI_USER=confmux
 readonly ARI_PASS=confmux-sandbox
 readonly SIP_ADDR=127.0.0.1:5060
 readonly START_TIMEOUT=30
+CONFIG_CHANGED=0
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 readonly REPO_DIR=$(cd "$SCRIPT_DIR/../../.." && pwd)
@@ -254,13 +255,24 @@ install_configs() {
   mkdir -p "$etc"
   # Configs from an earlier `up` that are no longer in the repo go away too,
   # so the sandbox uses exactly dialplan/asterisk/*.conf (+ asterisk.conf).
+  CONFIG_CHANGED=0
   for f in "$etc"/*.conf; do
     [[ -e $f ]] || continue
     [[ $(basename "$f") == asterisk.conf ]] && continue
-    [[ -e $CONF_SRC/$(basename "$f") ]] || rm -f "$f"
+    if [[ ! -e $CONF_SRC/$(basename "$f") ]]; then rm -f "$f"; CONFIG_CHANGED=1; fi
   done
-  cp -f "$CONF_SRC"/*.conf "$etc/"
+  for f in "$CONF_SRC"/*.conf; do
+    if ! cmp -s "$f" "$etc/$(basename "$f")"; then
+      cp -f "$f" "$etc/"
+      CONFIG_CHANGED=1
+    fi
+  done
   mkdir -p "$ROOT/run/asterisk" "$ROOT/var/log/asterisk" "$ROOT/var/spool/asterisk" "$ROOT/var/lib/asterisk"
+  # Asterisk looks up its own host name (ast_find_ourip); without an entry it
+  # logs getaddrinfo errors and tries DNS. Resolve it to loopback.
+  local host
+  host=$(hostname 2>/dev/null || echo localhost)
+  printf '127.0.0.1\tlocalhost %s\n::1\tlocalhost ip6-localhost ip6-loopback\n' "$host" >"$ROOT/etc/hosts"
 }
 
 # ---------------------------------------------------------------- process
@@ -271,7 +283,7 @@ is_our_asterisk() {
   local pid=$1
   [[ -n $pid && -d /proc/$pid ]] || return 1
   [[ $(cat "/proc/$pid/comm" 2>/dev/null) == asterisk ]] || return 1
-  [[ $(readlink "/proc/$pid/root" 2>/dev/null) == "$ROOT" ]] || return 1
+  [[ $(readlink "/proc/$pid/root" 2>/dev/null) == "$(readlink -f "$ROOT")" ]] || return 1
 }
 
 is_running() { is_our_asterisk "$(recorded_pid)"; }
@@ -368,9 +380,15 @@ cmd_up() {
   ensure_host_packages debootstrap zstd debian-archive-keyring curl
   if is_running || adopt_running; then
     install_configs
-    rx "core reload" >/dev/null || log "core reload failed"
+    local what="configs unchanged"
+    if [[ $CONFIG_CHANGED == 1 ]]; then
+      # Reloads every module's config (dialplan, pjsip, confbridge, ari...).
+      # http.conf bind changes and modules.conf need `down` + `up`.
+      rx "core reload" >/dev/null || log "core reload failed"
+      what="configs changed: copied and 'core reload' done"
+    fi
     if ari_healthy; then
-      echo "already running and healthy; configs re-copied and reloaded"
+      echo "already running and healthy ($what)"
       print_info
       return 0
     fi
