@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Host packages for confmux's test sandbox and e2e tests (Debian/Ubuntu, root).
+#   debootstrap, zstd, debian-archive-keyring, curl: plugin/asterisk/sandbox/sandbox.sh
+#   baresip-core: the headless SIP phone of tests/helpers/baresip.ts
+# Idempotent: installs only what is missing.
+set -euo pipefail
+[[ $(id -u) -eq 0 ]] || { echo "setup.sh: run as root" >&2; exit 1; }
+pkgs=(debootstrap zstd debian-archive-keyring curl baresip-core)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [[ ${#missing[@]} -eq 0 ]]; then echo "setup.sh: host packages present"; exit 0; fi
+echo "setup.sh: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get install -y -q --no-install-recommends "${missing[@]}" || {
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
