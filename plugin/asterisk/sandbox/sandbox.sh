@@ -28,7 +28,8 @@ readonly PID_FILE="$STATE_DIR/asterisk.pid"
 readonly LOG_FILE="$STATE_DIR/asterisk.log"
 readonly LOCK_FILE="$STATE_DIR/.lock"
 readonly SUITE=sid
-readonly ARCH=$(dpkg --print-architecture 2>/dev/null || echo amd64)
+ARCH=$(dpkg --print-architecture 2>/dev/null || echo amd64)
+readonly ARCH
 # Bump the version whenever the build recipe (build_rootfs) changes: the cache
 # key names the tarball, and a rootfs stamped with another key is replaced.
 readonly CACHE_KEY="asterisk-${SUITE}-minbase-${ARCH}-v1"
@@ -43,13 +44,14 @@ readonly START_TIMEOUT=30
 CONFIG_CHANGED=0
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-readonly REPO_DIR=$(cd "$SCRIPT_DIR/../../.." && pwd)
+REPO_DIR=$(cd "$SCRIPT_DIR/../../.." && pwd)
+readonly REPO_DIR
 readonly CONF_SRC="$REPO_DIR/dialplan/asterisk"
 
 log() { printf '[sandbox] %s\n' "$*" >&2; }
 die() { printf '[sandbox] ERROR: %s\n' "$*" >&2; exit 1; }
 now_ms() { date +%s%3N; }
-elapsed() { local t0=$1; echo "$(( ($(now_ms) - t0) ))ms"; }
+elapsed() { local t0=$1; echo "$(( $(now_ms) - t0 ))ms"; }
 
 require_root() { [[ $(id -u) -eq 0 ]] || die "run as root"; }
 
@@ -124,8 +126,9 @@ mounts_under_root() {
 }
 
 unmount_all() {
-  local mp tries
-  for tries in 1 2 3; do
+  local mp
+  local _try
+  for _try in 1 2 3; do
     local any=0
     while IFS= read -r mp; do
       [[ -z $mp ]] && continue
@@ -208,6 +211,7 @@ build_rootfs() {
   fi
   chroot "$ROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin apt-get clean >/dev/null
   rm -rf "$ROOT"/var/lib/apt/lists/* "$ROOT/usr/sbin/policy-rc.d"
+  # shellcheck disable=SC2016 # ${Version} is dpkg-query's, not the shell's
   log "asterisk $(chroot "$ROOT" dpkg-query -W -f='${Version}' asterisk) installed in $(elapsed "$t1")"
   unmount_all
 
@@ -276,7 +280,7 @@ install_configs() {
 }
 
 # ---------------------------------------------------------------- process
-recorded_pid() { [[ -f $PID_FILE ]] && cat "$PID_FILE" || true; }
+recorded_pid() { if [[ -f $PID_FILE ]]; then cat "$PID_FILE"; fi; }
 
 # True if $1 is a live Asterisk whose root is our chroot (not a recycled pid).
 is_our_asterisk() {
@@ -340,20 +344,20 @@ start_asterisk() {
 }
 
 stop_asterisk() {
-  local pid i
+  local pid _i
   pid=$(recorded_pid)
   if is_our_asterisk "$pid"; then
     rx "core stop now" >/dev/null 2>&1 || true
-    for i in $(seq 1 50); do is_our_asterisk "$pid" || break; sleep 0.1; done
+    for _i in $(seq 1 50); do is_our_asterisk "$pid" || break; sleep 0.1; done
     if is_our_asterisk "$pid"; then
       log "asterisk $pid still alive after 'core stop now'; sending TERM"
       kill -TERM "$pid" 2>/dev/null || true
-      for i in $(seq 1 30); do is_our_asterisk "$pid" || break; sleep 0.1; done
+      for _i in $(seq 1 30); do is_our_asterisk "$pid" || break; sleep 0.1; done
     fi
     if is_our_asterisk "$pid"; then
       log "sending KILL to $pid"
       kill -KILL "$pid" 2>/dev/null || true
-      for i in $(seq 1 20); do is_our_asterisk "$pid" || break; sleep 0.1; done
+      for _i in $(seq 1 20); do is_our_asterisk "$pid" || break; sleep 0.1; done
     fi
     log "asterisk $pid stopped"
   fi
