@@ -26,6 +26,8 @@ function toChannel(raw: unknown): AriChannel {
   const vars = r.channelvars as Record<string, unknown> | undefined;
   const channel: AriChannel = { id: String(r.id ?? ''), name: String(r.name ?? ''), state: String(r.state ?? '') };
   if (caller) channel.caller = { name: String(caller.name ?? ''), number: String(caller.number ?? '') };
+  const dp = r.dialplan as Record<string, unknown> | undefined;
+  if (dp) channel.dialplan = { context: String(dp.context ?? ''), exten: String(dp.exten ?? ''), app_name: String(dp.app_name ?? ''), app_data: String(dp.app_data ?? '') };
   if (vars) channel.channelvars = Object.fromEntries(Object.entries(vars).map(([k, v]) => [k, String(v)]));
   return channel;
 }
@@ -188,6 +190,10 @@ export class AriClientLink extends EventEmitter<AriLinkEvents> implements AriLin
     };
     if (p.variables) options.variables = { variables: p.variables };
     return this.request('originate', (c) => c.channels.originate!(options), toChannel);
+  }
+
+  listChannels(): Promise<AriChannel[]> {
+    return this.request('list channels', (c) => c.channels.list!(), (v) => (Array.isArray(v) ? v.map(toChannel) : []));
   }
 
   getVariable(channelId: string, variable: string): Promise<string> {

@@ -10,6 +10,8 @@ export interface AriChannel {
   state: string;
   caller?: { name: string; number: string };
   channelvars?: Record<string, string>;
+  /** where the channel is in the dialplan: app_name Stasis, app_data "<app>,<args>" */
+  dialplan?: { context: string; exten: string; app_name: string; app_data: string };
 }
 
 export type AriEvent =
@@ -55,6 +57,8 @@ export interface AriLink extends EventEmitter<AriLinkEvents> {
   getConfigObject(configClass: string, objectType: string, id: string): Promise<Record<string, string> | null>;
   externalMedia(params: ExternalMediaParams): Promise<AriChannel>;
   originate(params: OriginateParams): Promise<AriChannel>;
+  /** Every channel Asterisk has. */
+  listChannels(): Promise<AriChannel[]>;
   /** A channel variable or dialplan function read on a channel. */
   getVariable(channelId: string, variable: string): Promise<string>;
   /** false when the channel was already gone */

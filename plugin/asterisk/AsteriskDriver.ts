@@ -62,6 +62,7 @@ export class AsteriskDriver extends EventEmitter<DriverEvents> implements MediaS
     this.link.on('up', () => {
       this.retryDelayMs = 500;
       this.log.info({ url: this.cfg.url, app: this.cfg.app }, 'ARI link up');
+      void this.hangupOrphans();
       this.emit('up');
     });
     this.link.on('down', (err) => {
@@ -97,6 +98,24 @@ export class AsteriskDriver extends EventEmitter<DriverEvents> implements MediaS
       });
     }, delay);
     this.retryTimer.unref();
+  }
+
+  /**
+   * Channels this app created in an earlier life (a bridge that crashed or lost ARI) sit in Stasis
+   * with nobody to serve them: hang them up. Only ours: ids starting with confmux-, in our app.
+   */
+  private async hangupOrphans(): Promise<void> {
+    try {
+      const app = this.cfg.app;
+      const orphans = (await this.link.listChannels()).filter(
+        (c) => c.id.startsWith('confmux-') && !this.byChannel.has(c.id) && c.dialplan?.app_name === 'Stasis' && (c.dialplan.app_data === app || c.dialplan.app_data.startsWith(`${app},`)),
+      );
+      if (orphans.length === 0) return;
+      this.log.warn({ channels: orphans.map((c) => c.name) }, 'hanging up channels left by an earlier run');
+      await Promise.allSettled(orphans.map((c) => this.link.hangup(c.id)));
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'could not look for orphaned channels');
+    }
   }
 
   async verifyPassword(number: string, password: string): Promise<boolean> {

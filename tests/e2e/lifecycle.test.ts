@@ -1,0 +1,125 @@
+// The bridge as an operator runs it (`confmux serve`): health, draining on SIGTERM, and recovery of
+// channels left behind by a bridge that was killed.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createNodeTerminal } from '../../bridge/sdk/node.ts';
+import { ARI_PASSWORD, ensureSandbox } from '../helpers/sandbox.ts';
+import { CLI, channels, waitNoChannels } from '../helpers/bridge.ts';
+
+interface Served {
+  child: ChildProcess;
+  port: number;
+  log: () => string;
+  exited: Promise<number | null>;
+}
+
+/** Starts `confmux serve` on a free loopback port, configured through the environment only. */
+async function serve(app: string, env: Record<string, string> = {}): Promise<Served> {
+  const child = spawn(process.execPath, [CLI, 'serve'], {
+    env: { ...process.env, CONFMUX_HOST: '127.0.0.1', CONFMUX_PORT: '0', CONFMUX_ARI_PASSWORD: ARI_PASSWORD, CONFMUX_ARI_APP: app, CONFMUX_LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`serve did not listen:\n${out}`)), 20000);
+    const onData = (d: Buffer): void => {
+      out += d.toString();
+      const m = /"port":(\d+),"path".*"msg":"listening"/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve(Number(m[1]));
+      }
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  });
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  return { child, port, log: () => out, exited };
+}
+
+async function healthz(port: number): Promise<{ status: number; body: Record<string, unknown> }> {
+  const res = await fetch(`http://127.0.0.1:${port}/healthz`);
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+}
+
+async function waitHealthy(port: number): Promise<void> {
+  for (let i = 0; i < 50; i++) {
+    if ((await healthz(port)).status === 200) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('bridge never became healthy');
+}
+
+test('config errors are all listed and serve refuses to start', async () => {
+  const child = spawn(process.execPath, [CLI, 'serve'], {
+    env: { ...process.env, CONFMUX_ARI_PASSWORD: '', CONFMUX_PORT: 'eighty', CONFMUX_ASTERISK_MEDIA_TRANSPORT: 'pigeon' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let err = '';
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+  assert.equal(code, 2);
+  assert.match(err, /server\.port/);
+  assert.match(err, /asterisk\.password/);
+  assert.match(err, /asterisk\.mediaTransport/);
+  assert.doesNotMatch(err, /confmux-sandbox/, 'no secret in the output');
+});
+
+test('SIGTERM drains: new terminals refused, calls end with reason shutdown, no channel left', async () => {
+  await ensureSandbox();
+  const app = `confmux-test-drain-${process.pid}`;
+  const s = await serve(app, { CONFMUX_DRAIN_TIMEOUT_MS: '1500' });
+  try {
+    await waitHealthy(s.port);
+    const h = await healthz(s.port);
+    assert.equal(h.body.pbx, 'up');
+    const t = createNodeTerminal({ url: `ws://127.0.0.1:${s.port}`, number: '1006', password: 'sandbox-1006' });
+    await t.connect();
+    await t.register();
+    const call = await t.call('706');
+    await call.answered();
+    assert.equal((await healthz(s.port)).body.calls, 1);
+    s.child.kill('SIGTERM');
+    await new Promise((r) => setTimeout(r, 300));
+    // draining: health says so, and a new terminal is turned away
+    const during = await healthz(s.port);
+    assert.equal(during.status, 503);
+    assert.equal(during.body.status, 'draining');
+    const late = createNodeTerminal({ url: `ws://127.0.0.1:${s.port}`, number: '1005', password: 'sandbox-1005' });
+    await assert.rejects(late.connect());
+    assert.equal(call.state, 'answered', 'the call in progress goes on while draining');
+    const info = await call.ended();
+    assert.equal(info.reason, 'shutdown');
+    assert.equal(await s.exited, 0);
+    assert.deepEqual(await waitNoChannels((l) => l.includes(app) || l.includes(`confmux-${call.id}`)), []);
+    assert.doesNotMatch(s.log(), /sandbox-100\d|confmux-sandbox/, 'no password in the logs');
+  } finally {
+    s.child.kill('SIGKILL');
+  }
+});
+
+test('a bridge killed mid-call leaves channels; the next bridge with the same app hangs them up', async () => {
+  await ensureSandbox();
+  const app = `confmux-test-crash-${process.pid}`;
+  const first = await serve(app);
+  await waitHealthy(first.port);
+  const t = createNodeTerminal({ url: `ws://127.0.0.1:${first.port}`, number: '1004', password: 'sandbox-1004' });
+  await t.connect();
+  await t.register();
+  const call = await t.call('707');
+  await call.answered();
+  first.child.kill('SIGKILL');
+  await first.exited;
+  await new Promise((r) => setTimeout(r, 500));
+  const orphaned = (await channels()).filter((l) => l.includes(`confmux-${call.id}`));
+  assert.ok(orphaned.length >= 1, 'the killed bridge left its channels in Asterisk');
+  const second = await serve(app);
+  try {
+    assert.deepEqual(await waitNoChannels((l) => l.includes(`confmux-${call.id}`), 8000), [], 'the new bridge hung the orphans up');
+  } finally {
+    second.child.kill('SIGTERM');
+    await second.exited;
+  }
+});
