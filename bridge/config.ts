@@ -42,6 +42,8 @@ export const ConfigSchema = z
         audioFramesPerSecond: z.coerce.number().positive().default(100),
         /** how long a media token stays valid (ms); it is single-use */
         mediaTokenTtlMs: ms.default(30000),
+        /** how long an invitation from the PBX rings a terminal before it ends as no_answer */
+        inviteTimeoutMs: ms.default(30000),
         /** concurrent calls per terminal */
         maxCallsPerTerminal: z.coerce.number().int().min(1).default(4),
         /** WebSocket ping interval; a connection that misses one pong is closed */
@@ -75,6 +77,13 @@ export const ConfigSchema = z
     log: z
       .object({
         level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+      })
+      .strict()
+      .default({}),
+    presence: z
+      .object({
+        /** when the media server link comes up, mark terminals it shows as reachable but that are not registered here as unavailable (left by a bridge that died) */
+        clearStale: bool.default(true),
       })
       .strict()
       .default({}),

@@ -17,6 +17,8 @@ export interface CallEnd {
 export interface DriverCallEvents {
   ringing: [];
   answered: [];
+  /** a DTMF digit from the media server's side (0-9 * # A-D) */
+  dtmf: [string];
   /** emitted exactly once; the leg's resources are released by then */
   ended: [CallEnd];
 }
@@ -33,9 +35,37 @@ export interface DriverCall extends EventEmitter<DriverCallEvents> {
   onAudio: ((payload: Buffer) => void) | null;
   /** Sends one 20 ms payload in `format` towards the media server. Never throws. */
   sendAudio(payload: Buffer): void;
+  /** Sends DTMF digits from the terminal into the media server (the far end hears / reads them). */
+  sendDtmf(digits: string): Promise<void>;
   /** Ends the call from the bridge's side. Idempotent; resolves once every resource is gone. */
   hangup(reason?: HangupReason): Promise<void>;
 }
+
+/** Why a terminal did not take an invitation; each maps to the cause the media server expects. */
+export type RejectReason = 'busy' | 'declined' | 'no_answer' | 'unavailable';
+
+export interface IncomingCallEvents {
+  /** the media server's side gave up before the terminal answered */
+  cancelled: [CallEnd];
+}
+
+/** The media server invites a terminal (e.g. Stasis(app,invite,1001) on Asterisk). */
+export interface IncomingCall extends EventEmitter<IncomingCallEvents> {
+  readonly id: string;
+  /** the invited terminal's number */
+  readonly to: string;
+  /** who is calling, as the media server knows it */
+  readonly from: { number: string; name: string };
+  /** Tells the media server's side that the terminal is ringing. */
+  ring(): Promise<void>;
+  /** Takes the call; its progress (answered, ended) arrives on the returned call. */
+  accept(request: { callId: string; name: string; codec: AudioCodec }): DriverCall;
+  /** Refuses the call with the cause the media server expects for `reason`. */
+  reject(reason: RejectReason): Promise<void>;
+}
+
+/** How the media server should show a terminal (hint / presence). */
+export type Presence = 'available' | 'in_use' | 'unavailable';
 
 export interface PlaceCallRequest {
   callId: string;
@@ -53,6 +83,8 @@ export interface DriverEvents {
   up: [];
   /** the link is lost; calls in progress have ended with pbx_lost */
   down: [Error];
+  /** the media server invites a terminal; a listener must accept() or reject() it */
+  incoming: [IncomingCall];
 }
 
 export interface MediaServerDriver extends EventEmitter<DriverEvents> {
@@ -66,4 +98,8 @@ export interface MediaServerDriver extends EventEmitter<DriverEvents> {
   verifyPassword(number: string, password: string): Promise<boolean>;
   /** Starts a call; its progress arrives as events on the returned call. */
   placeCall(request: PlaceCallRequest): DriverCall;
+  /** Publishes a terminal's state to the media server (what its console shows). */
+  setPresence(number: string, presence: Presence): Promise<void>;
+  /** Numbers the media server shows as reachable now (to clear those a dead bridge left). */
+  listPresent(): Promise<string[]>;
 }

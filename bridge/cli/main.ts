@@ -11,7 +11,7 @@ import { createLogger } from '../logger.ts';
 import { BridgeServer } from '../server/BridgeServer.ts';
 import { AsteriskDriver } from '../../plugin/asterisk/AsteriskDriver.ts';
 import { TerminalError } from '../sdk/TerminalError.ts';
-import { runTerminalCall } from './terminalCommand.ts';
+import { runTerminalAnswer, runTerminalCall, type TerminalAnswerOptions, type TerminalCallOptions } from './terminalCommand.ts';
 
 function positiveNumber(value: string): number {
   const n = Number(value);
@@ -70,31 +70,51 @@ const terminal = program
   .option('--password <password>', 'terminal password (or env CONFMUX_TERMINAL_PASSWORD)')
   .option('--name <name>', 'display name shown in the PBX');
 
-terminal
-  .command('call <extension>')
-  .description('register, dial <extension>, talk for --seconds, hang up')
-  .option('--send <wav>', 'WAV file (PCM16) to send as live audio')
-  .option('--tone <hz>', 'send a sine tone instead of a file', positiveNumber)
-  .option('--loop', 'repeat --send until the call ends', false)
-  .option('--record <wav>', 'write what the terminal hears to this WAV')
-  .option('--seconds <s>', 'hang up after this many seconds from answer', positiveNumber, 10)
-  .option('--codec <codec>', 'L16/16000 or PCMU/8000', 'L16/16000')
-  .option('-q, --quiet', 'print nothing but errors', false)
-  .action(async (extension: string, o: { send?: string; tone?: number; loop: boolean; record?: string; seconds: number; codec: string; quiet: boolean }) => {
-    const t = terminal.opts<{ url: string; number: string; password?: string; name?: string }>();
-    const password = t.password ?? process.env.CONFMUX_TERMINAL_PASSWORD;
-    if (!password) {
-      process.stderr.write('error USAGE: --password or CONFMUX_TERMINAL_PASSWORD is required\n');
+function talkOptions(cmd: Command): Command {
+  return cmd
+    .option('--send <wav>', 'WAV file (PCM16) to send as live audio')
+    .option('--tone <hz>', 'send a sine tone instead of a file', positiveNumber)
+    .option('--loop', 'repeat --send until the call ends', false)
+    .option('--record <wav>', 'write what the terminal hears to this WAV')
+    .option('--seconds <s>', 'hang up after this many seconds from answer', positiveNumber, 10)
+    .option('--codec <codec>', 'L16/16000 or PCMU/8000', 'L16/16000')
+    .option('--dtmf <digits>', 'send these DTMF digits half a second after answer')
+    .option('-q, --quiet', 'print nothing but errors', false);
+}
+
+type TalkFlags = Omit<TerminalCallOptions, 'url' | 'number' | 'password' | 'name'>;
+
+async function runTerminal(run: (base: Pick<TerminalCallOptions, 'url' | 'number' | 'password' | 'name'>) => Promise<number>): Promise<never> {
+  const t = terminal.opts<{ url: string; number: string; password?: string; name?: string }>();
+  const password = t.password ?? process.env.CONFMUX_TERMINAL_PASSWORD;
+  if (!password) {
+    process.stderr.write('error USAGE: --password or CONFMUX_TERMINAL_PASSWORD is required\n');
+    process.exit(2);
+  }
+  try {
+    process.exit(await run({ url: t.url, number: t.number, password, name: t.name }));
+  } catch (err) {
+    const code = err instanceof TerminalError ? err.code : ((err as { code?: string }).code ?? 'ERROR');
+    process.stderr.write(`error ${code}: ${(err as Error).message}\n`);
+    process.exit(code === 'USAGE' ? 2 : 1);
+  }
+}
+
+talkOptions(terminal.command('call <extension>').description('register, dial <extension>, talk for --seconds, hang up')).action(
+  (extension: string, o: TalkFlags) => runTerminal((base) => runTerminalCall(extension, { ...o, ...base })),
+);
+
+talkOptions(terminal.command('answer').description('register, wait for invitations from the PBX and answer them (or --reject / --ignore)'))
+  .option('--count <n>', 'invitations to handle before exiting', positiveNumber, 1)
+  .option('--wait <s>', 'give up when no invitation came within this many seconds (0: wait forever)', Number, 0)
+  .option('--reject <reason>', 'refuse with busy or declined instead of answering')
+  .option('--ignore', 'let invitations ring unanswered', false)
+  .action((o: Omit<TerminalAnswerOptions, 'url' | 'number' | 'password' | 'name'>) => {
+    if (o.reject && o.reject !== 'busy' && o.reject !== 'declined') {
+      process.stderr.write('error USAGE: --reject takes busy or declined\n');
       process.exit(2);
     }
-    try {
-      const code = await runTerminalCall(extension, { ...o, url: t.url, number: t.number, password, name: t.name });
-      process.exit(code);
-    } catch (err) {
-      const code = err instanceof TerminalError ? err.code : ((err as { code?: string }).code ?? 'ERROR');
-      process.stderr.write(`error ${code}: ${(err as Error).message}\n`);
-      process.exit(code === 'USAGE' ? 2 : 1);
-    }
+    return runTerminal((base) => runTerminalAnswer({ ...o, ...base }));
   });
 
 const sandboxScript = fileURLToPath(new URL('../../plugin/asterisk/sandbox/sandbox.sh', import.meta.url));

@@ -1,6 +1,7 @@
 /**
- * `confmux terminal ... call <extension>`: a headless terminal. Registers, dials, sends a WAV (or
- * a tone) as live audio paced at 20 ms, records what it hears, hangs up after --seconds.
+ * `confmux terminal ... call <extension>` and `... answer`: a headless terminal. Registers, dials
+ * (or waits for the PBX's invitation and answers it), sends a WAV (or a tone) as live audio paced
+ * at 20 ms, records what it hears, hangs up after --seconds.
  */
 import { readFileSync } from 'node:fs';
 import { codecByName } from '../protocol/codecs.ts';
@@ -8,6 +9,8 @@ import { decodePayload, encodePayload, resample } from '../media/pcm.ts';
 import { readWav, writeWav } from '../media/wav.ts';
 import { createNodeTerminal } from '../sdk/node.ts';
 import type { CallSession, HangupInfo } from '../sdk/CallSession.ts';
+import type { TerminalClient } from '../sdk/TerminalClient.ts';
+import { TerminalError } from '../sdk/TerminalError.ts';
 
 export interface TerminalCallOptions {
   url: string;
@@ -21,6 +24,19 @@ export interface TerminalCallOptions {
   record?: string;
   seconds: number;
   quiet: boolean;
+  /** DTMF digits to send once the call is answered */
+  dtmf?: string;
+}
+
+export interface TerminalAnswerOptions extends TerminalCallOptions {
+  /** invitations to handle before exiting */
+  count: number;
+  /** give up waiting for an invitation after this many seconds (0: wait forever) */
+  wait: number;
+  /** refuse instead of answering */
+  reject?: 'busy' | 'declined';
+  /** let invitations ring without answering */
+  ignore: boolean;
 }
 
 function toneSignal(freq: number, rate: number, seconds: number): Int16Array {
@@ -64,47 +80,49 @@ function pace(call: CallSession, signal: Int16Array | null, loop: boolean): { st
   };
 }
 
-export async function runTerminalCall(to: string, o: TerminalCallOptions): Promise<number> {
-  const say = (line: string): void => {
-    if (!o.quiet) process.stdout.write(`${line}\n`);
+function sayer(quiet: boolean): (line: string) => void {
+  return (line) => {
+    if (!quiet) process.stdout.write(`${line}\n`);
   };
+}
+
+function prepare(o: TerminalCallOptions): { codecName: string; signalFor: (rate: number) => Int16Array | null } {
   const codec = codecByName(o.codec);
   if (!codec) throw Object.assign(new Error(`unknown codec ${o.codec}; use L16/16000 or PCMU/8000`), { code: 'USAGE' });
-  let signal: Int16Array | null = null;
-  if (o.send) {
-    const wav = readWav(readFileSync(o.send));
-    signal = resample(wav.samples, wav.sampleRate, codec.sampleRate);
-  } else if (o.tone) signal = toneSignal(o.tone, codec.sampleRate, o.seconds + 1);
+  const wav = o.send ? readWav(readFileSync(o.send)) : null;
+  return {
+    codecName: codec.name,
+    signalFor: (rate) => (wav ? resample(wav.samples, wav.sampleRate, rate) : o.tone ? toneSignal(o.tone, rate, o.seconds + 1) : null),
+  };
+}
 
+async function connect(o: TerminalCallOptions): Promise<TerminalClient> {
   const terminal = createNodeTerminal({ url: o.url, number: o.number, password: o.password, name: o.name });
   await terminal.connect();
   const reg = await terminal.register();
-  say(`registered ${reg.number} (${reg.name})`);
-  const call = await terminal.call(to, { codecs: [codec.name] });
-  say(`calling ${to} (call ${call.id}, ${call.codec.name})`);
+  sayer(o.quiet)(`registered ${reg.number} (${reg.name})`);
+  return terminal;
+}
+
+/** An answered call: talk for --seconds (or until the far end hangs up), record, hang up. */
+async function talk(call: CallSession, o: TerminalCallOptions, signal: Int16Array | null, record?: string): Promise<HangupInfo> {
+  const say = sayer(o.quiet);
   const heard: Int16Array[] = [];
   call.on('audio', (payload) => {
-    if (o.record) heard.push(decodePayload(call.codec, payload));
+    if (record) heard.push(decodePayload(call.codec, payload));
   });
-  call.on('ringing', () => say('ringing'));
+  call.on('dtmf', (digit) => say(`dtmf ${digit}`));
   let ended: HangupInfo | null = null;
   call.on('hangup', (info) => {
     ended = info;
   });
-  try {
-    await call.answered();
-  } catch (err) {
-    terminal.close();
-    throw err;
-  }
-  say('answered');
   const sender = pace(call, signal, o.loop);
+  if (o.dtmf) setTimeout(() => call.sendDtmf(o.dtmf!), 500);
   await Promise.race([new Promise((r) => setTimeout(r, o.seconds * 1000)), call.ended()]);
   sender.stop();
   const info: HangupInfo = ended ?? (await call.hangup());
   say(`hangup: ${info.reason}${info.cause !== undefined ? ` (cause ${info.cause})` : ''}; sent ${call.sent} frames, received ${call.received}`);
-  terminal.close();
-  if (o.record) {
+  if (record) {
     let total = 0;
     for (const h of heard) total += h.length;
     const all = new Int16Array(total);
@@ -113,8 +131,69 @@ export async function runTerminalCall(to: string, o: TerminalCallOptions): Promi
       all.set(h, at);
       at += h.length;
     }
-    writeWav(o.record, call.codec.sampleRate, all);
-    say(`recorded ${(total / call.codec.sampleRate).toFixed(2)} s to ${o.record}`);
+    writeWav(record, call.codec.sampleRate, all);
+    say(`recorded ${(total / call.codec.sampleRate).toFixed(2)} s to ${record}`);
   }
-  return info.reason === 'normal' || info.reason === 'remote' ? 0 : 1;
+  return info;
+}
+
+const OK_REASONS = new Set(['normal', 'remote', 'kicked']);
+
+export async function runTerminalCall(to: string, o: TerminalCallOptions): Promise<number> {
+  const say = sayer(o.quiet);
+  const { codecName, signalFor } = prepare(o);
+  const terminal = await connect(o);
+  try {
+    const call = await terminal.call(to, { codecs: [codecName] });
+    say(`calling ${to} (call ${call.id}, ${call.codec.name})`);
+    call.on('ringing', () => say('ringing'));
+    await call.answered();
+    say('answered');
+    const info = await talk(call, o, signalFor(call.codec.sampleRate), o.record);
+    return OK_REASONS.has(info.reason) ? 0 : 1;
+  } finally {
+    terminal.close();
+  }
+}
+
+/** Waits for invitations from the PBX and answers (or rejects, or ignores) them. */
+export async function runTerminalAnswer(o: TerminalAnswerOptions): Promise<number> {
+  const say = sayer(o.quiet);
+  const { codecName, signalFor } = prepare(o);
+  const terminal = await connect(o);
+  let failures = 0;
+  try {
+    for (let n = 1; n <= o.count; n++) {
+      say('waiting for an invitation');
+      const inv = await new Promise<import('../sdk/Invitation.ts').Invitation>((resolve, reject) => {
+        const timer = o.wait > 0 ? setTimeout(() => reject(new TerminalError('TIMEOUT', `no invitation within ${o.wait} s`)), o.wait * 1000) : null;
+        terminal.once('incoming', (i) => {
+          if (timer) clearTimeout(timer);
+          resolve(i);
+        });
+        terminal.once('closed', (err) => reject(err ?? new TerminalError('CONNECTION_CLOSED', 'connection closed')));
+      });
+      say(`incoming call ${inv.callId} from ${inv.from.name ? `"${inv.from.name}" ` : ''}${inv.from.number || 'unknown'}`);
+      if (o.ignore) {
+        const info = await new Promise<HangupInfo>((resolve) => inv.once('ended', resolve));
+        say(`invitation ended: ${info.reason}`);
+        continue;
+      }
+      if (o.reject) {
+        inv.reject(o.reject);
+        say(`rejected (${o.reject})`);
+        continue;
+      }
+      const call = await inv.accept({ codecs: [codecName] });
+      await call.answered();
+      say('answered');
+      // with --count > 1, each recording gets the call's number before the extension
+      const record = o.record && o.count > 1 ? o.record.replace(/(\.wav)?$/i, `-${n}$1`) : o.record;
+      const info = await talk(call, o, signalFor(call.codec.sampleRate), record);
+      if (!OK_REASONS.has(info.reason)) failures++;
+    }
+  } finally {
+    terminal.close();
+  }
+  return failures ? 1 : 0;
 }

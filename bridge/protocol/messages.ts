@@ -47,8 +47,11 @@ const Call = z
   .strict();
 const Hangup = z.object({ type: z.literal('hangup'), id: requestId, callId }).strict();
 const Ping = z.object({ type: z.literal('ping'), id: requestId }).strict();
+const Accept = z.object({ type: z.literal('accept'), id: requestId, callId, codecs: z.array(z.string().max(32)).min(1).max(8).optional() }).strict();
+const Reject = z.object({ type: z.literal('reject'), id: requestId, callId, reason: z.enum(['busy', 'declined']).default('declined') }).strict();
+const Dtmf = z.object({ type: z.literal('dtmf'), id: requestId, callId, digits: z.string().regex(/^[0-9*#A-Da-d]{1,32}$/, 'digits: 1 to 32 of 0-9 * # A-D') }).strict();
 
-export const ControlMessage = z.discriminatedUnion('type', [Register, Unregister, Call, Hangup, Ping]);
+export const ControlMessage = z.discriminatedUnion('type', [Register, Unregister, Call, Hangup, Ping, Accept, Reject, Dtmf]);
 
 export type BindControlMessage = z.infer<typeof BindControl>;
 export type BindMediaMessage = z.infer<typeof BindMedia>;
@@ -68,7 +71,9 @@ export type HangupReason =
   | 'media_lost'
   | 'pbx_lost'
   | 'failed'
-  | 'shutdown';
+  | 'shutdown'
+  | 'kicked' // an operator removed the terminal from the room
+  | 'cancelled'; // the PBX's side gave up an invitation before it was answered
 
 /** Messages the bridge sends. */
 export type ServerMessage =
@@ -83,6 +88,22 @@ export type ServerMessage =
       codec: string;
       media: { audio: { token: string; expiresInMs: number } };
     }
+  | {
+      type: 'incoming';
+      callId: string;
+      from: { number: string; name: string };
+      to: string;
+      codecs: string[];
+      expiresInMs: number;
+    }
+  | {
+      type: 'accepted';
+      id?: number | string;
+      callId: string;
+      codec: string;
+      media: { audio: { token: string; expiresInMs: number } };
+    }
+  | { type: 'dtmf'; callId: string; digit: string }
   | { type: 'ringing'; callId: string }
   | { type: 'answered'; callId: string }
   | { type: 'hangup'; callId: string; reason: HangupReason; cause?: number; message?: string }

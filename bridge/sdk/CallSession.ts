@@ -21,6 +21,8 @@ export type CallSessionEvents = {
   answered: [];
   hangup: [HangupInfo];
   audio: [Uint8Array];
+  /** a DTMF digit from the PBX's side */
+  dtmf: [string];
   error: [TerminalError];
 };
 
@@ -37,9 +39,12 @@ export class CallSession extends Emitter<CallSessionEvents> {
   private timestamp = 0;
   private frame: Uint8Array;
   private readonly hangupRequest: () => void;
+  private readonly dtmfRequest: (digits: string) => void;
+  /** DTMF digits received so far */
+  digits = '';
   private endInfo: HangupInfo | null = null;
 
-  constructor(id: string, to: string, codecName: string, hangupRequest: () => void) {
+  constructor(id: string, to: string, codecName: string, hangupRequest: () => void, dtmfRequest: (digits: string) => void) {
     super();
     this.id = id;
     this.to = to;
@@ -48,6 +53,18 @@ export class CallSession extends Emitter<CallSessionEvents> {
     this.codec = codec;
     this.frame = new Uint8Array(FRAME_HEADER_BYTES + codec.frameBytes);
     this.hangupRequest = hangupRequest;
+    this.dtmfRequest = dtmfRequest;
+  }
+
+  /** Sends DTMF digits (0-9 * # A-D) into the call. */
+  sendDtmf(digits: string): void {
+    if (this.state === 'answered') this.dtmfRequest(digits);
+  }
+
+  /** @internal */
+  receiveDtmf(digit: string): void {
+    this.digits += digit;
+    this.emit('dtmf', digit);
   }
 
   /** Opens the audio connection and binds it with the token. */

@@ -8,6 +8,7 @@ import type { ServerMessage } from '../protocol/messages.ts';
 import { CallSession } from './CallSession.ts';
 import { Emitter } from './Emitter.ts';
 import { TerminalError } from './TerminalError.ts';
+import { Invitation } from './Invitation.ts';
 
 /** The part of the standard WebSocket this SDK uses. */
 export interface WebSocketLike {
@@ -36,6 +37,8 @@ export interface TerminalClientOptions {
 export type TerminalClientEvents = {
   /** the control connection closed; `error` says why when it was not our own close */
   closed: [TerminalError | null];
+  /** the PBX invites this terminal: accept() or reject() the invitation */
+  incoming: [Invitation];
 };
 
 type Pending = { resolve: (m: ServerMessage) => void; reject: (e: TerminalError) => void; timer: ReturnType<typeof setTimeout> };
@@ -47,6 +50,7 @@ export class TerminalClient extends Emitter<TerminalClientEvents> {
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
   private readonly calls = new Map<string, CallSession>();
+  private readonly invitations = new Map<string, Invitation>();
   private closing = false;
 
   constructor(opts: TerminalClientOptions) {
@@ -103,11 +107,13 @@ export class TerminalClient extends Emitter<TerminalClientEvents> {
     }
     for (const call of this.calls.values()) call.end({ reason: 'connection_lost', message: failure.message });
     this.calls.clear();
+    for (const inv of this.invitations.values()) inv.end({ reason: 'connection_lost', message: failure.message });
+    this.invitations.clear();
     this.emit('closed', err);
   }
 
   private onMessage(msg: ServerMessage): void {
-    if ('id' in msg && typeof msg.id === 'number' && (msg.type === 'error' || msg.type === 'registered' || msg.type === 'calling' || msg.type === 'pong' || msg.type === 'unregistered')) {
+    if ('id' in msg && typeof msg.id === 'number' && (msg.type === 'error' || msg.type === 'registered' || msg.type === 'calling' || msg.type === 'accepted' || msg.type === 'pong' || msg.type === 'unregistered')) {
       const p = this.pending.get(msg.id);
       if (p) {
         this.pending.delete(msg.id);
@@ -123,11 +129,33 @@ export class TerminalClient extends Emitter<TerminalClientEvents> {
         this.calls.get(msg.callId)?.handle(msg.type);
         break;
       case 'hangup': {
+        const info = { reason: msg.reason, cause: msg.cause, message: msg.message };
         const call = this.calls.get(msg.callId);
         if (call) {
           this.calls.delete(msg.callId);
-          call.end({ reason: msg.reason, cause: msg.cause, message: msg.message });
+          call.end(info);
         }
+        const inv = this.invitations.get(msg.callId);
+        if (inv) {
+          this.invitations.delete(msg.callId);
+          inv.end(info);
+        }
+        break;
+      }
+      case 'dtmf':
+        this.calls.get(msg.callId)?.receiveDtmf(msg.digit);
+        break;
+      case 'incoming': {
+        const inv = new Invitation(
+          msg,
+          (i, codecs) => this.accept(i, codecs),
+          (i, reason) => {
+            this.invitations.delete(i.callId);
+            this.ws?.send(JSON.stringify({ type: 'reject', callId: i.callId, reason }));
+          },
+        );
+        this.invitations.set(msg.callId, inv);
+        this.emit('incoming', inv);
         break;
       }
       default:
@@ -159,7 +187,17 @@ export class TerminalClient extends Emitter<TerminalClientEvents> {
   async call(to: string, options: { codecs?: string[] } = {}): Promise<CallSession> {
     const msg = await this.request(options.codecs ? { type: 'call', to, codecs: options.codecs } : { type: 'call', to });
     if (msg.type !== 'calling') throw new TerminalError('PROTOCOL', `unexpected ${msg.type}`);
-    const call = new CallSession(msg.callId, msg.to, msg.codec, () => this.ws?.send(JSON.stringify({ type: 'hangup', callId: msg.callId })));
+    const call = new CallSession(msg.callId, msg.to, msg.codec, () => this.ws?.send(JSON.stringify({ type: 'hangup', callId: msg.callId })), (digits) => this.ws?.send(JSON.stringify({ type: 'dtmf', callId: msg.callId, digits })));
+    this.calls.set(msg.callId, call);
+    await call.openAudio(this.opts.webSocket, this.opts.url, this.opts.number, msg.media.audio.token);
+    return call;
+  }
+
+  private async accept(inv: Invitation, codecs?: string[]): Promise<CallSession> {
+    this.invitations.delete(inv.callId);
+    const msg = await this.request(codecs ? { type: 'accept', callId: inv.callId, codecs } : { type: 'accept', callId: inv.callId });
+    if (msg.type !== 'accepted') throw new TerminalError('PROTOCOL', `unexpected ${msg.type}`);
+    const call = new CallSession(msg.callId, inv.from.number, msg.codec, () => this.ws?.send(JSON.stringify({ type: 'hangup', callId: msg.callId })), (digits) => this.ws?.send(JSON.stringify({ type: 'dtmf', callId: msg.callId, digits })));
     this.calls.set(msg.callId, call);
     await call.openAudio(this.opts.webSocket, this.opts.url, this.opts.number, msg.media.audio.token);
     return call;

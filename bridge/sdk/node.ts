@@ -13,3 +13,4 @@ export function createNodeTerminal(opts: Omit<TerminalClientOptions, 'webSocket'
 export { TerminalClient } from './TerminalClient.ts';
 export { CallSession } from './CallSession.ts';
 export { TerminalError } from './TerminalError.ts';
+export { Invitation } from './Invitation.ts';

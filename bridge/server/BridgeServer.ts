@@ -12,7 +12,7 @@ import type { Config } from '../config.ts';
 import type { Logger } from '../logger.ts';
 import { ConfmuxError, closeReason, type ErrorCode } from '../errors.ts';
 import { PROTOCOL_VERSION, parseBind, type BindMessage } from '../protocol/messages.ts';
-import type { MediaServerDriver } from '../../plugin/driver.ts';
+import type { IncomingCall, MediaServerDriver, Presence } from '../../plugin/driver.ts';
 import { MediaTokens } from './MediaTokens.ts';
 import { Metrics } from './metrics.ts';
 import { Terminal } from './Terminal.ts';
@@ -34,6 +34,8 @@ export class BridgeServer {
   private readonly terminals = new Map<string, Terminal>();
   private readonly sockets = new Set<Tracked>();
   private heartbeat: NodeJS.Timeout | null = null;
+  /** per number, the presence update in flight: updates run in order, each with the state of its time */
+  private readonly presence = new Map<string, Promise<void>>();
   private draining = false;
   private closed = false;
 
@@ -53,6 +55,55 @@ export class BridgeServer {
       clientTracking: false,
     });
     this.http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
+    driver.on('incoming', (invite) => this.onInvite(invite));
+    driver.on('up', () => void this.republish());
+  }
+
+  /** The PBX invites a terminal: ring it if it is registered here and free, refuse otherwise. */
+  private onInvite(invite: IncomingCall): void {
+    const terminal = this.terminals.get(invite.to);
+    if (!terminal || !terminal.registered || this.draining) {
+      this.log.info({ terminal: invite.to }, 'invitation for a terminal that is not registered');
+      void invite.reject('unavailable').catch(() => undefined);
+      return;
+    }
+    if (terminal.calls.size >= this.config.limits.maxCallsPerTerminal) {
+      void invite.reject('busy').catch(() => undefined);
+      return;
+    }
+    terminal.offer(invite);
+  }
+
+  private presenceOf(number: string): Presence {
+    const t = this.terminals.get(number);
+    if (!t || !t.registered) return 'unavailable';
+    return t.calls.size > 0 ? 'in_use' : 'available';
+  }
+
+  /** Brings the PBX's view of a terminal up to date (queued per number, latest state wins). */
+  private publishPresence(number: string): void {
+    if (!this.driver.isUp) return;
+    const previous = this.presence.get(number) ?? Promise.resolve();
+    const next = previous
+      .then(() => this.driver.setPresence(number, this.presenceOf(number)))
+      .catch((err: unknown) => this.log.warn({ terminal: number, err: (err as Error).message }, 'presence not published'));
+    this.presence.set(number, next);
+    void next.then(() => {
+      if (this.presence.get(number) === next) this.presence.delete(number);
+    });
+  }
+
+  /** The media server link is (back) up: publish every terminal registered here, clear stale ones. */
+  private async republish(): Promise<void> {
+    for (const t of this.terminals.values()) if (t.registered) this.publishPresence(t.number);
+    if (!this.config.presence.clearStale) return;
+    try {
+      const stale = (await this.driver.listPresent()).filter((n) => !this.terminals.get(n)?.registered);
+      for (const number of stale) this.publishPresence(number);
+      if (stale.length) this.log.info({ terminals: stale }, 'cleared presence left by an earlier bridge');
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'could not read presence from the media server');
+    }
   }
 
   private callCount(): number {
@@ -74,6 +125,8 @@ export class BridgeServer {
         resolve();
       });
     });
+    // the link may have come up before this server listened for it
+    if (this.driver.isUp) void this.republish();
     this.heartbeat = setInterval(() => this.beat(), this.config.limits.heartbeatIntervalMs);
     this.heartbeat.unref();
     const address = this.http.address() as AddressInfo;
@@ -191,6 +244,7 @@ export class BridgeServer {
         metrics: this.metrics,
         log: this.log,
         acceptingCalls: () => !this.draining,
+        presenceChanged: (t) => this.publishPresence(t.number),
       });
       this.terminals.set(bind.number, terminal);
       terminal.once('closed', () => {
@@ -237,9 +291,12 @@ export class BridgeServer {
     this.draining = true;
     if (this.heartbeat) clearInterval(this.heartbeat);
     await Promise.allSettled([...this.terminals.values()].map((t) => t.close('SHUTTING_DOWN')));
+    // the PBX must see every terminal unavailable before the link goes
+    await Promise.allSettled([...this.presence.values()]);
     for (const ws of this.sockets) ws.close(1001, closeReason('SHUTTING_DOWN'));
     this.tokens.close();
-    await new Promise<void>((resolve) => this.http.close(() => resolve()));
+    const closed = new Promise<void>((resolve) => this.http.close(() => resolve()));
     this.http.closeAllConnections();
+    await closed;
   }
 }

@@ -25,6 +25,7 @@ export interface CallLimits {
 export interface CallEvents {
   ringing: [];
   answered: [];
+  dtmf: [string];
   ended: [CallEnd];
   /** a media connection was refused or closed for bad input */
   refused: [ErrorCode];
@@ -59,6 +60,7 @@ export class Call extends EventEmitter<CallEvents> {
     this.audioBucket = new TokenBucket(limits.audioFramesPerSecond, Math.ceil(limits.audioFramesPerSecond / 2));
     leg.on('ringing', () => this.emit('ringing'));
     leg.on('answered', () => this.emit('answered'));
+    leg.on('dtmf', (digit) => this.emit('dtmf', digit));
     leg.once('ended', (end) => this.onEnded(end));
     leg.onAudio = (payload) => this.toTerminal(payload);
   }
@@ -126,6 +128,10 @@ export class Call extends EventEmitter<CallEvents> {
     this.timestamp = (this.timestamp + n / this.codec.bytesPerSample) >>> 0;
     mediaStats.framesToTerminals++;
     ws.send(frame);
+  }
+
+  sendDtmf(digits: string): Promise<void> {
+    return this.leg.sendDtmf(digits);
   }
 
   hangup(reason: HangupReason = 'normal'): Promise<void> {

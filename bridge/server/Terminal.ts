@@ -10,7 +10,8 @@ import type { Config } from '../config.ts';
 import { ConfmuxError, closeReason, type ErrorCode } from '../errors.ts';
 import { AUDIO_CODECS, chooseCodec } from '../protocol/codecs.ts';
 import { parseControl, type ControlRequest, type ServerMessage } from '../protocol/messages.ts';
-import type { MediaServerDriver } from '../../plugin/driver.ts';
+import type { DriverCall, IncomingCall, MediaServerDriver } from '../../plugin/driver.ts';
+import type { AudioCodec } from '../protocol/codecs.ts';
 import { Call } from './Call.ts';
 import type { MediaTokens } from './MediaTokens.ts';
 import { TokenBucket } from './TokenBucket.ts';
@@ -24,6 +25,13 @@ export interface TerminalDeps {
   log: Logger;
   /** false while the bridge drains: no new calls */
   acceptingCalls(): boolean;
+  /** registration or calls changed: the PBX's view of this terminal must follow */
+  presenceChanged(terminal: Terminal): void;
+}
+
+interface PendingInvite {
+  invite: IncomingCall;
+  timer: NodeJS.Timeout;
 }
 
 export interface TerminalEvents {
@@ -36,6 +44,8 @@ export class Terminal extends EventEmitter<TerminalEvents> {
   name: string;
   registered = false;
   readonly calls = new Map<string, Call>();
+  /** invitations from the PBX ringing this terminal, by callId */
+  private readonly invites = new Map<string, PendingInvite>();
   private readonly ws: WebSocket;
   private readonly deps: TerminalDeps;
   private readonly log: Logger;
@@ -97,11 +107,30 @@ export class Terminal extends EventEmitter<TerminalEvents> {
         this.registered = true;
         this.log.info({ name: this.name }, 'registered');
         this.send({ type: 'registered', id: msg.id, number: this.number, name: this.name });
+        this.deps.presenceChanged(this);
         return;
       case 'unregister':
         this.registered = false;
         this.send({ type: 'unregistered', id: msg.id });
+        this.deps.presenceChanged(this);
         return;
+      case 'accept':
+        this.acceptInvite(msg);
+        return;
+      case 'reject': {
+        const pending = this.takeInvite(msg.callId);
+        if (!pending) return this.reply(msg.id, 'NO_SUCH_CALL', `no invitation ${msg.callId} is ringing`);
+        this.log.info({ callId: msg.callId, reason: msg.reason }, 'invitation rejected');
+        void pending.invite.reject(msg.reason).catch(() => undefined);
+        this.send({ type: 'hangup', callId: msg.callId, reason: 'rejected', message: msg.reason });
+        return;
+      }
+      case 'dtmf': {
+        const call = this.calls.get(msg.callId);
+        if (!call) return this.reply(msg.id, 'NO_SUCH_CALL', `no call ${msg.callId} on this terminal`);
+        call.sendDtmf(msg.digits).catch((err: unknown) => this.reply(msg.id, 'INTERNAL', `DTMF not sent: ${(err as Error).message}`));
+        return;
+      }
       case 'call':
         this.placeCall(msg);
         return;
@@ -123,18 +152,24 @@ export class Terminal extends EventEmitter<TerminalEvents> {
     const codec = chooseCodec(msg.codecs ?? AUDIO_CODECS.map((c) => c.name));
     if (!codec) return this.reply(msg.id, 'CODEC_UNSUPPORTED', `offered ${msg.codecs?.join(', ')}; supported: ${AUDIO_CODECS.map((c) => c.name).join(', ')}`);
     const callId = randomBytes(9).toString('base64url');
-    const log = this.log.child({ callId });
     const leg = driver.placeCall({ callId, number: this.number, name: this.name, to: msg.to, codec });
-    const call = new Call(callId, msg.to, codec, leg, config.limits, log);
-    this.calls.set(callId, call);
-    log.info({ to: msg.to, codec: codec.name }, 'call placed');
-    const token = tokens.issue(this.number, callId, 'audio');
+    const token = this.adopt(callId, msg.to, codec, leg);
     this.send({ type: 'calling', id: msg.id, callId, to: msg.to, codec: codec.name, media: { audio: { token, expiresInMs: config.limits.mediaTokenTtlMs } } });
+  }
+
+  /** Wires a driver call to this terminal; returns the audio token for it. */
+  private adopt(callId: string, to: string, codec: AudioCodec, leg: DriverCall): string {
+    const { config, tokens } = this.deps;
+    const log = this.log.child({ callId });
+    const call = new Call(callId, to, codec, leg, config.limits, log);
+    this.calls.set(callId, call);
+    log.info({ to, codec: codec.name }, 'call started');
     call.on('ringing', () => this.send({ type: 'ringing', callId }));
     call.on('answered', () => {
       log.info('call answered');
       this.send({ type: 'answered', callId });
     });
+    call.on('dtmf', (digit) => this.send({ type: 'dtmf', callId, digit }));
     call.on('refused', (code) => this.deps.metrics.refusals.inc({ code }));
     call.once('ended', (end) => {
       this.calls.delete(callId);
@@ -142,7 +177,49 @@ export class Terminal extends EventEmitter<TerminalEvents> {
       this.deps.metrics.calls.inc({ reason: end.reason });
       this.send({ type: 'hangup', callId, reason: end.reason, cause: end.cause, message: end.message });
       this.emit('callEnded', call);
+      this.deps.presenceChanged(this);
     });
+    this.deps.presenceChanged(this);
+    return tokens.issue(this.number, callId, 'audio');
+  }
+
+  /** The PBX invites this terminal: ring it until it accepts, rejects, or the timeout. */
+  offer(invite: IncomingCall): void {
+    const callId = randomBytes(9).toString('base64url');
+    const timeoutMs = this.deps.config.limits.inviteTimeoutMs;
+    const timer = setTimeout(() => {
+      if (!this.takeInvite(callId)) return;
+      this.log.info({ callId }, 'invitation not answered in time');
+      void invite.reject('no_answer').catch(() => undefined);
+      this.send({ type: 'hangup', callId, reason: 'no_answer', cause: 19, message: 'not answered in time' });
+    }, timeoutMs);
+    this.invites.set(callId, { invite, timer });
+    invite.once('cancelled', (end) => {
+      if (!this.takeInvite(callId)) return;
+      this.send({ type: 'hangup', callId, reason: 'cancelled', cause: end.cause, message: end.message });
+    });
+    this.log.info({ callId, from: invite.from.number }, 'invitation ringing');
+    this.send({ type: 'incoming', callId, from: invite.from, to: invite.to, codecs: AUDIO_CODECS.map((c) => c.name), expiresInMs: timeoutMs });
+    invite.ring().catch(() => undefined);
+  }
+
+  private takeInvite(callId: string): PendingInvite | undefined {
+    const pending = this.invites.get(callId);
+    if (!pending) return undefined;
+    this.invites.delete(callId);
+    clearTimeout(pending.timer);
+    return pending;
+  }
+
+  private acceptInvite(msg: Extract<ControlRequest, { type: 'accept' }>): void {
+    const pending = this.invites.get(msg.callId);
+    if (!pending) return this.reply(msg.id, 'NO_SUCH_CALL', `no invitation ${msg.callId} is ringing`);
+    const codec = chooseCodec(msg.codecs ?? AUDIO_CODECS.map((c) => c.name));
+    if (!codec) return this.reply(msg.id, 'CODEC_UNSUPPORTED', `offered ${msg.codecs?.join(', ')}; supported: ${AUDIO_CODECS.map((c) => c.name).join(', ')}`);
+    this.takeInvite(msg.callId);
+    const leg = pending.invite.accept({ callId: msg.callId, name: this.name, codec });
+    const token = this.adopt(msg.callId, pending.invite.from.number, codec, leg);
+    this.send({ type: 'accepted', id: msg.id, callId: msg.callId, codec: codec.name, media: { audio: { token, expiresInMs: this.deps.config.limits.mediaTokenTtlMs } } });
   }
 
   /** Ends every call, then the control connection (with `code` when given). Idempotent. */
@@ -151,7 +228,9 @@ export class Terminal extends EventEmitter<TerminalEvents> {
     this.closed = true;
     this.registered = false;
     const reason = code === 'SHUTTING_DOWN' ? 'shutdown' : 'normal';
+    for (const callId of [...this.invites.keys()]) void this.takeInvite(callId)?.invite.reject('unavailable').catch(() => undefined);
     await Promise.allSettled([...this.calls.values()].map((c) => c.hangup(reason)));
+    this.deps.presenceChanged(this);
     if (this.ws.readyState === this.ws.OPEN || this.ws.readyState === this.ws.CONNECTING) {
       if (code) this.ws.close(new ConfmuxError(code, message).closeCode, closeReason(code, message));
       else this.ws.close(1000, 'closed');

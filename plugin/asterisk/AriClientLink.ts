@@ -18,7 +18,9 @@ export interface AriClientLinkOptions {
   log: Logger;
 }
 
-const EVENT_TYPES = new Set(['StasisStart', 'StasisEnd', 'ChannelDestroyed', 'ChannelStateChange', 'Dial', 'ChannelDtmfReceived']);
+const EVENT_TYPES = new Set(['StasisStart', 'StasisEnd', 'ChannelDestroyed', 'ChannelStateChange', 'Dial', 'ChannelDtmfReceived', 'ChannelVarset', 'ChannelHangupRequest']);
+const RECONNECT_MIN_MS = 500;
+const RECONNECT_MAX_MS = 10000;
 
 function toChannel(raw: unknown): AriChannel {
   const r = (raw ?? {}) as Record<string, unknown>;
@@ -51,6 +53,8 @@ export class AriClientLink extends EventEmitter<AriLinkEvents> implements AriLin
   private closed = false;
   private seq = 0;
   private readonly pending = new Map<number, { reject: (e: Error) => void; timer: NodeJS.Timeout }>();
+  private reconnectTimer: NodeJS.Timeout | null = null;
+  private reconnectDelayMs = RECONNECT_MIN_MS;
 
   constructor(opts: AriClientLinkOptions) {
     super();
@@ -63,16 +67,63 @@ export class AriClientLink extends EventEmitter<AriLinkEvents> implements AriLin
 
   async connect(): Promise<void> {
     if (this.closed) throw new AriError('link closed', false);
+    try {
+      await this.attempt();
+    } catch (err) {
+      this.scheduleReconnect();
+      throw err;
+    }
+  }
+
+  /** One full connection: the API description, then the events socket. */
+  private async attempt(): Promise<void> {
     const client = await ari.connect(this.opts.url, this.opts.user, this.opts.password);
-    this.client = client;
+    if (this.closed) return;
     client.on('*', (event: { type?: string }) => {
       if (event && typeof event.type === 'string' && EVENT_TYPES.has(event.type)) this.onEvent(event as Record<string, unknown>);
     });
+    // ari-client retries the events socket itself (about 50 s in all) and then gives up
     client.on('WebSocketConnected', () => this.setUp());
     client.on('WebSocketReconnecting', (err?: Error) => this.setDown(err ?? new Error('ARI events socket closed')));
-    client.on('WebSocketMaxRetries', (err?: Error) => this.setDown(err ?? new Error('ARI events socket gave up')));
-    await client.start(this.opts.app);
+    client.on('WebSocketMaxRetries', (err?: Error) => {
+      this.setDown(err ?? new Error('ARI events socket gave up'));
+      this.discard(client);
+      this.scheduleReconnect();
+    });
+    this.client = client;
+    try {
+      await client.start(this.opts.app);
+    } catch (err) {
+      this.discard(client);
+      throw err;
+    }
+    this.reconnectDelayMs = RECONNECT_MIN_MS;
     this.setUp();
+  }
+
+  private discard(client: Client): void {
+    if (this.client === client) this.client = null;
+    client.removeAllListeners();
+    client.on('error', () => undefined);
+    try {
+      client.stop();
+    } catch {
+      /* never started */
+    }
+  }
+
+  private scheduleReconnect(): void {
+    if (this.closed || this.reconnectTimer) return;
+    const delay = this.reconnectDelayMs;
+    this.reconnectDelayMs = Math.min(this.reconnectDelayMs * 2, RECONNECT_MAX_MS);
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      this.attempt().catch((err: unknown) => {
+        this.opts.log.debug({ err: (err as Error).message, retryInMs: this.reconnectDelayMs }, 'ARI reconnect failed');
+        this.scheduleReconnect();
+      });
+    }, delay);
+    this.reconnectTimer.unref();
   }
 
   private onEvent(raw: Record<string, unknown>): void {
@@ -95,6 +146,13 @@ export class AriClientLink extends EventEmitter<AriLinkEvents> implements AriLin
         break;
       case 'ChannelDtmfReceived':
         event = { type, application, channel: toChannel(raw.channel), digit: String(raw.digit ?? ''), duration_ms: Number(raw.duration_ms ?? 0) };
+        break;
+      case 'ChannelVarset':
+        if (!raw.channel) return; // global variables
+        event = { type, application, channel: toChannel(raw.channel), variable: String(raw.variable ?? ''), value: String(raw.value ?? '') };
+        break;
+      case 'ChannelHangupRequest':
+        event = { type, application, channel: toChannel(raw.channel), cause: Number(raw.cause ?? 0), soft: raw.soft === true };
         break;
       default:
         return;
@@ -200,8 +258,47 @@ export class AriClientLink extends EventEmitter<AriLinkEvents> implements AriLin
     return this.request(`get ${variable}`, (c) => c.channels.getChannelVar!({ channelId, variable }), (v) => String((v as { value?: unknown })?.value ?? ''));
   }
 
-  hangup(channelId: string, reason = 'normal'): Promise<boolean> {
-    return this.request('hangup', (c) => c.channels.hangup!({ channelId, reason }), () => true).catch((err: unknown) => {
+  setVariable(channelId: string, variable: string, value: string): Promise<void> {
+    return this.request(`set ${variable}`, (c) => c.channels.setChannelVar!({ channelId, variable, value }), () => undefined);
+  }
+
+  answer(channelId: string): Promise<void> {
+    return this.request('answer', (c) => c.channels.answer!({ channelId }), () => undefined);
+  }
+
+  ring(channelId: string): Promise<void> {
+    return this.request('ring', (c) => c.channels.ring!({ channelId }), () => undefined);
+  }
+
+  sendDtmf(channelId: string, dtmf: string): Promise<void> {
+    return this.request('send DTMF', (c) => c.channels.sendDTMF!({ channelId, dtmf, between: 100, duration: 120 }), () => undefined);
+  }
+
+  subscribeChannel(channelId: string): Promise<void> {
+    return this.request('subscribe', (c) => c.applications.subscribe!({ applicationName: this.opts.app, eventSource: `channel:${channelId}` }), () => undefined);
+  }
+
+  setDeviceState(name: string, state: string): Promise<void> {
+    return this.request('device state', (c) => c.deviceStates.update!({ deviceName: name, deviceState: state }), () => undefined);
+  }
+
+  listEndpoints(): Promise<{ technology: string; resource: string }[]> {
+    return this.request('endpoints', (c) => c.endpoints.list!(), (v) =>
+      Array.isArray(v) ? v.map((e: { technology?: unknown; resource?: unknown }) => ({ technology: String(e.technology ?? ''), resource: String(e.resource ?? '') })) : [],
+    );
+  }
+
+  listDeviceStates(): Promise<{ name: string; state: string }[]> {
+    return this.request('device states', (c) => c.deviceStates.list!(), (v) =>
+      Array.isArray(v) ? v.map((d: { name?: unknown; state?: unknown }) => ({ name: String(d.name ?? ''), state: String(d.state ?? '') })) : [],
+    );
+  }
+
+  hangup(channelId: string, cause?: number): Promise<boolean> {
+    const options: Record<string, unknown> = { channelId };
+    if (cause !== undefined) options.reason_code = String(cause);
+    else options.reason = 'normal';
+    return this.request('hangup', (c) => c.channels.hangup!(options), () => true).catch((err: unknown) => {
       if (err instanceof AriError && err.notFound) return false;
       throw err;
     });
@@ -226,15 +323,7 @@ export class AriClientLink extends EventEmitter<AriLinkEvents> implements AriLin
     if (this.closed) return;
     this.setDown(new Error('closed'));
     this.closed = true;
-    const client = this.client;
-    this.client = null;
-    if (client) {
-      client.removeAllListeners();
-      try {
-        client.stop();
-      } catch {
-        /* already closed */
-      }
-    }
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    if (this.client) this.discard(this.client);
   }
 }

@@ -20,7 +20,9 @@ export type AriEvent =
   | { type: 'ChannelDestroyed'; application: string; channel: AriChannel; cause: number; cause_txt: string }
   | { type: 'ChannelStateChange'; application: string; channel: AriChannel }
   | { type: 'Dial'; application: string; peer: AriChannel; dialstatus: string; caller?: AriChannel }
-  | { type: 'ChannelDtmfReceived'; application: string; channel: AriChannel; digit: string; duration_ms: number };
+  | { type: 'ChannelDtmfReceived'; application: string; channel: AriChannel; digit: string; duration_ms: number }
+  | { type: 'ChannelVarset'; application: string; channel: AriChannel; variable: string; value: string }
+  | { type: 'ChannelHangupRequest'; application: string; channel: AriChannel; cause: number; soft: boolean };
 
 export interface ExternalMediaParams {
   channelId: string;
@@ -50,7 +52,11 @@ export interface AriLinkEvents {
 
 export interface AriLink extends EventEmitter<AriLinkEvents> {
   readonly isUp: boolean;
-  /** Loads the API, opens the events socket for the app; resolves once both are up. */
+  /**
+   * Loads the API and opens the events socket for the app; resolves once both are up, rejects if
+   * the first attempt fails. Either way it keeps the link up from then on: after a loss it
+   * reconnects with backoff (emitting down, then up) until close().
+   */
   connect(): Promise<void>;
   close(): Promise<void>;
   /** A sorcery object's fields via ARI dynamic config, or null when it does not exist. */
@@ -61,8 +67,22 @@ export interface AriLink extends EventEmitter<AriLinkEvents> {
   listChannels(): Promise<AriChannel[]>;
   /** A channel variable or dialplan function read on a channel. */
   getVariable(channelId: string, variable: string): Promise<string>;
-  /** false when the channel was already gone */
-  hangup(channelId: string, reason?: string): Promise<boolean>;
+  setVariable(channelId: string, variable: string, value: string): Promise<void>;
+  answer(channelId: string): Promise<void>;
+  /** Indicates ringing to the channel's caller. */
+  ring(channelId: string): Promise<void>;
+  /** Sends DTMF to the channel (for a Local half: received as DTMF by its other half). */
+  sendDtmf(channelId: string, dtmf: string): Promise<void>;
+  /** Subscribes the app to events of a channel that is not in it. */
+  subscribeChannel(channelId: string): Promise<void>;
+  /** false when the channel was already gone; `cause` is a Q.850 code (ARI reason_code) */
+  hangup(channelId: string, cause?: number): Promise<boolean>;
+  /** Sets a Stasis:<name> device state (NOT_INUSE, INUSE, UNAVAILABLE, ...). */
+  setDeviceState(name: string, state: string): Promise<void>;
+  /** Every endpoint Asterisk knows (PJSIP/1001 ...). */
+  listEndpoints(): Promise<{ technology: string; resource: string }[]>;
+  /** Every device state the app may control (names like Stasis:1001). */
+  listDeviceStates(): Promise<{ name: string; state: string }[]>;
   createBridge(bridgeId: string, type: string): Promise<void>;
   addChannels(bridgeId: string, channelIds: string[]): Promise<void>;
   /** false when the bridge was already gone */

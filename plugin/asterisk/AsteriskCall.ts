@@ -1,8 +1,12 @@
 /**
- * One terminal call on Asterisk: an externalMedia channel carrying the terminal's audio and an
- * originated Local/<to>@<context> channel that runs the dialplan (a ConfBridge room, a phone),
- * joined by a mixing bridge. Whichever side ends the call, every channel and the bridge created
- * here are gone by the time `ended` is emitted.
+ * One terminal call on Asterisk: an externalMedia channel carrying the terminal's audio, joined by
+ * a mixing bridge with the "dial" channel that faces the PBX:
+ *  - a call the terminal placed: an originated Local/<to>@<context> (its ;2 half runs the
+ *    dialplan: a ConfBridge room, a phone);
+ *  - a call the PBX placed (Stasis(app,invite,N)): the inviting channel itself, answered here.
+ * The "room side" is the channel the PBX console shows for the terminal (the Local half in the
+ * room); the app subscribes to it to learn of kicks and console hang-ups. Whichever side ends the
+ * call, every channel and the bridge created here are gone by the time `ended` is emitted.
  */
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../../bridge/logger.ts';
@@ -29,6 +33,12 @@ export interface AsteriskCallOptions {
 }
 
 type Leg = WebSocketMediaLeg | RtpMediaLeg;
+
+/** A call the PBX placed: the inviting channel (in our app, not yet answered). */
+export interface InboundDial {
+  channelId: string;
+  channelName: string;
+}
 
 /** Q.850 cause of a call that never connected -> what the terminal is told. */
 export function reasonForCause(cause: number): HangupReason {
@@ -67,8 +77,13 @@ export class AsteriskCall extends EventEmitter<DriverCallEvents> implements Driv
   private readonly req: PlaceCallRequest;
   private readonly log: Logger;
   private readonly emId: string;
-  private readonly localId: string;
-  private readonly local2Id: string;
+  /** the channel facing the PBX, bridged with the media channel */
+  private readonly dialId: string;
+  /** outbound: the ;2 half we name at originate; inbound: found by name once answered */
+  private roomSideId: string | null;
+  private readonly inbound: InboundDial | null;
+  private kicked = false;
+  private pbxHangup = false;
   private readonly bridgeId: string;
   private leg: Leg | null = null;
   private answered = false;
@@ -82,8 +97,9 @@ export class AsteriskCall extends EventEmitter<DriverCallEvents> implements Driv
   /** the set-up in progress; cleanup waits for it so nothing it creates late is left behind */
   private setup: Promise<void> = Promise.resolve();
 
-  constructor(req: PlaceCallRequest, opts: AsteriskCallOptions) {
+  constructor(req: PlaceCallRequest, opts: AsteriskCallOptions, inbound: InboundDial | null = null) {
     super();
+    this.inbound = inbound;
     this.req = req;
     this.opts = opts;
     this.id = req.callId;
@@ -91,8 +107,8 @@ export class AsteriskCall extends EventEmitter<DriverCallEvents> implements Driv
     // websocket: the leg carries the terminal's own codec and Asterisk transcodes; rtp: u-law only
     this.format = opts.transport === 'rtp' ? PCMU : req.codec;
     this.emId = `confmux-${req.callId}-media`;
-    this.localId = `confmux-${req.callId}-dial`;
-    this.local2Id = `confmux-${req.callId}-dial2`;
+    this.dialId = inbound ? inbound.channelId : `confmux-${req.callId}-dial`;
+    this.roomSideId = inbound ? null : `confmux-${req.callId}-dial2`;
     this.bridgeId = `confmux-${req.callId}`;
   }
 
@@ -149,41 +165,100 @@ export class AsteriskCall extends EventEmitter<DriverCallEvents> implements Driv
       if (!leg.isOpen) await this.waitOpen(leg);
       if (this.ending) return;
 
-      // a Local channel to a missing extension fails with cause 0 after the fact; ask first
-      const exists = await link.getVariable(this.emId, `DIALPLAN_EXISTS(${this.opts.context},${this.req.to},1)`);
-      if (this.ending) return;
-      if (exists !== '1') {
-        void this.finish({ reason: 'not_found', cause: 1, message: `no extension ${this.req.to} in context ${this.opts.context}` });
-        return;
-      }
-
       await link.createBridge(this.bridgeId, 'mixing');
       this.bridgeCreated = true;
       if (this.ending) return;
       await link.addChannels(this.bridgeId, [this.emId]);
       if (this.ending) return;
-
-      this.track(this.localId);
-      this.track(this.local2Id);
-      const name = this.req.name.replace(/["<>\\]/g, '');
-      await link.originate({
-        endpoint: `Local/${this.req.to}@${this.opts.context}`,
-        app,
-        appArgs: `dial,${this.req.callId}`,
-        channelId: this.localId,
-        otherChannelId: this.local2Id,
-        callerId: `"${name}" <${this.req.number}>`,
-        timeoutS: this.opts.dialTimeoutS,
-        // inherited by the ;2 half, so the dialplan can tell who is calling and which call this is
-        variables: { __CONFMUX_TERMINAL: this.req.number, __CONFMUX_TERMINAL_NAME: name, __CONFMUX_CALL: this.req.callId },
-      });
-      this.created.add(this.localId);
-      if (!this.ending && !this.answered) this.emit('ringing');
+      if (this.inbound) await this.answerInbound();
+      else await this.dial();
     } catch (err) {
       const message = (err as Error).message;
       if (!this.ending) this.log.warn({ err: message }, 'call set-up failed');
       void this.finish({ reason: 'failed', message });
     }
+  }
+
+  /** Outbound: the dialled extension must exist; then originate the Local channel into it. */
+  private async dial(): Promise<void> {
+    const { link, app } = this.opts;
+    // a Local channel to a missing extension fails with cause 0 after the fact; ask first
+    const exists = await link.getVariable(this.emId, `DIALPLAN_EXISTS(${this.opts.context},${this.req.to},1)`);
+    if (this.ending) return;
+    if (exists !== '1') {
+      void this.finish({ reason: 'not_found', cause: 1, message: `no extension ${this.req.to} in context ${this.opts.context}` });
+      return;
+    }
+    const roomSide = this.roomSideId!;
+    this.track(this.dialId);
+    this.track(roomSide);
+    const name = this.req.name.replace(/["<>\\]/g, '');
+    await link.originate({
+      endpoint: `Local/${this.req.to}@${this.opts.context}`,
+      app,
+      appArgs: `dial,${this.req.callId}`,
+      channelId: this.dialId,
+      otherChannelId: roomSide,
+      callerId: `"${name}" <${this.req.number}>`,
+      timeoutS: this.opts.dialTimeoutS,
+      // inherited by the ;2 half, so the dialplan can tell who is calling and which call this is
+      variables: { __CONFMUX_TERMINAL: this.req.number, __CONFMUX_TERMINAL_NAME: name, __CONFMUX_CALL: this.req.callId },
+    });
+    this.created.add(this.dialId);
+    if (this.ending) return;
+    await this.adoptRoomSide(roomSide);
+    if (!this.ending && !this.answered) this.emit('ringing');
+  }
+
+  /** Inbound: answer the inviting channel and bridge it with the media channel. */
+  private async answerInbound(): Promise<void> {
+    const { link } = this.opts;
+    const dial = this.inbound!;
+    this.track(this.dialId);
+    this.created.add(this.dialId);
+    await link.answer(this.dialId);
+    if (this.ending) return;
+    await link.addChannels(this.bridgeId, [this.dialId]);
+    if (this.ending) return;
+    this.answered = true;
+    this.emit('answered');
+    await this.showCallerId();
+    // the console shows the other half of the inviting Local channel (…;1) in the room
+    const m = /^(Local\/.+);2$/.exec(dial.channelName);
+    if (!m) return;
+    const peer = (await link.listChannels()).find((c) => c.name === `${m[1]};1`);
+    if (peer && !this.ending) {
+      this.roomSideId = peer.id;
+      this.track(peer.id);
+      await this.adoptRoomSide(peer.id);
+    }
+  }
+
+  /** Watches the room-side channel (not in our app) for kicks and console hang-ups. */
+  private async adoptRoomSide(channelId: string): Promise<void> {
+    await this.opts.link.subscribeChannel(channelId).catch((err: unknown) => this.log.debug({ err: (err as Error).message }, 'room-side channel gone early'));
+  }
+
+  /**
+   * Shows the terminal's number and name on the room-side channel. That channel is not in our app
+   * (ARI may not set its variables), but it is the other half of a Local pair whose half we hold:
+   * a connected-line update on our half becomes the caller ID of the other half (core_unreal).
+   */
+  private async showCallerId(): Promise<void> {
+    const { link } = this.opts;
+    const name = this.req.name.replace(/["<>\\]/g, '');
+    try {
+      await link.setVariable(this.dialId, 'CONNECTEDLINE(name)', name);
+      await link.setVariable(this.dialId, 'CONNECTEDLINE(num)', this.req.number);
+    } catch (err) {
+      this.log.debug({ err: (err as Error).message }, 'caller ID not shown');
+    }
+  }
+
+  sendDtmf(digits: string): Promise<void> {
+    if (this.ending || !this.answered) return Promise.resolve();
+    // DTMF sent to our half of the dial channel is received by the PBX's side
+    return this.opts.link.sendDtmf(this.dialId, digits);
   }
 
   private waitOpen(leg: Leg): Promise<void> {
@@ -208,26 +283,37 @@ export class AsteriskCall extends EventEmitter<DriverCallEvents> implements Driv
   handleEvent(event: AriEvent): void {
     switch (event.type) {
       case 'StasisStart':
-        if (event.channel.id === this.localId && !this.answered && !this.ending) void this.onAnswered();
+        if (event.channel.id === this.dialId && !this.inbound && !this.answered && !this.ending) void this.onAnswered();
+        break;
+      case 'ChannelDtmfReceived':
+        if (event.channel.id === this.dialId && this.answered && !this.ending) this.emit('dtmf', event.digit);
+        break;
+      case 'ChannelVarset':
+        // ConfBridge sets CONFBRIDGE_RESULT=KICKED on the participant an operator kicked
+        if (event.channel.id === this.roomSideId && event.variable === 'CONFBRIDGE_RESULT' && event.value === 'KICKED') this.kicked = true;
+        break;
+      case 'ChannelHangupRequest':
+        if (!this.ending && (event.channel.id === this.roomSideId || event.channel.id === this.dialId)) this.pbxHangup = true;
         break;
       case 'ChannelDestroyed': {
         const id = event.channel.id;
         this.destroyed.add(id);
         this.destroyWaiters.get(id)?.();
         if (this.ending) break;
-        if (id === this.localId || id === this.local2Id) {
-          const reason = this.answered ? 'remote' : reasonForCause(event.cause);
-          void this.finish({ reason, cause: event.cause, message: event.cause_txt });
+        if (id === this.dialId || id === this.roomSideId) {
+          if (this.kicked) void this.finish({ reason: 'kicked', cause: event.cause, message: 'removed from the room by an operator' });
+          else if (!this.answered) void this.finish({ reason: reasonForCause(event.cause), cause: event.cause, message: event.cause_txt });
+          else void this.finish({ reason: 'remote', cause: event.cause, message: this.pbxHangup ? 'the PBX hung up the call' : event.cause_txt });
         } else if (id === this.emId) {
           void this.finish({ reason: 'media_lost', cause: event.cause, message: event.cause_txt });
         }
         break;
       }
       case 'StasisEnd':
-        // the dialled side left our app (hung up or moved away): it cannot come back to this call
-        if (event.channel.id === this.localId && this.answered && !this.ending) {
+        // the dial channel left our app (hung up or moved away): it cannot come back to this call
+        if (event.channel.id === this.dialId && this.answered && !this.ending) {
           setTimeout(() => {
-            if (!this.ending) void this.finish({ reason: 'remote' });
+            if (!this.ending) void this.finish(this.kicked ? { reason: 'kicked', message: 'removed from the room by an operator' } : { reason: 'remote' });
           }, 300).unref();
         }
         break;
@@ -237,9 +323,9 @@ export class AsteriskCall extends EventEmitter<DriverCallEvents> implements Driv
   }
 
   private async onAnswered(): Promise<void> {
-    this.created.add(this.localId);
+    this.created.add(this.dialId);
     try {
-      await this.opts.link.addChannels(this.bridgeId, [this.localId]);
+      await this.opts.link.addChannels(this.bridgeId, [this.dialId]);
     } catch (err) {
       void this.finish({ reason: 'failed', message: (err as Error).message });
       return;
@@ -247,6 +333,7 @@ export class AsteriskCall extends EventEmitter<DriverCallEvents> implements Driv
     if (this.ending) return;
     this.answered = true;
     this.emit('answered');
+    await this.showCallerId();
   }
 
   hangup(reason: HangupReason = 'normal'): Promise<void> {
@@ -277,7 +364,7 @@ export class AsteriskCall extends EventEmitter<DriverCallEvents> implements Driv
 
   private release(): void {
     this.onAudio = null;
-    for (const id of [this.emId, this.localId, this.local2Id]) this.opts.track(id, null);
+    for (const id of [this.emId, this.dialId, this.roomSideId]) if (id) this.opts.track(id, null);
   }
 
   private async cleanup(): Promise<void> {
@@ -285,9 +372,10 @@ export class AsteriskCall extends EventEmitter<DriverCallEvents> implements Driv
     this.leg?.close();
     const hangups: Promise<unknown>[] = [];
     const waits: Promise<void>[] = [];
-    for (const id of [this.localId, this.emId]) {
+    for (const id of [this.dialId, this.emId]) {
       if (!this.created.has(id) || this.destroyed.has(id)) continue;
       waits.push(this.waitDestroyed(id, 3000));
+      // an inbound call the terminal ends: the inviting side sees a normal clearing
       hangups.push(link.hangup(id).catch((err: unknown) => this.log.debug({ err: (err as Error).message, channel: id }, 'hangup failed')));
     }
     await Promise.allSettled(hangups);

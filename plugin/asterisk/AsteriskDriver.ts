@@ -7,10 +7,16 @@ import { EventEmitter } from 'node:events';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Logger } from '../../bridge/logger.ts';
 import type { Config } from '../../bridge/config.ts';
-import type { DriverEvents, MediaServerDriver, PlaceCallRequest } from '../driver.ts';
-import type { AriLink } from './AriLink.ts';
+import type { AudioCodec } from '../../bridge/protocol/codecs.ts';
+import type { DriverEvents, MediaServerDriver, PlaceCallRequest, Presence } from '../driver.ts';
+import type { AriChannel, AriEvent, AriLink } from './AriLink.ts';
 import { AriClientLink } from './AriClientLink.ts';
-import { AsteriskCall } from './AsteriskCall.ts';
+import { AsteriskCall, type InboundDial } from './AsteriskCall.ts';
+import { AsteriskInvite } from './AsteriskInvite.ts';
+
+const DEVICE_STATES: Readonly<Record<Presence, string>> = Object.freeze({ available: 'NOT_INUSE', in_use: 'INUSE', unavailable: 'UNAVAILABLE' });
+/** Terminal device states are Stasis:<number>; a hint `exten => 1001,hint,Stasis:1001` shows them. */
+export const DEVICE_PREFIX = 'Stasis:';
 
 export interface AsteriskDriverOptions {
   config: Config['asterisk'];
@@ -34,11 +40,9 @@ export class AsteriskDriver extends EventEmitter<DriverEvents> implements MediaS
   private readonly cfg: Config['asterisk'];
   private readonly log: Logger;
   private readonly link: AriLink;
-  private readonly byChannel = new Map<string, AsteriskCall>();
+  private readonly byChannel = new Map<string, AsteriskCall | AsteriskInvite>();
   private readonly calls = new Set<AsteriskCall>();
   private closed = false;
-  private retryTimer: NodeJS.Timeout | null = null;
-  private retryDelayMs = 500;
 
   constructor(opts: AsteriskDriverOptions) {
     super();
@@ -54,13 +58,8 @@ export class AsteriskDriver extends EventEmitter<DriverEvents> implements MediaS
         requestTimeoutMs: this.cfg.requestTimeoutMs,
         log: this.log,
       });
-    this.link.on('event', (event) => {
-      const id = 'channel' in event ? event.channel.id : event.peer.id;
-      const call = this.byChannel.get(id);
-      if (call) call.handleEvent(event);
-    });
+    this.link.on('event', (event) => this.onEvent(event));
     this.link.on('up', () => {
-      this.retryDelayMs = 500;
       this.log.info({ url: this.cfg.url, app: this.cfg.app }, 'ARI link up');
       void this.hangupOrphans();
       this.emit('up');
@@ -76,28 +75,60 @@ export class AsteriskDriver extends EventEmitter<DriverEvents> implements MediaS
     return this.link.isUp;
   }
 
-  /** Connects to ARI. Rejects if the first attempt fails, and keeps retrying with backoff. */
+  /** Connects to ARI. Rejects if the first attempt fails; the link keeps retrying with backoff. */
   async start(): Promise<void> {
-    try {
-      await this.link.connect();
-    } catch (err) {
-      this.scheduleRetry();
-      throw err;
-    }
+    await this.link.connect();
   }
 
-  private scheduleRetry(): void {
-    if (this.closed || this.retryTimer) return;
-    const delay = this.retryDelayMs;
-    this.retryDelayMs = Math.min(this.retryDelayMs * 2, 30000);
-    this.retryTimer = setTimeout(() => {
-      this.retryTimer = null;
-      this.link.connect().catch((err: unknown) => {
-        this.log.warn({ err: (err as Error).message, retryInMs: this.retryDelayMs }, 'ARI connect failed');
-        this.scheduleRetry();
-      });
-    }, delay);
-    this.retryTimer.unref();
+  private onEvent(event: AriEvent): void {
+    const id = 'channel' in event ? event.channel.id : event.peer.id;
+    const owner = this.byChannel.get(id);
+    if (owner) {
+      owner.handleEvent(event);
+      return;
+    }
+    if (event.type === 'StasisStart' && event.args[0] === 'invite') this.onInvite(event.channel, event.args[1] ?? '');
+  }
+
+  /** Stasis(<app>,invite,<number>): the PBX invites a terminal. */
+  private onInvite(channel: AriChannel, number: string): void {
+    const invite = new AsteriskInvite(channel, number, this.link, (inv, req) => this.acceptInvite(inv, req));
+    this.byChannel.set(channel.id, invite);
+    invite.once('cancelled', () => this.forget(channel.id, invite));
+    this.log.info({ terminal: number, channel: channel.name }, 'invitation from the PBX');
+    if (this.listenerCount('incoming') === 0 || !/^[A-Za-z0-9_.+-]{1,40}$/.test(number)) {
+      this.forget(channel.id, invite);
+      void invite.reject('unavailable').catch(() => undefined);
+      return;
+    }
+    this.emit('incoming', invite);
+  }
+
+  private forget(channelId: string, owner: AsteriskCall | AsteriskInvite): void {
+    if (this.byChannel.get(channelId) === owner) this.byChannel.delete(channelId);
+  }
+
+  private acceptInvite(invite: AsteriskInvite, req: { callId: string; name: string; codec: AudioCodec }): AsteriskCall {
+    this.forget(invite.channelId, invite);
+    const inbound: InboundDial = { channelId: invite.channelId, channelName: invite.channelName };
+    return this.startCall({ callId: req.callId, number: invite.to, name: req.name, to: invite.to, codec: req.codec }, inbound);
+  }
+
+  async setPresence(number: string, presence: Presence): Promise<void> {
+    await this.link.setDeviceState(`${DEVICE_PREFIX}${number}`, DEVICE_STATES[presence]);
+  }
+
+  /**
+   * Terminals the console may show as reachable: Stasis:<n> states other than UNAVAILABLE (left by
+   * a bridge that died), and PJSIP endpoints with no Stasis state yet (a hint on a device state
+   * never set reads Idle, not Unavailable).
+   */
+  async listPresent(): Promise<string[]> {
+    const [states, endpoints] = await Promise.all([this.link.listDeviceStates(), this.link.listEndpoints()]);
+    const known = new Set(states.filter((d) => d.name.startsWith(DEVICE_PREFIX)).map((d) => d.name.slice(DEVICE_PREFIX.length)));
+    const present = states.filter((d) => d.name.startsWith(DEVICE_PREFIX) && d.state !== 'UNAVAILABLE').map((d) => d.name.slice(DEVICE_PREFIX.length));
+    for (const e of endpoints) if (e.technology === 'PJSIP' && !known.has(e.resource) && /^[A-Za-z0-9_.+-]{1,40}$/.test(e.resource)) present.push(e.resource);
+    return present;
   }
 
   /**
@@ -132,6 +163,10 @@ export class AsteriskDriver extends EventEmitter<DriverEvents> implements MediaS
   }
 
   placeCall(request: PlaceCallRequest): AsteriskCall {
+    return this.startCall(request, null);
+  }
+
+  private startCall(request: PlaceCallRequest, inbound: InboundDial | null): AsteriskCall {
     const call = new AsteriskCall(request, {
       link: this.link,
       app: this.cfg.app,
@@ -144,9 +179,9 @@ export class AsteriskDriver extends EventEmitter<DriverEvents> implements MediaS
       log: this.log,
       track: (channelId, c) => {
         if (c) this.byChannel.set(channelId, c);
-        else if (this.byChannel.get(channelId) === call) this.byChannel.delete(channelId);
+        else this.forget(channelId, call);
       },
-    });
+    }, inbound);
     this.calls.add(call);
     call.once('ended', () => this.calls.delete(call));
     if (!this.link.isUp) {
@@ -158,7 +193,6 @@ export class AsteriskDriver extends EventEmitter<DriverEvents> implements MediaS
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (this.retryTimer) clearTimeout(this.retryTimer);
     await Promise.allSettled([...this.calls].map((c) => c.hangup('shutdown')));
     await this.link.close();
   }

@@ -9,6 +9,9 @@ declare module 'ari-client' {
     channels: Record<string, Op>;
     bridges: Record<string, Op>;
     asterisk: Record<string, Op>;
+    applications: Record<string, Op>;
+    deviceStates: Record<string, Op>;
+    endpoints: Record<string, Op>;
     _ws?: { terminate(): void; close(): void };
   }
   export function connect(url: string, user: string, pass: string): Promise<Client>;
