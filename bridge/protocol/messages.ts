@@ -104,6 +104,7 @@ export type ServerMessage =
       media: { audio: { token: string; expiresInMs: number } };
     }
   | { type: 'dtmf'; callId: string; digit: string }
+  | { type: 'pbx'; state: 'up' | 'down' }
   | { type: 'ringing'; callId: string }
   | { type: 'answered'; callId: string }
   | { type: 'hangup'; callId: string; reason: HangupReason; cause?: number; message?: string }

@@ -39,6 +39,8 @@ export type TerminalClientEvents = {
   closed: [TerminalError | null];
   /** the PBX invites this terminal: accept() or reject() the invitation */
   incoming: [Invitation];
+  /** the bridge lost (down) or regained (up) its media server; calls cannot be placed while down */
+  pbx: ['up' | 'down'];
 };
 
 type Pending = { resolve: (m: ServerMessage) => void; reject: (e: TerminalError) => void; timer: ReturnType<typeof setTimeout> };
@@ -144,6 +146,9 @@ export class TerminalClient extends Emitter<TerminalClientEvents> {
       }
       case 'dtmf':
         this.calls.get(msg.callId)?.receiveDtmf(msg.digit);
+        break;
+      case 'pbx':
+        this.emit('pbx', msg.state);
         break;
       case 'incoming': {
         const inv = new Invitation(

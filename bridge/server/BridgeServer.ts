@@ -11,7 +11,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import type { Config } from '../config.ts';
 import type { Logger } from '../logger.ts';
 import { ConfmuxError, closeReason, type ErrorCode } from '../errors.ts';
-import { PROTOCOL_VERSION, parseBind, type BindMessage } from '../protocol/messages.ts';
+import { PROTOCOL_VERSION, parseBind, type BindMessage, type ServerMessage } from '../protocol/messages.ts';
 import type { IncomingCall, MediaServerDriver, Presence } from '../../plugin/driver.ts';
 import { MediaTokens } from './MediaTokens.ts';
 import { Metrics } from './metrics.ts';
@@ -56,7 +56,11 @@ export class BridgeServer {
     });
     this.http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
     driver.on('incoming', (invite) => this.onInvite(invite));
-    driver.on('up', () => void this.republish());
+    driver.on('up', () => {
+      this.broadcast({ type: 'pbx', state: 'up' });
+      void this.republish();
+    });
+    driver.on('down', () => this.broadcast({ type: 'pbx', state: 'down' }));
   }
 
   /** The PBX invites a terminal: ring it if it is registered here and free, refuse otherwise. */
@@ -72,6 +76,10 @@ export class BridgeServer {
       return;
     }
     terminal.offer(invite);
+  }
+
+  private broadcast(message: ServerMessage): void {
+    for (const t of this.terminals.values()) t.send(message);
   }
 
   private presenceOf(number: string): Presence {

@@ -34,6 +34,9 @@ export interface AsteriskCallOptions {
 
 type Leg = WebSocketMediaLeg | RtpMediaLeg;
 
+/** see finishSoon() */
+const FINISH_GRACE_MS = 250;
+
 /** A call the PBX placed: the inviting channel (in our app, not yet answered). */
 export interface InboundDial {
   channelId: string;
@@ -159,9 +162,7 @@ export class AsteriskCall extends EventEmitter<DriverCallEvents> implements Driv
         const cb = this.onAudio;
         if (cb !== null) cb(payload);
       };
-      leg.once('close', (why) => {
-        if (!this.ending) void this.finish({ reason: 'media_lost', message: why });
-      });
+      leg.once('close', (why) => this.finishSoon({ reason: 'media_lost', message: why }));
       if (!leg.isOpen) await this.waitOpen(leg);
       if (this.ending) return;
 
@@ -303,9 +304,9 @@ export class AsteriskCall extends EventEmitter<DriverCallEvents> implements Driv
         if (id === this.dialId || id === this.roomSideId) {
           if (this.kicked) void this.finish({ reason: 'kicked', cause: event.cause, message: 'removed from the room by an operator' });
           else if (!this.answered) void this.finish({ reason: reasonForCause(event.cause), cause: event.cause, message: event.cause_txt });
-          else void this.finish({ reason: 'remote', cause: event.cause, message: this.pbxHangup ? 'the PBX hung up the call' : event.cause_txt });
+          else this.finishSoon({ reason: 'remote', cause: event.cause, message: this.pbxHangup ? 'the PBX hung up the call' : event.cause_txt });
         } else if (id === this.emId) {
-          void this.finish({ reason: 'media_lost', cause: event.cause, message: event.cause_txt });
+          this.finishSoon({ reason: 'media_lost', cause: event.cause, message: event.cause_txt });
         }
         break;
       }
@@ -320,6 +321,18 @@ export class AsteriskCall extends EventEmitter<DriverCallEvents> implements Driv
       default:
         break;
     }
+  }
+
+  /**
+   * Ends the call a moment from now unless something else ends it first. When Asterisk dies, its
+   * media sockets and channels go a moment before the ARI socket closes: the moment lets the link
+   * notice, so that the terminal is told pbx_lost. (An orderly `core stop` hangs calls up about a
+   * second before ARI closes: those end as remote, and the pbx message follows.)
+   */
+  private finishSoon(end: CallEnd): void {
+    setTimeout(() => {
+      if (!this.ending) void this.finish(end);
+    }, FINISH_GRACE_MS).unref();
   }
 
   private async onAnswered(): Promise<void> {
@@ -344,6 +357,7 @@ export class AsteriskCall extends EventEmitter<DriverCallEvents> implements Driv
   abandon(end: CallEnd): void {
     if (this.ending) return;
     this.ending = true;
+    this.endPromise = Promise.resolve();
     this.leg?.close();
     this.release();
     this.done = true;
