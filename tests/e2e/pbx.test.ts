@@ -62,6 +62,9 @@ async function globalVar(name: string): Promise<string> {
 
 /** Dials a terminal from the dialplan (confmux-invite-test) and returns DIALSTATUS/HANGUPCAUSE. */
 async function dialFromPbx(number: string, timeoutMs = 15000): Promise<{ status: string; ms: number }> {
+  // clear the previous result first: the dialplan's own reset runs only after originate returns
+  await ari(`/ari/asterisk/variable?variable=CONFMUX_DIALSTATUS_${number}&value=`, { method: 'POST' });
+  assert.equal(await globalVar(`CONFMUX_DIALSTATUS_${number}`), '');
   const started = Date.now();
   await asteriskRx(`channel originate Local/${number}@confmux-invite-test application Wait 1`);
   for (;;) {
