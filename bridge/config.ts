@@ -53,13 +53,15 @@ export const ConfigSchema = z
       })
       .strict()
       .default({}),
-    mediaServer: z.enum(['asterisk']).default('asterisk'),
+    /** which media server the bridge drives; only its section's password is required */
+    mediaServer: z.enum(['asterisk', 'freeswitch']).default('asterisk'),
     asterisk: z
       .object({
         /** ARI base URL: keep it on loopback or a private network */
         url: z.string().url().default('http://127.0.0.1:8088'),
         user: z.string().min(1).default('confmux'),
-        password: z.string({ required_error: 'asterisk.password is required (CONFMUX_ARI_PASSWORD)' }).min(1),
+        /** required when mediaServer is asterisk (checked in loadConfig, listed with every other problem) */
+        password: z.string().default(''),
         /** Stasis application name; two bridges on one Asterisk need two names */
         app: z.string().regex(/^[A-Za-z0-9_-]+$/).default('confmux'),
         /** dialplan context a terminal's call is placed into */
@@ -73,7 +75,30 @@ export const ConfigSchema = z
         /** how long a placed call may ring before it ends as no_answer (seconds) */
         dialTimeoutS: z.coerce.number().int().min(1).max(600).default(60),
       })
-      .strict(),
+      .strict()
+      .default({}),
+    freeswitch: z
+      .object({
+        /** event socket (mod_event_socket) address: keep it on loopback */
+        host: z.string().min(1).default('127.0.0.1'),
+        port: port.default(8021),
+        /** event socket password; required when mediaServer is freeswitch */
+        password: z.string().default(''),
+        /** dialplan context a terminal's calls are placed into (loopback/<to>/<context>) */
+        context: z.string().regex(/^[A-Za-z0-9_.+-]+$/).default('default'),
+        /** directory domain of the terminals' users (user_data <n>@<domain>); empty: ask FreeSWITCH (global_getvar domain) */
+        domain: z.string().regex(/^[A-Za-z0-9_.:-]*$/).default(''),
+        /** set as confmux_bridge on every channel the bridge creates; at link-up channels with it are hung up (left by an earlier run). Two bridges on one FreeSWITCH need two values */
+        bridgeId: z.string().regex(/^[A-Za-z0-9_-]+$/).default('confmux'),
+        /** address of the UDP sockets of the unicast audio stream, ours and FreeSWITCH's: FreeSWITCH must run on this host */
+        rtpBindAddress: z.string().min(1).default('127.0.0.1'),
+        /** timeout of each ESL request */
+        requestTimeoutMs: ms.default(5000),
+        /** how long a placed call may ring before it ends as no_answer (seconds) */
+        dialTimeoutS: z.coerce.number().int().min(1).max(600).default(60),
+      })
+      .strict()
+      .default({}),
     log: z
       .object({
         level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -119,6 +144,11 @@ export const ENV_OVERRIDES: Readonly<Record<string, readonly string[]>> = Object
   CONFMUX_ARI_APP: ['asterisk', 'app'],
   CONFMUX_ASTERISK_CONTEXT: ['asterisk', 'context'],
   CONFMUX_ASTERISK_MEDIA_TRANSPORT: ['asterisk', 'mediaTransport'],
+  CONFMUX_ESL_HOST: ['freeswitch', 'host'],
+  CONFMUX_ESL_PORT: ['freeswitch', 'port'],
+  CONFMUX_ESL_PASSWORD: ['freeswitch', 'password'],
+  CONFMUX_FREESWITCH_CONTEXT: ['freeswitch', 'context'],
+  CONFMUX_FREESWITCH_DOMAIN: ['freeswitch', 'domain'],
   CONFMUX_LOG_LEVEL: ['log', 'level'],
   CONFMUX_BIND_TIMEOUT_MS: ['limits', 'bindTimeoutMs'],
   CONFMUX_HEARTBEAT_INTERVAL_MS: ['limits', 'heartbeatIntervalMs'],
@@ -172,13 +202,21 @@ export function loadConfig(options: { file?: string; env?: NodeJS.ProcessEnv; ov
     const value = env[name];
     if (value !== undefined && value !== '') setPath(raw, path, value);
   }
-  if (raw.asterisk === undefined) raw.asterisk = {};
   const result = ConfigSchema.safeParse(raw);
   if (!result.success) {
     for (const issue of result.error.issues) {
       problems.push(`${issue.path.join('.') || '(root)'}: ${issue.message}`);
     }
   }
+  // only the selected media server's password is required; checked on the raw input so that it is
+  // listed even when other options are wrong too
+  const selected = raw.mediaServer === undefined ? 'asterisk' : raw.mediaServer;
+  const section = (name: string): Record<string, unknown> => {
+    const v = raw[name];
+    return typeof v === 'object' && v !== null ? (v as Record<string, unknown>) : {};
+  };
+  if (selected === 'asterisk' && !section('asterisk').password) problems.push('asterisk.password: required when mediaServer is asterisk (CONFMUX_ARI_PASSWORD)');
+  if (selected === 'freeswitch' && !section('freeswitch').password) problems.push('freeswitch.password: required when mediaServer is freeswitch (CONFMUX_ESL_PASSWORD)');
   if (problems.length > 0 || !result.success) throw new ConfigError(problems);
   return deepFreeze(result.data);
 }

@@ -10,6 +10,7 @@ import { ConfigError, loadConfig } from '../config.ts';
 import { createLogger } from '../logger.ts';
 import { BridgeServer } from '../server/BridgeServer.ts';
 import { AsteriskDriver } from '../../plugin/asterisk/AsteriskDriver.ts';
+import { FreeSwitchDriver } from '../../plugin/freeswitch/FreeSwitchDriver.ts';
 import { TerminalError } from '../sdk/TerminalError.ts';
 import { runTerminalAnswer, runTerminalCall, type TerminalAnswerOptions, type TerminalCallOptions } from './terminalCommand.ts';
 
@@ -38,7 +39,7 @@ program
       throw err;
     }
     const log = createLogger(config.log.level);
-    const driver = new AsteriskDriver({ config: config.asterisk, log });
+    const driver = config.mediaServer === 'freeswitch' ? new FreeSwitchDriver({ config: config.freeswitch, log }) : new AsteriskDriver({ config: config.asterisk, log });
     const server = new BridgeServer(config, driver, log);
     driver.start().catch((err: unknown) => log.warn({ err: (err as Error).message }, 'media server not reachable yet; retrying'));
     await server.listen();

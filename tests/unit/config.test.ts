@@ -48,3 +48,16 @@ test('docs/configuration.md documents every option and every env variable', () =
     for (const key of Object.keys(values)) assert.match(doc, new RegExp(`\`${section}\\.${key}\``), `${section}.${key}`);
   }
 });
+
+test('only the selected media server needs its password; freeswitch defaults on loopback', () => {
+  const c = loadConfig({ env: { CONFMUX_MEDIA_SERVER: 'freeswitch', CONFMUX_ESL_PASSWORD: 'esl' } });
+  assert.equal(c.mediaServer, 'freeswitch');
+  assert.equal(c.freeswitch.host, '127.0.0.1');
+  assert.equal(c.freeswitch.port, 8021);
+  assert.equal(c.freeswitch.password, 'esl');
+  assert.equal(c.freeswitch.context, 'default');
+  assert.equal(c.freeswitch.domain, '');
+  assert.throws(() => loadConfig({ env: { CONFMUX_MEDIA_SERVER: 'freeswitch' } }), (e: unknown) => e instanceof ConfigError && e.problems.some((p) => p.startsWith('freeswitch.password')) && !e.problems.some((p) => p.startsWith('asterisk.password')));
+  assert.throws(() => loadConfig({ env: { CONFMUX_ESL_PASSWORD: 'esl' } }), (e: unknown) => e instanceof ConfigError && e.problems.some((p) => p.startsWith('asterisk.password')));
+  assert.throws(() => loadConfig({ env: { CONFMUX_MEDIA_SERVER: 'yate', CONFMUX_ARI_PASSWORD: 'p' } }), ConfigError);
+});
