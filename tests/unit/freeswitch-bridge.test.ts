@@ -1,0 +1,111 @@
+// Bridge-level: a real BridgeServer with the FreeSwitchDriver against the FAKE FreeSWITCH, and
+// SDK terminals. Verified against transcripts + scripted fake only, never a live FreeSWITCH.
+import { test, afterEach } from 'node:test';
+import assert from 'node:assert/strict';
+import { loadConfig } from '../../bridge/config.ts';
+import { createLogger } from '../../bridge/logger.ts';
+import { BridgeServer } from '../../bridge/server/BridgeServer.ts';
+import { createNodeTerminal } from '../../bridge/sdk/node.ts';
+import type { TerminalClient } from '../../bridge/sdk/TerminalClient.ts';
+import type { Invitation } from '../../bridge/sdk/Invitation.ts';
+import { FreeSwitchDriver } from '../../plugin/freeswitch/FreeSwitchDriver.ts';
+import { FakeFreeSwitch } from '../fixtures/FakeFreeSwitch.ts';
+
+const cleanup: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const f of cleanup.splice(0).reverse()) await f();
+});
+
+const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
+async function until(cond: () => boolean, ms = 3000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await wait(10);
+  }
+}
+
+async function startAll(): Promise<{ fs: FakeFreeSwitch; url: string }> {
+  const fs = await FakeFreeSwitch.start({ users: { '1001': 'pw-1001', '1002': 'pw-1002' }, rooms: ['3000'] });
+  cleanup.push(() => fs.close());
+  const config = loadConfig({
+    env: {},
+    overrides: { server: { host: '127.0.0.1', port: 0 }, mediaServer: 'freeswitch', freeswitch: { port: fs.port, password: 'EslAcc3pt' }, log: { level: process.env.CONFMUX_TEST_LOG ?? 'silent' } },
+  });
+  const log = createLogger(config.log.level);
+  const driver = new FreeSwitchDriver({ config: config.freeswitch, log });
+  await driver.start();
+  const server = new BridgeServer(config, driver, log);
+  const address = await server.listen();
+  cleanup.push(async () => {
+    await server.close();
+    await driver.close();
+  });
+  return { fs, url: `ws://127.0.0.1:${address.port}/` };
+}
+
+async function terminal(url: string, number: string, password: string): Promise<TerminalClient> {
+  const t = createNodeTerminal({ url, number, password, name: `Terminal ${number}` });
+  await t.connect();
+  await t.register();
+  cleanup.push(() => t.close());
+  return t;
+}
+
+test('a terminal registers (user_data), calls a conference, exchanges audio over unicast, hangs up', async () => {
+  const { fs, url } = await startAll();
+  await assert.rejects(terminal(url, '1001', 'wrong'), /AUTH_FAILED|password|auth/i);
+  const t = await terminal(url, '1001', 'pw-1001');
+  await until(() => fs.globals.get('confmux_presence_1001') === 'available');
+  const call = await t.call('3000', { codecs: ['L16/16000'] });
+  await call.answered();
+  assert.equal(fs.globals.get('confmux_presence_1001'), 'in_use');
+  assert.match(fs.operator('conference 3000 list'), /;Terminal 1001;1001;/);
+  // 20 ms of L16/16000 up; the fake's FreeSWITCH side echoes the L16/8000 stream back down
+  let frames = 0;
+  let peak = 0;
+  call.on('audio', (p: Uint8Array) => {
+    frames++;
+    const v = new DataView(p.buffer, p.byteOffset, p.byteLength);
+    for (let i = 0; i + 1 < p.byteLength; i += 2) peak = Math.max(peak, Math.abs(v.getInt16(i, true)));
+  });
+  const payload = new Uint8Array(640);
+  const view = new DataView(payload.buffer);
+  for (let i = 0; i < 320; i++) view.setInt16(i * 2, Math.round(8000 * Math.sin((2 * Math.PI * 500 * i) / 16000)), true);
+  for (let i = 0; i < 10; i++) {
+    call.sendAudio(payload);
+    await wait(20);
+  }
+  await until(() => frames >= 5);
+  assert.ok(peak > 6000, `the tone came back (peak ${peak})`);
+  const media = fs.live.find((c) => c.leg === 'A')!;
+  assert.ok(media.received >= 5, 'FreeSWITCH side got the terminal audio');
+  const info = await call.hangup();
+  assert.equal(info.reason, 'normal');
+  await until(() => fs.live.length === 0);
+  await until(() => fs.globals.get('confmux_presence_1001') === 'available');
+});
+
+test('FreeSWITCH invites a terminal; it accepts, is in the room, and a kick ends its call as kicked', async () => {
+  const { fs, url } = await startAll();
+  const t = await terminal(url, '1002', 'pw-1002');
+  const incoming = new Promise<Invitation>((resolve) => t.once('incoming', resolve));
+  fs.invite('1002', '3000', { number: '2000', name: 'Operator' });
+  const inv = await incoming;
+  assert.deepEqual(inv.from, { number: '2000', name: 'Operator' });
+  const call = await inv.accept({ codecs: ['PCMU/8000'] });
+  await call.answered();
+  await until(() => fs.operator('conference 3000 list').includes('Operator'));
+  const id = fs.operator('conference 3000 list').split(';')[0]!;
+  fs.operator(`conference 3000 kick ${id}`);
+  const info = await call.ended();
+  assert.equal(info.reason, 'kicked');
+  await until(() => fs.live.length === 0);
+});
+
+test('an invitation for a terminal not registered here is refused with SUBSCRIBER_ABSENT', async () => {
+  const { fs } = await startAll();
+  const parked = fs.invite('1001', '3000', { number: '2000', name: 'Operator' });
+  await until(() => parked.hungUp !== null);
+  assert.equal(parked.hungUp, 'SUBSCRIBER_ABSENT');
+});
