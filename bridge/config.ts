@@ -29,7 +29,7 @@ export const ConfigSchema = z
         /** HTTP request headers (the WebSocket handshake) must arrive within this */
         handshakeTimeoutMs: ms.default(10000),
         /** largest WebSocket message accepted at all (bytes) */
-        maxMessageBytes: z.coerce.number().int().min(1024).default(65536),
+        maxMessageBytes: z.coerce.number().int().min(1024).default(262144),
         /** largest text message on a control connection (bytes) */
         maxControlMessageBytes: z.coerce.number().int().min(256).default(8192),
         /** largest audio frame, header included (bytes) */
@@ -38,6 +38,10 @@ export const ConfigSchema = z
         controlMessagesPerSecond: z.coerce.number().positive().default(20),
         /** control messages in a burst (token bucket size) */
         controlBurst: z.coerce.number().int().positive().default(40),
+        /** largest video frame (one encoded picture), header included (bytes) */
+        maxVideoFrameBytes: z.coerce.number().int().min(1024).default(262144),
+        /** bytes queued to a terminal's video connection above which its video frames are dropped */
+        videoSendHighWaterBytes: z.coerce.number().int().min(65536).default(1048576),
         /** audio frames per second per media connection (token bucket rate; 20 ms frames = 50/s) */
         audioFramesPerSecond: z.coerce.number().positive().default(100),
         /** how long a media token stays valid (ms); it is single-use */
@@ -74,6 +78,12 @@ export const ConfigSchema = z
         requestTimeoutMs: ms.default(5000),
         /** how long a placed call may ring before it ends as no_answer (seconds) */
         dialTimeoutS: z.coerce.number().int().min(1).max(600).default(60),
+        /** address of the bridge's SIP leg (calls with video): Asterisk sends its INVITEs here */
+        sipAddress: z.string().min(1).default('127.0.0.1'),
+        /** UDP port of the SIP leg (0: any free port; Asterisk is told which) */
+        sipPort: port.default(0),
+        /** the PJSIP endpoint Asterisk dials the SIP leg with (dialplan/asterisk/pjsip.conf) */
+        sipEndpoint: z.string().min(1).default('confmux-media'),
       })
       .strict()
       .default({}),

@@ -5,6 +5,7 @@
  */
 import type { EventEmitter } from 'node:events';
 import type { AudioCodec } from '../bridge/protocol/codecs.ts';
+import type { VideoCodec } from '../bridge/protocol/videoCodecs.ts';
 import type { HangupReason } from '../bridge/protocol/messages.ts';
 
 export interface CallEnd {
@@ -19,6 +20,8 @@ export interface DriverCallEvents {
   answered: [];
   /** a DTMF digit from the media server's side (0-9 * # A-D) */
   dtmf: [string];
+  /** the media server asks for a picture a decoder can start from (video calls) */
+  keyframeRequest: [];
   /** emitted exactly once; the leg's resources are released by then */
   ended: [CallEnd];
 }
@@ -35,6 +38,18 @@ export interface DriverCall extends EventEmitter<DriverCallEvents> {
   onAudio: ((payload: Buffer) => void) | null;
   /** Sends one 20 ms payload in `format` towards the media server. Never throws. */
   sendAudio(payload: Buffer): void;
+  /*
+   * Video: drivers that carry video implement these; a driver without video leaves them out, and
+   * the bridge then refuses video for its calls.
+   */
+  /** the video codec the leg carries, or null for an audio-only call */
+  readonly videoFormat?: VideoCodec | null;
+  /** Called for every whole video frame from the media server (90 kHz timestamp). */
+  onVideo?: ((frame: Buffer, timestamp: number, keyframe: boolean) => void) | null;
+  /** Sends one whole video frame (an H.264 access unit in Annex B form, or a VP8 frame). */
+  sendVideo?(frame: Uint8Array, timestamp: number, keyframe: boolean): void;
+  /** Asks the media server's side for a keyframe. */
+  requestKeyframe?(): void;
   /** Sends DTMF digits from the terminal into the media server (the far end hears / reads them). */
   sendDtmf(digits: string): Promise<void>;
   /** Ends the call from the bridge's side. Idempotent; resolves once every resource is gone. */
@@ -76,6 +91,8 @@ export interface PlaceCallRequest {
   to: string;
   /** the codec the terminal agreed; the driver picks the closest leg format it can carry */
   codec: AudioCodec;
+  /** the video codec the terminal agreed, for a call with video */
+  video?: VideoCodec;
 }
 
 export interface DriverEvents {
@@ -89,6 +106,8 @@ export interface DriverEvents {
 
 export interface MediaServerDriver extends EventEmitter<DriverEvents> {
   readonly kind: 'asterisk' | 'freeswitch';
+  /** video codecs this driver can carry (none when absent) */
+  readonly videoCodecs?: readonly VideoCodec[];
   readonly isUp: boolean;
   /** Connects; rejects when the media server cannot be reached at all. */
   start(): Promise<void>;

@@ -1,11 +1,12 @@
 /**
  * The media frame of terminal protocol v1: a 10-byte header, then the payload.
  *
- *   byte 0    version (high 4 bits, = 1) | frame type (low 4 bits, 0 = media)
+ *   byte 0    version (high 4 bits, = 1) | frame type (low 4 bits, 0 = media, 1 = keyframe
+ *             request: header only, asks the other side for a picture a decoder can start from)
  *   byte 1    stream id (0 = the connection's own kind; 1 audio, 2 video, 3 content when one
  *             connection carries several kinds, a later protocol revision)
  *   byte 2    codec id (see codecs.ts)
- *   byte 3    flags (bit 0: marker, start of a talk spurt)
+ *   byte 3    flags (bit 0: marker, start of a talk spurt; bit 1: keyframe, on video frames)
  *   bytes 4-5 sequence number, unsigned 16-bit big-endian, +1 per frame, wraps
  *   bytes 6-9 timestamp, unsigned 32-bit big-endian, in the codec's clock, wraps
  *
@@ -15,7 +16,9 @@
 export const FRAME_VERSION = 1;
 export const FRAME_HEADER_BYTES = 10;
 export const FRAME_TYPE_MEDIA = 0;
+export const FRAME_TYPE_KEYFRAME_REQUEST = 1;
 export const FLAG_MARKER = 0x01;
+export const FLAG_KEYFRAME = 0x02;
 
 export const STREAM_OWN = 0;
 export const STREAM_AUDIO = 1;
@@ -57,13 +60,24 @@ export const FRAME_OK = 0;
 export const FRAME_SHORT = 1;
 export const FRAME_BAD_VERSION = 2;
 export const FRAME_BAD_TYPE = 3;
+/** checkFrame's answer for a valid keyframe request */
+export const FRAME_KEYFRAME_REQUEST = 4;
 
 export function checkFrame(buf: Uint8Array): number {
-  if (buf.length <= FRAME_HEADER_BYTES) return FRAME_SHORT;
+  if (buf.length < FRAME_HEADER_BYTES) return FRAME_SHORT;
   const b0 = buf[0]!;
   if (b0 >> 4 !== FRAME_VERSION) return FRAME_BAD_VERSION;
-  if ((b0 & 0x0f) !== FRAME_TYPE_MEDIA) return FRAME_BAD_TYPE;
+  const type = b0 & 0x0f;
+  if (type === FRAME_TYPE_KEYFRAME_REQUEST) return FRAME_KEYFRAME_REQUEST;
+  if (type !== FRAME_TYPE_MEDIA) return FRAME_BAD_TYPE;
+  if (buf.length === FRAME_HEADER_BYTES) return FRAME_SHORT;
   return FRAME_OK;
+}
+
+/** Writes a keyframe request (header only) for `stream` and `codec` into buf. */
+export function writeKeyframeRequest(buf: Uint8Array, stream: number, codec: number): void {
+  writeFrameHeader(buf, stream, codec, 0, 0, 0);
+  buf[0] = (FRAME_VERSION << 4) | FRAME_TYPE_KEYFRAME_REQUEST;
 }
 
 export function frameSeq(buf: Uint8Array): number {

@@ -43,6 +43,8 @@ const Call = z
     id: requestId,
     to: z.string().regex(/^[A-Za-z0-9_.+*#-]{1,64}$/, 'to: 1 to 64 of A-Z a-z 0-9 _ . + * # -'),
     codecs: z.array(z.string().max(32)).min(1).max(8).optional(),
+    /** video codecs the terminal can send and receive, best first; absent: an audio-only call */
+    video: z.array(z.string().max(32)).min(1).max(4).optional(),
   })
   .strict();
 const Hangup = z.object({ type: z.literal('hangup'), id: requestId, callId }).strict();
@@ -86,7 +88,7 @@ export type ServerMessage =
       callId: string;
       to: string;
       codec: string;
-      media: { audio: { token: string; expiresInMs: number } };
+      media: { audio: { token: string; expiresInMs: number }; video?: { token: string; codec: string; expiresInMs: number } };
     }
   | {
       type: 'incoming';

@@ -4,7 +4,8 @@
  * delivers each payload received (a view valid during the callback).
  */
 import { codecByName, type AudioCodec } from '../protocol/codecs.ts';
-import { FRAME_HEADER_BYTES, STREAM_OWN, writeFrameHeader } from '../protocol/frame.ts';
+import { FLAG_KEYFRAME, FRAME_HEADER_BYTES, FRAME_TYPE_KEYFRAME_REQUEST, STREAM_OWN, frameTimestamp, writeFrameHeader, writeKeyframeRequest } from '../protocol/frame.ts';
+import { videoCodecByName, type VideoCodec } from '../protocol/videoCodecs.ts';
 import type { HangupReason } from '../protocol/messages.ts';
 import { Emitter } from './Emitter.ts';
 import { TerminalError } from './TerminalError.ts';
@@ -23,6 +24,10 @@ export type CallSessionEvents = {
   audio: [Uint8Array];
   /** a DTMF digit from the PBX's side */
   dtmf: [string];
+  /** one whole video frame (H.264 access unit in Annex B form, or a VP8 frame), 90 kHz timestamp */
+  video: [Uint8Array, boolean, number];
+  /** the far side asks this terminal for a keyframe */
+  keyframeRequest: [];
   error: [TerminalError];
 };
 
@@ -35,6 +40,13 @@ export class CallSession extends Emitter<CallSessionEvents> {
   received = 0;
   sent = 0;
   private audio: WebSocketLike | null = null;
+  private videoWs: WebSocketLike | null = null;
+  /** the agreed video codec, when the call has video */
+  videoCodec: VideoCodec | null = null;
+  /** video frames received / sent */
+  videoReceived = 0;
+  videoSent = 0;
+  private vSeq = 0;
   private seq = 0;
   private timestamp = 0;
   private frame: Uint8Array;
@@ -67,24 +79,24 @@ export class CallSession extends Emitter<CallSessionEvents> {
     this.emit('dtmf', digit);
   }
 
-  /** Opens the audio connection and binds it with the token. */
-  async openAudio(factory: WebSocketFactory, url: string, number: string, token: string): Promise<void> {
+  /** Opens a media connection of `kind` and binds it with the token; resolves once bound. */
+  private bindMedia(factory: WebSocketFactory, url: string, number: string, kind: 'audio' | 'video', token: string, onBinary: (data: unknown) => void): Promise<WebSocketLike> {
     const ws = factory(url);
     ws.binaryType = 'arraybuffer';
-    this.audio = ws;
-    await new Promise<void>((resolve, reject) => {
-      ws.onopen = () => ws.send(JSON.stringify({ type: 'bind', v: 1, kind: 'audio', number, callId: this.id, token }));
+    return new Promise<WebSocketLike>((resolve, reject) => {
+      ws.onopen = () => ws.send(JSON.stringify({ type: 'bind', v: 1, kind, number, callId: this.id, token }));
       ws.onmessage = (ev) => {
         if (typeof ev.data === 'string') {
           const msg = JSON.parse(ev.data) as { type?: string };
           if (msg.type === 'bound') {
-            ws.onmessage = (e) => this.onAudioMessage(e.data);
-            resolve();
+            ws.onmessage = (e) => onBinary(e.data);
+            resolve(ws);
           }
         }
       };
       ws.onclose = (ev) => {
-        this.audio = null;
+        if (kind === 'audio') this.audio = null;
+        else this.videoWs = null;
         const err = TerminalError.fromClose(ev.code, ev.reason);
         reject(err);
         if (this.state !== 'ended' && ev.code !== 1000) this.emit('error', err);
@@ -93,6 +105,52 @@ export class CallSession extends Emitter<CallSessionEvents> {
         /* onclose follows */
       };
     });
+  }
+
+  /** Opens the audio connection and binds it with the token. */
+  async openAudio(factory: WebSocketFactory, url: string, number: string, token: string): Promise<void> {
+    this.audio = await this.bindMedia(factory, url, number, 'audio', token, (d) => this.onAudioMessage(d));
+  }
+
+  /** Opens the video connection for the agreed codec and binds it with the token. */
+  async openVideo(factory: WebSocketFactory, url: string, number: string, token: string, codecName: string): Promise<void> {
+    const codec = videoCodecByName(codecName);
+    if (!codec) throw new TerminalError('CODEC_UNSUPPORTED', `the bridge chose ${codecName}, unknown to this SDK`);
+    this.videoCodec = codec;
+    this.videoWs = await this.bindMedia(factory, url, number, 'video', token, (d) => this.onVideoMessage(d));
+  }
+
+  private onVideoMessage(data: unknown): void {
+    if (!(data instanceof ArrayBuffer) || data.byteLength < FRAME_HEADER_BYTES) return;
+    const bytes = new Uint8Array(data);
+    if ((bytes[0]! & 0x0f) === FRAME_TYPE_KEYFRAME_REQUEST) {
+      this.emit('keyframeRequest');
+      return;
+    }
+    if (data.byteLength === FRAME_HEADER_BYTES) return;
+    this.videoReceived++;
+    this.emit('video', bytes.subarray(FRAME_HEADER_BYTES), (bytes[3]! & FLAG_KEYFRAME) !== 0, frameTimestamp(bytes));
+  }
+
+  /** Sends one whole video frame; `timestamp` at 90 kHz. */
+  sendVideo(frame: Uint8Array, keyframe: boolean, timestamp: number): void {
+    const ws = this.videoWs;
+    if (!ws || ws.readyState !== 1 || this.state === 'ended' || !this.videoCodec) return;
+    const out = new Uint8Array(FRAME_HEADER_BYTES + frame.length);
+    writeFrameHeader(out, STREAM_OWN, this.videoCodec.id, keyframe ? FLAG_KEYFRAME : 0, this.vSeq, timestamp);
+    out.set(frame, FRAME_HEADER_BYTES);
+    this.vSeq = (this.vSeq + 1) & 0xffff;
+    this.videoSent++;
+    ws.send(out);
+  }
+
+  /** Asks the far side for a keyframe (a picture to start decoding from). */
+  requestKeyframe(): void {
+    const ws = this.videoWs;
+    if (!ws || ws.readyState !== 1 || !this.videoCodec) return;
+    const req = new Uint8Array(FRAME_HEADER_BYTES);
+    writeKeyframeRequest(req, STREAM_OWN, this.videoCodec.id);
+    ws.send(req);
   }
 
   private onAudioMessage(data: unknown): void {
@@ -161,9 +219,9 @@ export class CallSession extends Emitter<CallSessionEvents> {
     if (this.state === 'ended') return;
     this.state = 'ended';
     this.endInfo = info;
-    const ws = this.audio;
+    for (const ws of [this.audio, this.videoWs]) if (ws && ws.readyState <= 1) ws.close(1000);
     this.audio = null;
-    if (ws && ws.readyState <= 1) ws.close(1000);
+    this.videoWs = null;
     this.emit('hangup', info);
   }
 }

@@ -189,12 +189,17 @@ export class TerminalClient extends Emitter<TerminalClientEvents> {
   }
 
   /** Places a call; resolves once its audio connection is bound (before it is answered). */
-  async call(to: string, options: { codecs?: string[] } = {}): Promise<CallSession> {
-    const msg = await this.request(options.codecs ? { type: 'call', to, codecs: options.codecs } : { type: 'call', to });
+  async call(to: string, options: { codecs?: string[]; video?: string[] } = {}): Promise<CallSession> {
+    const body: Record<string, unknown> = { type: 'call', to };
+    if (options.codecs) body.codecs = options.codecs;
+    if (options.video) body.video = options.video;
+    const msg = await this.request(body);
     if (msg.type !== 'calling') throw new TerminalError('PROTOCOL', `unexpected ${msg.type}`);
     const call = new CallSession(msg.callId, msg.to, msg.codec, () => this.ws?.send(JSON.stringify({ type: 'hangup', callId: msg.callId })), (digits) => this.ws?.send(JSON.stringify({ type: 'dtmf', callId: msg.callId, digits })));
     this.calls.set(msg.callId, call);
     await call.openAudio(this.opts.webSocket, this.opts.url, this.opts.number, msg.media.audio.token);
+    const video = msg.media.video;
+    if (video) await call.openVideo(this.opts.webSocket, this.opts.url, this.opts.number, video.token, video.codec);
     return call;
   }
 

@@ -8,7 +8,8 @@ import { EventEmitter } from 'node:events';
 import type WebSocket from 'ws';
 import type { Logger } from '../logger.ts';
 import type { AudioCodec } from '../protocol/codecs.ts';
-import { FRAME_HEADER_BYTES, FRAME_OK, STREAM_OWN, checkFrame, writeFrameHeader } from '../protocol/frame.ts';
+import { FLAG_KEYFRAME, FRAME_HEADER_BYTES, FRAME_KEYFRAME_REQUEST, FRAME_OK, STREAM_OWN, checkFrame, frameTimestamp, writeFrameHeader, writeKeyframeRequest } from '../protocol/frame.ts';
+import type { VideoCodec } from '../protocol/videoCodecs.ts';
 import type { HangupReason } from '../protocol/messages.ts';
 import { AudioConverter } from '../media/AudioConverter.ts';
 import { ConfmuxError, closeReason, type ErrorCode } from '../errors.ts';
@@ -18,6 +19,8 @@ import { mediaStats } from './metrics.ts';
 
 export interface CallLimits {
   maxAudioFrameBytes: number;
+  maxVideoFrameBytes: number;
+  videoSendHighWaterBytes: number;
   audioFramesPerSecond: number;
   sendHighWaterBytes: number;
 }
@@ -41,6 +44,13 @@ export class Call extends EventEmitter<CallEvents> {
   private readonly up: AudioConverter;
   private readonly down: AudioConverter;
   private audio: WebSocket | null = null;
+  private video: WebSocket | null = null;
+  /** the agreed video codec, or null for an audio-only call */
+  readonly videoCodec: VideoCodec | null;
+  private vSeq = 0;
+  private lastKeyframeAsk = 0;
+  /** video frames dropped for a slow terminal */
+  videoDropped = 0;
   private audioBucket: TokenBucket;
   private seq = 0;
   private timestamp = 0;
@@ -63,6 +73,72 @@ export class Call extends EventEmitter<CallEvents> {
     leg.on('dtmf', (digit) => this.emit('dtmf', digit));
     leg.once('ended', (end) => this.onEnded(end));
     leg.onAudio = (payload) => this.toTerminal(payload);
+    this.videoCodec = leg.videoFormat ?? null;
+    if (this.videoCodec) {
+      leg.onVideo = (frame, ts, key) => this.videoToTerminal(frame, ts, key);
+      leg.on('keyframeRequest', () => this.askTerminalForKeyframe());
+    }
+  }
+
+  /** Binds the terminal's video connection (its token already checked). */
+  attachVideo(ws: WebSocket): void {
+    if (this.ended || !this.videoCodec) {
+      ws.close(1000, 'call ended');
+      return;
+    }
+    if (this.video) this.video.close(1000, 'replaced');
+    this.video = ws;
+    ws.on('message', (data: Buffer, isBinary: boolean) => this.videoFromTerminal(ws, data, isBinary));
+    ws.once('close', () => {
+      if (this.video === ws) this.video = null;
+    });
+    // a viewer that just arrived needs a picture it can start decoding from
+    this.askPbxForKeyframe();
+  }
+
+  private askPbxForKeyframe(): void {
+    const now = Date.now();
+    if (now - this.lastKeyframeAsk < 500) return;
+    this.lastKeyframeAsk = now;
+    this.leg.requestKeyframe?.();
+  }
+
+  private askTerminalForKeyframe(): void {
+    const ws = this.video;
+    if (ws === null || !this.videoCodec) return;
+    const req = Buffer.alloc(FRAME_HEADER_BYTES);
+    writeKeyframeRequest(req, STREAM_OWN, this.videoCodec.id);
+    ws.send(req);
+  }
+
+  private videoFromTerminal(ws: WebSocket, data: Buffer, isBinary: boolean): void {
+    const codec = this.videoCodec!;
+    if (!isBinary) return this.refuse(ws, 'BAD_FRAME', 'media connections carry binary frames only');
+    if (data.length > this.limits.maxVideoFrameBytes) return this.refuse(ws, 'FRAME_TOO_LARGE', `video frame of ${data.length} bytes; the limit is ${this.limits.maxVideoFrameBytes}`);
+    const check = checkFrame(data);
+    if (check === FRAME_KEYFRAME_REQUEST) return this.askPbxForKeyframe();
+    if (check !== FRAME_OK) return this.refuse(ws, 'BAD_FRAME', 'bad frame header (version 1, type media or keyframe request)');
+    if (data[2] !== codec.id) return this.refuse(ws, 'BAD_FRAME', `codec id ${data[2]} is not the call's video codec ${codec.id} (${codec.name})`);
+    mediaStats.videoFromTerminals++;
+    this.leg.sendVideo?.(data.subarray(FRAME_HEADER_BYTES), frameTimestamp(data), (data[3]! & FLAG_KEYFRAME) !== 0);
+  }
+
+  private videoToTerminal(frame: Buffer, timestamp: number, keyframe: boolean): void {
+    const ws = this.video;
+    if (ws === null) return;
+    if (ws.bufferedAmount > this.limits.videoSendHighWaterBytes) {
+      // a slow viewer: drop, and ask for a fresh picture for when it has caught up
+      this.videoDropped++;
+      mediaStats.droppedSlowTerminal++;
+      this.askPbxForKeyframe();
+      return;
+    }
+    const out = Buffer.allocUnsafe(FRAME_HEADER_BYTES + frame.length);
+    writeFrameHeader(out, STREAM_OWN, this.videoCodec!.id, keyframe ? FLAG_KEYFRAME : 0, this.vSeq, timestamp);
+    frame.copy(out, FRAME_HEADER_BYTES);
+    this.vSeq = (this.vSeq + 1) & 0xffff;
+    mediaStats.videoToTerminals++;
+    ws.send(out);
   }
 
   get isEnded(): boolean {
@@ -142,9 +218,13 @@ export class Call extends EventEmitter<CallEvents> {
     if (this.ended) return;
     this.ended = true;
     this.leg.onAudio = null;
+    if (this.leg.onVideo !== undefined) this.leg.onVideo = null;
     const ws = this.audio;
     this.audio = null;
     if (ws) ws.close(1000, `call ended: ${end.reason}`);
+    const vws = this.video;
+    this.video = null;
+    if (vws) vws.close(1000, `call ended: ${end.reason}`);
     this.log.debug({ reason: end.reason }, 'call closed');
     this.emit('ended', end);
   }

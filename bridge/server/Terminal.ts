@@ -12,6 +12,7 @@ import { AUDIO_CODECS, chooseCodec } from '../protocol/codecs.ts';
 import { parseControl, type ControlRequest, type ServerMessage } from '../protocol/messages.ts';
 import type { DriverCall, IncomingCall, MediaServerDriver } from '../../plugin/driver.ts';
 import type { AudioCodec } from '../protocol/codecs.ts';
+import { chooseVideoCodec } from '../protocol/videoCodecs.ts';
 import { Call } from './Call.ts';
 import type { MediaTokens } from './MediaTokens.ts';
 import { TokenBucket } from './TokenBucket.ts';
@@ -152,9 +153,15 @@ export class Terminal extends EventEmitter<TerminalEvents> {
     const codec = chooseCodec(msg.codecs ?? AUDIO_CODECS.map((c) => c.name));
     if (!codec) return this.reply(msg.id, 'CODEC_UNSUPPORTED', `offered ${msg.codecs?.join(', ')}; supported: ${AUDIO_CODECS.map((c) => c.name).join(', ')}`);
     const callId = randomBytes(9).toString('base64url');
-    const leg = driver.placeCall({ callId, number: this.number, name: this.name, to: msg.to, codec });
+    // video when the terminal asks for it and the driver carries one of its codecs
+    const supported = driver.videoCodecs ?? [];
+    const video = msg.video ? chooseVideoCodec(msg.video.filter((n) => supported.some((c) => c.name === n))) : undefined;
+    const leg = driver.placeCall({ callId, number: this.number, name: this.name, to: msg.to, codec, video });
     const token = this.adopt(callId, msg.to, codec, leg);
-    this.send({ type: 'calling', id: msg.id, callId, to: msg.to, codec: codec.name, media: { audio: { token, expiresInMs: config.limits.mediaTokenTtlMs } } });
+    const ttl = config.limits.mediaTokenTtlMs;
+    const media: Extract<ServerMessage, { type: 'calling' }>['media'] = { audio: { token, expiresInMs: ttl } };
+    if (video && leg.videoFormat) media.video = { token: this.deps.tokens.issue(this.number, callId, 'video'), codec: video.name, expiresInMs: ttl };
+    this.send({ type: 'calling', id: msg.id, callId, to: msg.to, codec: codec.name, media });
   }
 
   /** Wires a driver call to this terminal; returns the audio token for it. */

@@ -10,6 +10,8 @@ export const mediaStats = {
   droppedSlowTerminal: 0,
   droppedRateLimit: 0,
   droppedNoCall: 0,
+  videoFromTerminals: 0,
+  videoToTerminals: 0,
 };
 
 export class Metrics {
@@ -36,6 +38,8 @@ export class Metrics {
       collect() {
         frames.set({ direction: 'from_terminal' }, mediaStats.framesFromTerminals);
         frames.set({ direction: 'to_terminal' }, mediaStats.framesToTerminals);
+        frames.set({ direction: 'video_from_terminal' }, mediaStats.videoFromTerminals);
+        frames.set({ direction: 'video_to_terminal' }, mediaStats.videoToTerminals);
       },
     });
     const dropped = new Gauge({

@@ -247,6 +247,7 @@ export class AriClientLink extends EventEmitter<AriLinkEvents> implements AriLin
       timeout: p.timeoutS,
     };
     if (p.variables) options.variables = { variables: p.variables };
+    if (p.formats) options.formats = p.formats;
     return this.request('originate', (c) => c.channels.originate!(options), toChannel);
   }
 
@@ -264,6 +265,10 @@ export class AriClientLink extends EventEmitter<AriLinkEvents> implements AriLin
 
   answer(channelId: string): Promise<void> {
     return this.request('answer', (c) => c.channels.answer!({ channelId }), () => undefined);
+  }
+
+  continueInDialplan(channelId: string, context: string, extension: string, priority: number): Promise<void> {
+    return this.request('continue', (c) => c.channels.continueInDialplan!({ channelId, context, extension, priority }), () => undefined);
   }
 
   ring(channelId: string): Promise<void> {

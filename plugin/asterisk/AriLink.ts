@@ -37,6 +37,8 @@ export interface OriginateParams {
   endpoint: string;
   app: string;
   appArgs: string;
+  /** formats the channel may use when nothing else decides (e.g. "ulaw,h264") */
+  formats?: string;
   channelId: string;
   otherChannelId: string;
   callerId: string;
@@ -69,6 +71,8 @@ export interface AriLink extends EventEmitter<AriLinkEvents> {
   getVariable(channelId: string, variable: string): Promise<string>;
   setVariable(channelId: string, variable: string, value: string): Promise<void>;
   answer(channelId: string): Promise<void>;
+  /** Sends a channel in our app on into the dialplan (it leaves the app). */
+  continueInDialplan(channelId: string, context: string, extension: string, priority: number): Promise<void>;
   /** Indicates ringing to the channel's caller. */
   ring(channelId: string): Promise<void>;
   /** Sends DTMF to the channel (for a Local half: received as DTMF by its other half). */

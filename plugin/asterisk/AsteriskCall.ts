@@ -16,6 +16,9 @@ import type { CallEnd, DriverCall, DriverCallEvents, PlaceCallRequest } from '..
 import type { AriEvent, AriLink } from './AriLink.ts';
 import { RtpMediaLeg } from './RtpMediaLeg.ts';
 import { WebSocketMediaLeg } from './WebSocketMediaLeg.ts';
+import { SipMediaLeg } from './SipMediaLeg.ts';
+import type { SipServer } from '../sip/SipServer.ts';
+import type { VideoCodec } from '../../bridge/protocol/videoCodecs.ts';
 
 export interface AsteriskCallOptions {
   link: AriLink;
@@ -28,11 +31,15 @@ export interface AsteriskCallOptions {
   dialTimeoutS: number;
   requestTimeoutMs: number;
   log: Logger;
+  /** the bridge's SIP user agent, for calls with video */
+  sip: SipServer | null;
+  /** the PJSIP endpoint Asterisk dials the bridge's SIP leg with */
+  sipEndpoint: string;
   /** called when the call's channels are known / forgotten, for event routing */
   track(channelId: string, call: AsteriskCall | null): void;
 }
 
-type Leg = WebSocketMediaLeg | RtpMediaLeg;
+type Leg = WebSocketMediaLeg | RtpMediaLeg | SipMediaLeg;
 
 /** see finishSoon() */
 const FINISH_GRACE_MS = 250;
@@ -75,7 +82,9 @@ export function reasonForCause(cause: number): HangupReason {
 export class AsteriskCall extends EventEmitter<DriverCallEvents> implements DriverCall {
   readonly id: string;
   readonly format: AudioCodec;
+  readonly videoFormat: VideoCodec | null;
   onAudio: ((payload: Buffer) => void) | null = null;
+  onVideo: ((frame: Buffer, timestamp: number, keyframe: boolean) => void) | null = null;
   private readonly opts: AsteriskCallOptions;
   private readonly req: PlaceCallRequest;
   private readonly log: Logger;
@@ -87,6 +96,8 @@ export class AsteriskCall extends EventEmitter<DriverCallEvents> implements Driv
   private readonly inbound: InboundDial | null;
   private kicked = false;
   private pbxHangup = false;
+  /** a video call's channel went on into the dialplan (its StasisEnd is expected) */
+  private continued = false;
   private readonly bridgeId: string;
   private leg: Leg | null = null;
   private answered = false;
@@ -107,8 +118,10 @@ export class AsteriskCall extends EventEmitter<DriverCallEvents> implements Driv
     this.opts = opts;
     this.id = req.callId;
     this.log = opts.log.child({ callId: req.callId });
-    // websocket: the leg carries the terminal's own codec and Asterisk transcodes; rtp: u-law only
-    this.format = opts.transport === 'rtp' ? PCMU : req.codec;
+    this.videoFormat = req.video && opts.sip ? req.video : null;
+    // websocket: the leg carries the terminal's own codec and Asterisk transcodes; rtp and the
+    // SIP leg of a video call: u-law only
+    this.format = opts.transport === 'rtp' || this.videoFormat ? PCMU : req.codec;
     this.emId = `confmux-${req.callId}-media`;
     this.dialId = inbound ? inbound.channelId : `confmux-${req.callId}-dial`;
     this.roomSideId = inbound ? null : `confmux-${req.callId}-dial2`;
@@ -131,6 +144,7 @@ export class AsteriskCall extends EventEmitter<DriverCallEvents> implements Driv
   }
 
   private async run(): Promise<void> {
+    if (this.videoFormat) return this.runVideo(this.videoFormat);
     const { link, app } = this.opts;
     try {
       this.track(this.emId);
@@ -177,6 +191,72 @@ export class AsteriskCall extends EventEmitter<DriverCallEvents> implements Driv
       const message = (err as Error).message;
       if (!this.ending) this.log.warn({ err: message }, 'call set-up failed');
       void this.finish({ reason: 'failed', message });
+    }
+  }
+
+  /**
+   * A call with video: Asterisk dials the bridge's SIP leg into our app; once it is up there, the
+   * channel goes on into the dialed extension (a video room), carrying audio and video itself.
+   */
+  private async runVideo(video: VideoCodec): Promise<void> {
+    const { link, app } = this.opts;
+    try {
+      const leg = await SipMediaLeg.create(this.opts.sip!, this.opts.rtpBindAddress, `confmux-${this.req.callId}`, video);
+      this.leg = leg;
+      leg.onAudio = (payload) => {
+        const cb = this.onAudio;
+        if (cb !== null) cb(payload);
+      };
+      leg.onVideo = (frame, ts, key) => {
+        const cb = this.onVideo;
+        if (cb !== null) cb(frame, ts, key);
+      };
+      leg.on('keyframeRequest', () => this.emit('keyframeRequest'));
+      leg.once('close', (why) => this.finishSoon({ reason: 'remote', message: why }));
+      if (this.ending) return;
+      this.roomSideId = this.dialId;
+      this.track(this.dialId);
+      const name = this.req.name.replace(/["<>\\]/g, '');
+      await link.originate({
+        endpoint: `PJSIP/${this.opts.sipEndpoint}/${leg.uri}`,
+        app,
+        appArgs: `video,${this.req.callId}`,
+        channelId: this.dialId,
+        otherChannelId: `${this.dialId}-other`,
+        callerId: `"${name}" <${this.req.number}>`,
+        timeoutS: this.opts.dialTimeoutS,
+        formats: `ulaw,${video.sdpName.toLowerCase()}`,
+        variables: { CONFMUX_TERMINAL: this.req.number, CONFMUX_TERMINAL_NAME: name, CONFMUX_CALL: this.req.callId },
+      });
+      this.created.add(this.dialId);
+      if (!this.ending && !this.answered) this.emit('ringing');
+    } catch (err) {
+      const message = (err as Error).message;
+      if (!this.ending) this.log.warn({ err: message }, 'video call set-up failed');
+      void this.finish({ reason: 'failed', message });
+    }
+  }
+
+  /** The SIP leg is up in our app: check the extension, send the channel on into it. */
+  private async onVideoLegUp(): Promise<void> {
+    const { link } = this.opts;
+    try {
+      const exists = await link.getVariable(this.dialId, `DIALPLAN_EXISTS(${this.opts.context},${this.req.to},1)`);
+      if (this.ending) return;
+      if (exists !== '1') {
+        void this.finish({ reason: 'not_found', cause: 1, message: `no extension ${this.req.to} in context ${this.opts.context}` });
+        return;
+      }
+      this.continued = true;
+      await link.continueInDialplan(this.dialId, this.opts.context, this.req.to, 1);
+      // out of our app now: subscribe to keep hearing of its hang-up and of kicks
+      await link.subscribeChannel(this.dialId);
+      if (this.ending) return;
+      this.answered = true;
+      this.emit('answered');
+      this.requestKeyframe();
+    } catch (err) {
+      void this.finish({ reason: 'failed', message: (err as Error).message });
     }
   }
 
@@ -256,8 +336,20 @@ export class AsteriskCall extends EventEmitter<DriverCallEvents> implements Driv
     }
   }
 
+  sendVideo(frame: Uint8Array, timestamp: number): void {
+    const leg = this.leg;
+    if (leg instanceof SipMediaLeg) leg.sendVideo(frame, timestamp);
+  }
+
+  requestKeyframe(): void {
+    const leg = this.leg;
+    if (leg instanceof SipMediaLeg) leg.requestKeyframe();
+  }
+
   sendDtmf(digits: string): Promise<void> {
     if (this.ending || !this.answered) return Promise.resolve();
+    // the SIP leg would need RFC 4733 events from our side; not carried yet on video calls
+    if (this.videoFormat) return Promise.reject(new Error('DTMF is not carried on video calls yet'));
     // DTMF sent to our half of the dial channel is received by the PBX's side
     return this.opts.link.sendDtmf(this.dialId, digits);
   }
@@ -284,7 +376,9 @@ export class AsteriskCall extends EventEmitter<DriverCallEvents> implements Driv
   handleEvent(event: AriEvent): void {
     switch (event.type) {
       case 'StasisStart':
-        if (event.channel.id === this.dialId && !this.inbound && !this.answered && !this.ending) void this.onAnswered();
+        if (event.channel.id !== this.dialId || this.inbound || this.answered || this.ending) break;
+        if (this.videoFormat) void this.onVideoLegUp();
+        else void this.onAnswered();
         break;
       case 'ChannelDtmfReceived':
         if (event.channel.id === this.dialId && this.answered && !this.ending) this.emit('dtmf', event.digit);
@@ -312,7 +406,7 @@ export class AsteriskCall extends EventEmitter<DriverCallEvents> implements Driv
       }
       case 'StasisEnd':
         // the dial channel left our app (hung up or moved away): it cannot come back to this call
-        if (event.channel.id === this.dialId && this.answered && !this.ending) {
+        if (event.channel.id === this.dialId && this.answered && !this.ending && !this.continued) {
           setTimeout(() => {
             if (!this.ending) void this.finish(this.kicked ? { reason: 'kicked', message: 'removed from the room by an operator' } : { reason: 'remote' });
           }, 300).unref();
@@ -378,6 +472,7 @@ export class AsteriskCall extends EventEmitter<DriverCallEvents> implements Driv
 
   private release(): void {
     this.onAudio = null;
+    this.onVideo = null;
     for (const id of [this.emId, this.dialId, this.roomSideId]) if (id) this.opts.track(id, null);
   }
 

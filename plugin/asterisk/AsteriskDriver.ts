@@ -13,6 +13,8 @@ import type { AriChannel, AriEvent, AriLink } from './AriLink.ts';
 import { AriClientLink } from './AriClientLink.ts';
 import { AsteriskCall, type InboundDial } from './AsteriskCall.ts';
 import { AsteriskInvite } from './AsteriskInvite.ts';
+import { SipServer } from '../sip/SipServer.ts';
+import { H264, VP8, type VideoCodec } from '../../bridge/protocol/videoCodecs.ts';
 
 const DEVICE_STATES: Readonly<Record<Presence, string>> = Object.freeze({ available: 'NOT_INUSE', in_use: 'INUSE', unavailable: 'UNAVAILABLE' });
 /** Terminal device states are Stasis:<number>; a hint `exten => 1001,hint,Stasis:1001` shows them. */
@@ -37,6 +39,8 @@ function safeEqual(a: string, b: string): boolean {
 
 export class AsteriskDriver extends EventEmitter<DriverEvents> implements MediaServerDriver {
   readonly kind = 'asterisk' as const;
+  readonly videoCodecs: readonly VideoCodec[] = [H264, VP8];
+  private sip: SipServer | null = null;
   private readonly cfg: Config['asterisk'];
   private readonly log: Logger;
   private readonly link: AriLink;
@@ -77,6 +81,11 @@ export class AsteriskDriver extends EventEmitter<DriverEvents> implements MediaS
 
   /** Connects to ARI. Rejects if the first attempt fails; the link keeps retrying with backoff. */
   async start(): Promise<void> {
+    if (!this.sip) {
+      this.sip = await SipServer.listen(this.cfg.sipAddress, this.cfg.sipPort);
+      this.sip.on('error', (err) => this.log.warn({ err: err.message }, 'SIP socket error'));
+      this.log.info({ address: `${this.sip.localHost}:${this.sip.localPort}` }, 'SIP leg listening (video calls)');
+    }
     await this.link.connect();
   }
 
@@ -177,6 +186,8 @@ export class AsteriskDriver extends EventEmitter<DriverEvents> implements MediaS
       dialTimeoutS: this.cfg.dialTimeoutS,
       requestTimeoutMs: this.cfg.requestTimeoutMs,
       log: this.log,
+      sip: this.sip,
+      sipEndpoint: this.cfg.sipEndpoint,
       track: (channelId, c) => {
         if (c) this.byChannel.set(channelId, c);
         else this.forget(channelId, call);
@@ -195,5 +206,6 @@ export class AsteriskDriver extends EventEmitter<DriverEvents> implements MediaS
     this.closed = true;
     await Promise.allSettled([...this.calls].map((c) => c.hangup('shutdown')));
     await this.link.close();
+    await this.sip?.close();
   }
 }

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { FRAME_BAD_TYPE, FRAME_BAD_VERSION, FRAME_HEADER_BYTES, FRAME_OK, FRAME_SHORT, checkFrame, readFrameHeader, writeFrameHeader } from '../../bridge/protocol/frame.ts';
+import { FRAME_BAD_TYPE, FRAME_BAD_VERSION, FRAME_HEADER_BYTES, FRAME_KEYFRAME_REQUEST, FRAME_OK, FRAME_SHORT, checkFrame, readFrameHeader, writeFrameHeader, writeKeyframeRequest } from '../../bridge/protocol/frame.ts';
+import { H264 } from '../../bridge/protocol/videoCodecs.ts';
 import { L16_16K, PCMU, chooseCodec, codecById } from '../../bridge/protocol/codecs.ts';
 
 test('media frame header: golden bytes', () => {
@@ -24,8 +25,16 @@ test('media frame header: sequence and timestamp wrap, stream id kept', () => {
 test('checkFrame rejects short, wrong-version and wrong-type frames', () => {
   assert.equal(checkFrame(Buffer.from('10000101123400000001', 'hex')), FRAME_SHORT, 'header without payload');
   assert.equal(checkFrame(Buffer.from('2000010112340000000100', 'hex')), FRAME_BAD_VERSION);
-  assert.equal(checkFrame(Buffer.from('1100010112340000000100', 'hex')), FRAME_BAD_TYPE);
+  assert.equal(checkFrame(Buffer.from('1200010112340000000100', 'hex')), FRAME_BAD_TYPE);
+  assert.equal(checkFrame(Buffer.from('100001011234000000', 'hex')), FRAME_SHORT, 'shorter than a header');
   assert.equal(checkFrame(Buffer.from('7b2274797065223a2262696e64227d', 'hex')), FRAME_BAD_VERSION, 'JSON text is not a frame');
+});
+
+test('keyframe request: golden bytes, header only', () => {
+  const buf = new Uint8Array(FRAME_HEADER_BYTES);
+  writeKeyframeRequest(buf, 0, H264.id);
+  assert.equal(Buffer.from(buf).toString('hex'), '11000300000000000000');
+  assert.equal(checkFrame(buf), FRAME_KEYFRAME_REQUEST);
 });
 
 test('codecs: ids, 20 ms frame sizes and negotiation order', () => {

@@ -1,0 +1,220 @@
+/**
+ * Audio and video of one call over a SIP leg: Asterisk dials the bridge's SIP user agent
+ * (PJSIP/<endpoint>/sip:<call>@<bridge>), the bridge answers with one RTP socket for audio (u-law)
+ * and one for video (H.264 or VP8). externalMedia carries no video; this leg carries both, in one
+ * dialog, so ConfBridge's talker detection and the video it follows are the same participant.
+ */
+import { EventEmitter } from 'node:events';
+import { createSocket, type Socket } from 'node:dgram';
+import { randomInt } from 'node:crypto';
+import type { VideoCodec } from '../../bridge/protocol/videoCodecs.ts';
+import { RTP_HEADER_BYTES, newRtpView, readRtp, writeRtpHeader } from '../rtp/rtp.ts';
+import { H264Depacketizer, H264Packetizer } from '../rtp/h264.ts';
+import { Vp8Depacketizer, Vp8Packetizer } from '../rtp/vp8.ts';
+import type { SipServer, IncomingLeg } from '../sip/SipServer.ts';
+import type { SipDialog } from '../sip/SipDialog.ts';
+import { buildSdp, parseSdp, type SdpFormat } from '../sip/sdp.ts';
+import type { MediaLegEvents } from './WebSocketMediaLeg.ts';
+
+const PT_PCMU = 0;
+const AUDIO_RING = 8;
+const VIDEO_MTU = 1200;
+
+interface Peer {
+  host: string;
+  port: number;
+}
+
+async function udp(address: string): Promise<Socket> {
+  const s = createSocket({ type: address.includes(':') ? 'udp6' : 'udp4' });
+  await new Promise<void>((resolve, reject) => {
+    s.once('error', reject);
+    s.bind(0, address, () => {
+      s.off('error', reject);
+      resolve();
+    });
+  });
+  return s;
+}
+
+export interface SipMediaLegEvents extends MediaLegEvents {
+  keyframeRequest: [];
+}
+
+export class SipMediaLeg extends EventEmitter<SipMediaLegEvents> {
+  onAudio: ((payload: Buffer) => void) | null = null;
+  onVideo: ((frame: Buffer, timestamp: number, keyframe: boolean) => void) | null = null;
+  readonly video: VideoCodec;
+  private readonly sip: SipServer;
+  private readonly user: string;
+  private readonly audioSocket: Socket;
+  private readonly videoSocket: Socket;
+  private dialog: SipDialog | null = null;
+  private audioPeer: Peer | null = null;
+  private videoPeer: Peer | null = null;
+  private videoPt = -1;
+  private readonly audioRing: Buffer[] = [];
+  private ringIndex = 0;
+  private aSeq = randomInt(0, 0x10000);
+  private aTs = randomInt(0, 0x7fffffff);
+  private readonly aSsrc = randomInt(1, 0x7fffffff);
+  private vSeq = randomInt(0, 0x10000);
+  private readonly vSsrc = randomInt(1, 0x7fffffff);
+  private readonly packetizer: H264Packetizer | Vp8Packetizer;
+  private readonly depacketizer: H264Depacketizer | Vp8Depacketizer;
+  private readonly view = newRtpView();
+  private readonly vView = newRtpView();
+  private open = false;
+  private closed = false;
+  /** packets received that this leg does not carry */
+  rejected = 0;
+
+  private constructor(sip: SipServer, user: string, video: VideoCodec, audioSocket: Socket, videoSocket: Socket) {
+    super();
+    this.sip = sip;
+    this.user = user;
+    this.video = video;
+    this.audioSocket = audioSocket;
+    this.videoSocket = videoSocket;
+    for (let i = 0; i < AUDIO_RING; i++) this.audioRing.push(Buffer.alloc(RTP_HEADER_BYTES + 1024));
+    const sink = (frame: Buffer, ts: number, key: boolean): void => {
+      const cb = this.onVideo;
+      if (cb !== null) cb(frame, ts, key);
+    };
+    if (video.sdpName === 'H264') {
+      this.packetizer = new H264Packetizer(VIDEO_MTU);
+      this.depacketizer = new H264Depacketizer(sink);
+    } else {
+      this.packetizer = new Vp8Packetizer(VIDEO_MTU);
+      this.depacketizer = new Vp8Depacketizer(sink);
+    }
+    audioSocket.on('message', (msg: Buffer) => {
+      if (!readRtp(msg, this.view) || this.view.payloadType !== PT_PCMU) {
+        this.rejected++;
+        return;
+      }
+      const cb = this.onAudio;
+      if (cb !== null) cb(msg.subarray(this.view.payloadStart, this.view.payloadEnd));
+    });
+    videoSocket.on('message', (msg: Buffer) => {
+      // RTCP multiplexed on the RTP port (RFC 5761): payload-specific feedback PLI (1) or FIR (4)
+      if (msg.length >= 8 && msg[1] === 206) {
+        const fmt = msg[0]! & 0x1f;
+        if (fmt === 1 || fmt === 4) this.emit('keyframeRequest');
+        return;
+      }
+      if (msg.length >= 2 && msg[1]! >= 192 && msg[1]! <= 223) return; // other RTCP
+      const v = this.vView;
+      if (!readRtp(msg, v) || v.payloadType !== this.videoPt) {
+        this.rejected++;
+        return;
+      }
+      this.depacketizer.push(msg.subarray(v.payloadStart, v.payloadEnd), v.seq, v.timestamp, v.marker);
+    });
+    audioSocket.on('error', () => this.close('audio socket error'));
+    videoSocket.on('error', () => this.close('video socket error'));
+    sip.expect(user, (leg) => this.onInvite(leg));
+  }
+
+  static async create(sip: SipServer, rtpAddress: string, user: string, video: VideoCodec): Promise<SipMediaLeg> {
+    const [a, v] = await Promise.all([udp(rtpAddress), udp(rtpAddress)]);
+    return new SipMediaLeg(sip, user, video, a, v);
+  }
+
+  /** The SIP URI Asterisk must dial for this leg. */
+  get uri(): string {
+    return `sip:${this.user}@${this.sip.localHost}:${this.sip.localPort}`;
+  }
+
+  get isOpen(): boolean {
+    return this.open && !this.closed;
+  }
+
+  private onInvite({ dialog, invite }: IncomingLeg): void {
+    if (this.closed) {
+      dialog.reply(invite, 480, 'Temporarily Unavailable');
+      return;
+    }
+    this.dialog = dialog;
+    const offer = parseSdp(invite.body);
+    const audio = offer.media.find((m) => m.kind === 'audio' && m.port > 0);
+    const video = offer.media.find((m) => m.kind === 'video' && m.port > 0);
+    const pcmu = audio?.formats.find((f) => f.name.toUpperCase() === 'PCMU');
+    const vfmt: SdpFormat | undefined = video?.formats.find((f) => f.name.toUpperCase() === this.video.sdpName);
+    if (!audio || !pcmu) {
+      dialog.reply(invite, 488, 'Not Acceptable Here');
+      this.close('the media server offered no u-law audio');
+      return;
+    }
+    this.audioPeer = { host: audio.address, port: audio.port };
+    if (video && vfmt) {
+      this.videoPeer = { host: video.address, port: video.port };
+      this.videoPt = vfmt.payloadType;
+    }
+    const mux = (m: typeof audio): string[] => (m?.attributes.includes('rtcp-mux') ? ['rtcp-mux'] : []);
+    const answer = buildSdp(this.audioSocket.address().address, randomInt(1, 2 ** 31), [
+      { kind: 'audio', port: this.audioSocket.address().port, formats: [pcmu], attributes: mux(audio) },
+      ...(video ? [{ kind: 'video', port: this.videoSocket.address().port, formats: vfmt ? [vfmt] : [], attributes: mux(video) }] : []),
+    ]);
+    dialog.on('bye', () => this.close('the media server hung up (BYE)'));
+    dialog.on('keyframeRequest', () => this.emit('keyframeRequest'));
+    dialog.once('confirmed', () => {
+      this.open = true;
+      this.emit('open');
+    });
+    dialog.accept(invite, answer);
+  }
+
+  /** One 20 ms u-law payload towards Asterisk. */
+  send(payload: Buffer): void {
+    const peer = this.audioPeer;
+    if (peer === null || this.closed) return;
+    const n = payload.length;
+    if (n > 1024) return;
+    const buf = this.audioRing[this.ringIndex]!;
+    this.ringIndex = (this.ringIndex + 1) % AUDIO_RING;
+    writeRtpHeader(buf, PT_PCMU, false, this.aSeq, this.aTs, this.aSsrc);
+    payload.copy(buf, RTP_HEADER_BYTES);
+    this.aSeq = (this.aSeq + 1) & 0xffff;
+    this.aTs = (this.aTs + n) >>> 0;
+    this.audioSocket.send(buf, 0, RTP_HEADER_BYTES + n, peer.port, peer.host);
+  }
+
+  /** One whole video frame towards Asterisk, packetized; timestamps at 90 kHz. */
+  sendVideo(frame: Uint8Array, timestamp: number): void {
+    const peer = this.videoPeer;
+    if (peer === null || this.closed) return;
+    this.packetizer.packetize(frame, (payload, marker) => {
+      // dgram sends asynchronously: each packet of a frame needs its own buffer (pooled slices)
+      const pkt = Buffer.allocUnsafe(RTP_HEADER_BYTES + payload.length);
+      writeRtpHeader(pkt, this.videoPt, marker, this.vSeq, timestamp, this.vSsrc);
+      pkt.set(payload, RTP_HEADER_BYTES);
+      this.vSeq = (this.vSeq + 1) & 0xffff;
+      this.videoSocket.send(pkt, peer.port, peer.host);
+    });
+  }
+
+  requestKeyframe(): void {
+    this.dialog?.requestKeyframe();
+  }
+
+  /** Hangs the dialog up (BYE) unless the far end did, and closes the sockets. Idempotent. */
+  close(why = 'closed by bridge'): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.open = false;
+    this.onAudio = null;
+    this.onVideo = null;
+    this.sip.forget(this.user);
+    const dialog = this.dialog;
+    if (dialog && !dialog.ended) void dialog.bye();
+    for (const s of [this.audioSocket, this.videoSocket]) {
+      try {
+        s.close();
+      } catch {
+        /* already closed */
+      }
+    }
+    this.emit('close', why);
+  }
+}
