@@ -80,6 +80,9 @@ function talkOptions(cmd: Command): Command {
     .option('--seconds <s>', 'hang up after this many seconds from answer', positiveNumber, 10)
     .option('--codec <codec>', 'L16/16000 or PCMU/8000', 'L16/16000')
     .option('--dtmf <digits>', 'send these DTMF digits half a second after answer')
+    .option('--send-video <h264>', 'H.264 elementary stream (Annex B, e.g. ffmpeg -f h264) to send as video, looped')
+    .option('--fps <n>', 'frame rate of --send-video', positiveNumber, 15)
+    .option('--record-video <h264>', 'write the video received (from its first keyframe) to this H.264 file')
     .option('-q, --quiet', 'print nothing but errors', false);
 }
 

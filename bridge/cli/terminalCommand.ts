@@ -3,7 +3,9 @@
  * (or waits for the PBX's invitation and answers it), sends a WAV (or a tone) as live audio paced
  * at 20 ms, records what it hears, hangs up after --seconds.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { splitAccessUnits } from '../media/h264Stream.ts';
+import { isH264Keyframe } from '../../plugin/rtp/h264.ts';
 import { codecByName } from '../protocol/codecs.ts';
 import { decodePayload, encodePayload, resample } from '../media/pcm.ts';
 import { readWav, writeWav } from '../media/wav.ts';
@@ -26,6 +28,11 @@ export interface TerminalCallOptions {
   quiet: boolean;
   /** DTMF digits to send once the call is answered */
   dtmf?: string;
+  /** H.264 elementary stream (Annex B) to send as video, looped, paced at --fps */
+  sendVideo?: string;
+  fps?: number;
+  /** write the video received to this file (H.264 Annex B, e.g. for ffprobe / ffplay) */
+  recordVideo?: string;
 }
 
 export interface TerminalAnswerOptions extends TerminalCallOptions {
@@ -104,9 +111,55 @@ async function connect(o: TerminalCallOptions): Promise<TerminalClient> {
   return terminal;
 }
 
+/** Sends the access units of a file at `fps`, looping; a keyframe request jumps to the next IDR. */
+function paceVideo(call: CallSession, aus: Uint8Array[], fps: number): { stop(): void } {
+  const keyIdx = aus.map((au, i) => (isH264Keyframe(au) ? i : -1)).filter((i) => i >= 0);
+  let n = 0;
+  let pos = 0;
+  let wantKey = false;
+  call.on('keyframeRequest', () => {
+    wantKey = true;
+  });
+  const start = performance.now();
+  const interval = 1000 / fps;
+  let timer: ReturnType<typeof setTimeout> | null = null;
+  let stopped = false;
+  const tick = (): void => {
+    if (stopped) return;
+    if (wantKey && keyIdx.length) {
+      wantKey = false;
+      pos = keyIdx.find((k) => k >= pos) ?? keyIdx[0]!;
+    }
+    const au = aus[pos % aus.length]!;
+    call.sendVideo(au, isH264Keyframe(au), Math.round((n * 90000) / fps) >>> 0);
+    pos = (pos + 1) % aus.length;
+    n++;
+    timer = setTimeout(tick, Math.max(0, start + n * interval - performance.now()));
+  };
+  tick();
+  return {
+    stop() {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+    },
+  };
+}
+
 /** An answered call: talk for --seconds (or until the far end hangs up), record, hang up. */
 async function talk(call: CallSession, o: TerminalCallOptions, signal: Int16Array | null, record?: string): Promise<HangupInfo> {
   const say = sayer(o.quiet);
+  const videoIn: Uint8Array[] = [];
+  const answeredAt = performance.now();
+  let firstKey = -1;
+  call.on('video', (frame, keyframe) => {
+    if (keyframe && firstKey < 0) {
+      firstKey = performance.now() - answeredAt;
+      say(`video: first keyframe ${Math.round(firstKey)} ms after answer`);
+    }
+    if (o.recordVideo && (firstKey >= 0 || keyframe)) videoIn.push(Uint8Array.from(frame));
+  });
+  const video = call.videoCodec && o.sendVideo ? paceVideo(call, splitAccessUnits(readFileSync(o.sendVideo)), o.fps ?? 15) : null;
+  if (call.videoCodec && !o.sendVideo) call.requestKeyframe();
   const heard: Int16Array[] = [];
   call.on('audio', (payload) => {
     if (record) heard.push(decodePayload(call.codec, payload));
@@ -120,6 +173,11 @@ async function talk(call: CallSession, o: TerminalCallOptions, signal: Int16Arra
   if (o.dtmf) setTimeout(() => call.sendDtmf(o.dtmf!), 500);
   await Promise.race([new Promise((r) => setTimeout(r, o.seconds * 1000)), call.ended()]);
   sender.stop();
+  video?.stop();
+  if (o.recordVideo) {
+    writeFileSync(o.recordVideo, Buffer.concat(videoIn));
+    say(`recorded ${videoIn.length} video frames to ${o.recordVideo}`);
+  }
   const info: HangupInfo = ended ?? (await call.hangup());
   say(`hangup: ${info.reason}${info.cause !== undefined ? ` (cause ${info.cause})` : ''}; sent ${call.sent} frames, received ${call.received}`);
   if (record) {
@@ -144,8 +202,10 @@ export async function runTerminalCall(to: string, o: TerminalCallOptions): Promi
   const { codecName, signalFor } = prepare(o);
   const terminal = await connect(o);
   try {
-    const call = await terminal.call(to, { codecs: [codecName] });
-    say(`calling ${to} (call ${call.id}, ${call.codec.name})`);
+    const wantVideo = Boolean(o.sendVideo || o.recordVideo);
+    const call = await terminal.call(to, wantVideo ? { codecs: [codecName], video: ['H264/90000'] } : { codecs: [codecName] });
+    say(`calling ${to} (call ${call.id}, ${call.codec.name}${call.videoCodec ? ` + ${call.videoCodec.name}` : ''})`);
+    if (wantVideo && !call.videoCodec) say('the bridge offered no video for this call: audio only');
     call.on('ringing', () => say('ringing'));
     await call.answered();
     say('answered');

@@ -16,6 +16,7 @@ import type { IncomingCall, MediaServerDriver, Presence } from '../../plugin/dri
 import { MediaTokens } from './MediaTokens.ts';
 import { Metrics } from './metrics.ts';
 import { Terminal } from './Terminal.ts';
+import { VideoRooms } from './VideoRooms.ts';
 
 interface Tracked extends WebSocket {
   confmuxAlive?: boolean;
@@ -36,6 +37,7 @@ export class BridgeServer {
   private heartbeat: NodeJS.Timeout | null = null;
   /** per number, the presence update in flight: updates run in order, each with the state of its time */
   private readonly presence = new Map<string, Promise<void>>();
+  private readonly videoRooms = new VideoRooms();
   private draining = false;
   private closed = false;
 
@@ -253,6 +255,7 @@ export class BridgeServer {
         log: this.log,
         acceptingCalls: () => !this.draining,
         presenceChanged: (t) => this.publishPresence(t.number),
+        videoRooms: this.videoRooms,
       });
       this.terminals.set(bind.number, terminal);
       terminal.once('closed', () => {

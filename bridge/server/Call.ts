@@ -16,6 +16,7 @@ import { ConfmuxError, closeReason, type ErrorCode } from '../errors.ts';
 import type { CallEnd, DriverCall } from '../../plugin/driver.ts';
 import { TokenBucket } from './TokenBucket.ts';
 import { mediaStats } from './metrics.ts';
+import type { VideoParticipant, VideoRooms } from './VideoRooms.ts';
 
 export interface CallLimits {
   maxAudioFrameBytes: number;
@@ -34,7 +35,7 @@ export interface CallEvents {
   refused: [ErrorCode];
 }
 
-export class Call extends EventEmitter<CallEvents> {
+export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
   readonly id: string;
   readonly to: string;
   readonly codec: AudioCodec;
@@ -49,6 +50,8 @@ export class Call extends EventEmitter<CallEvents> {
   readonly videoCodec: VideoCodec | null;
   private vSeq = 0;
   private lastKeyframeAsk = 0;
+  private lastTerminalAsk = 0;
+  private readonly videoRooms: VideoRooms | null;
   /** video frames dropped for a slow terminal */
   videoDropped = 0;
   private audioBucket: TokenBucket;
@@ -56,9 +59,11 @@ export class Call extends EventEmitter<CallEvents> {
   private timestamp = 0;
   private marker = true;
   private ended = false;
+  private answered = false;
 
-  constructor(id: string, to: string, codec: AudioCodec, leg: DriverCall, limits: CallLimits, log: Logger) {
+  constructor(id: string, to: string, codec: AudioCodec, leg: DriverCall, limits: CallLimits, log: Logger, videoRooms: VideoRooms | null = null) {
     super();
+    this.videoRooms = videoRooms;
     this.id = id;
     this.to = to;
     this.codec = codec;
@@ -69,7 +74,12 @@ export class Call extends EventEmitter<CallEvents> {
     this.down = new AudioConverter(leg.format, codec);
     this.audioBucket = new TokenBucket(limits.audioFramesPerSecond, Math.ceil(limits.audioFramesPerSecond / 2));
     leg.on('ringing', () => this.emit('ringing'));
-    leg.on('answered', () => this.emit('answered'));
+    leg.on('answered', () => {
+      this.answered = true;
+      this.emit('answered');
+      // the viewer is in the room now: ask for a picture (ConfBridge needs a moment to add it)
+      if (this.video) setTimeout(() => this.askPbxForKeyframe(), 300).unref();
+    });
     leg.on('dtmf', (digit) => this.emit('dtmf', digit));
     leg.once('ended', (end) => this.onEnded(end));
     leg.onAudio = (payload) => this.toTerminal(payload);
@@ -77,7 +87,13 @@ export class Call extends EventEmitter<CallEvents> {
     if (this.videoCodec) {
       leg.onVideo = (frame, ts, key) => this.videoToTerminal(frame, ts, key);
       leg.on('keyframeRequest', () => this.askTerminalForKeyframe());
+      this.videoRooms?.join(this);
     }
+  }
+
+  /** the room this call is in, for keyframe requests between its video participants */
+  get room(): string {
+    return this.to;
   }
 
   /** Binds the terminal's video connection (its token already checked). */
@@ -92,20 +108,25 @@ export class Call extends EventEmitter<CallEvents> {
     ws.once('close', () => {
       if (this.video === ws) this.video = null;
     });
-    // a viewer that just arrived needs a picture it can start decoding from
-    this.askPbxForKeyframe();
+    // a viewer that just arrived needs a picture it can start decoding from (once in the room)
+    if (this.answered) this.askPbxForKeyframe();
   }
 
+  /** This call's viewer needs a picture: ask the media server, and the senders in the room here. */
   private askPbxForKeyframe(): void {
     const now = Date.now();
     if (now - this.lastKeyframeAsk < 500) return;
     this.lastKeyframeAsk = now;
     this.leg.requestKeyframe?.();
+    this.videoRooms?.requestKeyframe(this);
   }
 
-  private askTerminalForKeyframe(): void {
+  askTerminalForKeyframe(): void {
     const ws = this.video;
     if (ws === null || !this.videoCodec) return;
+    const now = Date.now();
+    if (now - this.lastTerminalAsk < 300) return;
+    this.lastTerminalAsk = now;
     const req = Buffer.alloc(FRAME_HEADER_BYTES);
     writeKeyframeRequest(req, STREAM_OWN, this.videoCodec.id);
     ws.send(req);
@@ -217,6 +238,7 @@ export class Call extends EventEmitter<CallEvents> {
   private onEnded(end: CallEnd): void {
     if (this.ended) return;
     this.ended = true;
+    this.videoRooms?.leave(this);
     this.leg.onAudio = null;
     if (this.leg.onVideo !== undefined) this.leg.onVideo = null;
     const ws = this.audio;

@@ -17,6 +17,7 @@ import { Call } from './Call.ts';
 import type { MediaTokens } from './MediaTokens.ts';
 import { TokenBucket } from './TokenBucket.ts';
 import type { Metrics } from './metrics.ts';
+import type { VideoRooms } from './VideoRooms.ts';
 
 export interface TerminalDeps {
   config: Readonly<Config>;
@@ -28,6 +29,8 @@ export interface TerminalDeps {
   acceptingCalls(): boolean;
   /** registration or calls changed: the PBX's view of this terminal must follow */
   presenceChanged(terminal: Terminal): void;
+  /** video calls by room, for keyframe requests */
+  videoRooms: VideoRooms;
 }
 
 interface PendingInvite {
@@ -168,7 +171,7 @@ export class Terminal extends EventEmitter<TerminalEvents> {
   private adopt(callId: string, to: string, codec: AudioCodec, leg: DriverCall): string {
     const { config, tokens } = this.deps;
     const log = this.log.child({ callId });
-    const call = new Call(callId, to, codec, leg, config.limits, log);
+    const call = new Call(callId, to, codec, leg, config.limits, log, this.deps.videoRooms);
     this.calls.set(callId, call);
     log.info({ to, codec: codec.name }, 'call started');
     call.on('ringing', () => this.send({ type: 'ringing', callId }));

@@ -1,0 +1,153 @@
+// Video through the one port (issue 5): terminals in a ConfBridge video room (710-719) send and
+// receive H.264; ffmpeg makes the pictures and ffprobe decodes what arrives.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createNodeTerminal } from '../../bridge/sdk/node.ts';
+import type { CallSession } from '../../bridge/sdk/CallSession.ts';
+import type { TerminalClient } from '../../bridge/sdk/TerminalClient.ts';
+import { splitAccessUnits } from '../../bridge/media/h264Stream.ts';
+import { isH264Keyframe } from '../../plugin/rtp/h264.ts';
+import { asteriskRx, ensureSandbox } from '../helpers/sandbox.ts';
+import { runCli, startBridge, waitNoChannels, type TestBridge } from '../helpers/bridge.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'confmux-video-'));
+let bridge: TestBridge;
+const open: TerminalClient[] = [];
+
+/** An H.264 elementary stream made by ffmpeg: `source` is a lavfi source, gop the keyframe interval. */
+function makeVideo(name: string, source: string, size: string, seconds: number, gop: number): string {
+  const out = join(dir, name);
+  execFileSync('ffmpeg', ['-loglevel', 'error', '-y', '-f', 'lavfi', '-i', `${source}=size=${size}:rate=15`, '-t', String(seconds), '-c:v', 'libx264', '-profile:v', 'baseline', '-pix_fmt', 'yuv420p', '-g', String(gop), '-bf', '0', '-f', 'h264', out]);
+  return out;
+}
+
+/** What ffprobe decodes from a recorded stream: picture size and the number of frames. */
+function probe(file: string): { width: number; height: number; frames: number } {
+  const out = execFileSync('ffprobe', ['-v', 'quiet', '-count_frames', '-select_streams', 'v:0', '-show_entries', 'stream=width,height,nb_read_frames', '-of', 'csv=p=0', file]).toString().trim();
+  const [width, height, frames] = out.split(',').map(Number);
+  return { width: width!, height: height!, frames: frames! };
+}
+
+async function terminal(number: string): Promise<TerminalClient> {
+  const t = createNodeTerminal({ url: bridge.url, number, password: `sandbox-${number}` });
+  await t.connect();
+  await t.register();
+  open.push(t);
+  return t;
+}
+
+const TONE = new Uint8Array(640);
+for (let i = 0; i < 320; i++) {
+  const s = Math.round(8000 * Math.sin((2 * Math.PI * 440 * i) / 16000));
+  TONE[2 * i] = s & 0xff;
+  TONE[2 * i + 1] = (s >> 8) & 0xff;
+}
+const SILENCE = new Uint8Array(640);
+
+/** A terminal's media loop: audio (tone when talking) every 20 ms, video at 15 fps; keyframe on request. */
+function media(call: CallSession, aus: Uint8Array[], talking: () => boolean): () => void {
+  let pos = 0;
+  let n = 0;
+  let wantKey = false;
+  call.on('keyframeRequest', () => (wantKey = true));
+  const audio = setInterval(() => call.sendAudio(talking() ? TONE : SILENCE), 20);
+  const video = setInterval(() => {
+    if (wantKey) {
+      wantKey = false;
+      while (!isH264Keyframe(aus[pos % aus.length]!)) pos++;
+    }
+    const au = aus[pos++ % aus.length]!;
+    call.sendVideo(au, isH264Keyframe(au), (n++ * 6000) >>> 0);
+  }, 1000 / 15);
+  return () => {
+    clearInterval(audio);
+    clearInterval(video);
+  };
+}
+
+before(async () => {
+  await ensureSandbox();
+  bridge = await startBridge();
+});
+after(async () => {
+  for (const t of open) t.close();
+  await bridge?.close();
+});
+
+test('CLI terminals in video room 710: B records A\'s video, ffprobe decodes it at A\'s size and rate', async () => {
+  const aVideo = makeVideo('a.h264', 'testsrc', '320x240', 4, 30);
+  const rec = join(dir, 'b-recorded.h264');
+  const args = (n: string, extra: string[]): string[] => ['terminal', '--url', bridge.url, '--number', n, '--password', `sandbox-${n}`, 'call', '710', ...extra];
+  const [a, b] = await Promise.all([
+    runCli(args('1001', ['--tone', '440', '--send-video', aVideo, '--fps', '15', '--seconds', '8'])),
+    runCli(args('1002', ['--record-video', rec, '--seconds', '8'])),
+  ]);
+  assert.equal(a.code, 0, a.stderr + a.stdout);
+  assert.equal(b.code, 0, b.stderr + b.stdout);
+  assert.match(a.stdout, /\+ H264\/90000/);
+  const p = probe(rec);
+  console.log(`B's recording: ${p.width}x${p.height}, ${p.frames} frames decoded; ${b.stdout.match(/video: first keyframe \d+ ms/)?.[0]}`);
+  assert.equal(p.width, 320);
+  assert.equal(p.height, 240);
+  // about 8 s at 15 fps, less what passed before both were in and the first keyframe arrived
+  assert.ok(p.frames >= 60 && p.frames <= 130, `frames decoded: ${p.frames}`);
+  assert.deepEqual(await waitNoChannels((l) => l.includes('confmux-media')), []);
+});
+
+test('the room shows the talker: a viewer sees A while A talks, then B once B talks', async () => {
+  const aus = splitAccessUnits(readFileSync(makeVideo('talker-a.h264', 'testsrc', '320x240', 4, 15)));
+  const bus = splitAccessUnits(readFileSync(makeVideo('talker-b.h264', 'smptebars', '176x144', 4, 15)));
+  const hash = (x: Uint8Array): string => createHash('sha1').update(x).digest('hex');
+  const fromA = new Set(aus.filter((x) => !isH264Keyframe(x)).map(hash));
+  const fromB = new Set(bus.filter((x) => !isH264Keyframe(x)).map(hash));
+  const [ta, tb, tc] = [await terminal('1003'), await terminal('1004'), await terminal('1005')];
+  const [ca, cb, cc] = [await ta.call('711', { video: ['H264/90000'] }), await tb.call('711', { video: ['H264/90000'] }), await tc.call('711', { video: ['H264/90000'] })];
+  await Promise.all([ca.answered(), cb.answered(), cc.answered()]);
+  let talker = 'a';
+  let seen = '';
+  cc.on('video', (f, key) => {
+    if (key) return;
+    const h = hash(f);
+    seen += fromA.has(h) ? 'a' : fromB.has(h) ? 'b' : '?';
+  });
+  const stops = [media(ca, aus, () => talker === 'a'), media(cb, bus, () => talker === 'b'), media(cc, aus.slice(0, 1), () => false)];
+  await new Promise((r) => setTimeout(r, 4000));
+  const phaseA = seen;
+  seen = '';
+  talker = 'b';
+  await new Promise((r) => setTimeout(r, 4000));
+  const phaseB = seen;
+  for (const s of stops) s();
+  console.log(`viewer while A talks: ${phaseA}\nviewer after B starts: ${phaseB}`);
+  const count = (s: string, c: string): number => s.split(c).length - 1;
+  assert.ok(count(phaseA.slice(-15), 'a') >= 12, 'the viewer sees A while A talks');
+  assert.ok(count(phaseB.slice(-15), 'b') >= 12, 'the viewer sees B after B started talking');
+  await Promise.all([ca.hangup(), cb.hangup(), cc.hangup()]);
+});
+
+test('a terminal joining a room in progress gets a decodable picture within 2 s (keyframe request)', async () => {
+  // keyframes only every 10 s: only the request path can make the newcomer's picture come fast
+  const aus = splitAccessUnits(readFileSync(makeVideo('sparse.h264', 'testsrc', '320x240', 12, 150)));
+  const [ta, tb] = [await terminal('1006'), await terminal('1007')];
+  const ca = await ta.call('712', { video: ['H264/90000'] });
+  await ca.answered();
+  let requests = 0;
+  ca.on('keyframeRequest', () => requests++);
+  const stopA = media(ca, aus, () => true);
+  await new Promise((r) => setTimeout(r, 2500)); // past A's first keyframe
+  const cb = await tb.call('712', { video: ['H264/90000'] });
+  const joined = performance.now();
+  const firstKey = new Promise<number>((resolve) => cb.on('video', (_f, key) => key && resolve(performance.now() - joined)));
+  const ms = await Promise.race([firstKey, new Promise<number>((r) => setTimeout(() => r(-1), 5000))]);
+  stopA();
+  console.log(`newcomer's first keyframe ${Math.round(ms)} ms after its call was bound; keyframe requests A received: ${requests}`);
+  assert.ok(requests >= 1, 'the sender was asked for a keyframe');
+  assert.ok(ms >= 0 && ms <= 2000, `first keyframe within 2 s: ${Math.round(ms)} ms`);
+  await Promise.all([ca.hangup(), cb.hangup()]);
+  assert.match(await asteriskRx('confbridge list 712'), /No conference|^\s*$|Channel/);
+});
