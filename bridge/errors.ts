@@ -19,6 +19,7 @@ export const ERRORS = {
   CALL_LIMIT: { close: 4420, message: 'too many calls on this terminal' },
   NO_SUCH_CALL: { close: 4421, message: 'no such call' },
   CODEC_UNSUPPORTED: { close: 4415, message: 'none of the offered codecs is supported' },
+  NO_VIDEO: { close: 4416, message: 'this call carries no video: content sharing needs a call with video' },
   HEARTBEAT_TIMEOUT: { close: 4402, message: 'no heartbeat answer' },
   PBX_UNAVAILABLE: { close: 4503, message: 'the media server is not reachable' },
   SHUTTING_DOWN: { close: 1001, message: 'the bridge is shutting down' },

@@ -93,6 +93,11 @@ export interface PlaceCallRequest {
   codec: AudioCodec;
   /** the video codec the terminal agreed, for a call with video */
   video?: VideoCodec;
+  /**
+   * A presentation content leg: a second, video-only participant of the terminal in the same room,
+   * marked so that the room shows its video (see docs/operations.md).
+   */
+  content?: boolean;
 }
 
 export interface DriverEvents {

@@ -51,9 +51,11 @@ const Hangup = z.object({ type: z.literal('hangup'), id: requestId, callId }).st
 const Ping = z.object({ type: z.literal('ping'), id: requestId }).strict();
 const Accept = z.object({ type: z.literal('accept'), id: requestId, callId, codecs: z.array(z.string().max(32)).min(1).max(8).optional() }).strict();
 const Reject = z.object({ type: z.literal('reject'), id: requestId, callId, reason: z.enum(['busy', 'declined']).default('declined') }).strict();
+const Share = z.object({ type: z.literal('share'), id: requestId, callId }).strict();
+const Unshare = z.object({ type: z.literal('unshare'), id: requestId, callId }).strict();
 const Dtmf = z.object({ type: z.literal('dtmf'), id: requestId, callId, digits: z.string().regex(/^[0-9*#A-Da-d]{1,32}$/, 'digits: 1 to 32 of 0-9 * # A-D') }).strict();
 
-export const ControlMessage = z.discriminatedUnion('type', [Register, Unregister, Call, Hangup, Ping, Accept, Reject, Dtmf]);
+export const ControlMessage = z.discriminatedUnion('type', [Register, Unregister, Call, Hangup, Ping, Accept, Reject, Dtmf, Share, Unshare]);
 
 export type BindControlMessage = z.infer<typeof BindControl>;
 export type BindMediaMessage = z.infer<typeof BindMedia>;
@@ -106,6 +108,7 @@ export type ServerMessage =
       media: { audio: { token: string; expiresInMs: number } };
     }
   | { type: 'dtmf'; callId: string; digit: string }
+  | { type: 'sharing'; id?: number | string; callId: string; contentId: string; media: { content: { token: string; codec: string; expiresInMs: number } } }
   | { type: 'pbx'; state: 'up' | 'down' }
   | { type: 'ringing'; callId: string }
   | { type: 'answered'; callId: string }

@@ -80,7 +80,7 @@ export class CallSession extends Emitter<CallSessionEvents> {
   }
 
   /** Opens a media connection of `kind` and binds it with the token; resolves once bound. */
-  private bindMedia(factory: WebSocketFactory, url: string, number: string, kind: 'audio' | 'video', token: string, onBinary: (data: unknown) => void): Promise<WebSocketLike> {
+  private bindMedia(factory: WebSocketFactory, url: string, number: string, kind: 'audio' | 'video' | 'content', token: string, onBinary: (data: unknown) => void): Promise<WebSocketLike> {
     const ws = factory(url);
     ws.binaryType = 'arraybuffer';
     return new Promise<WebSocketLike>((resolve, reject) => {
@@ -112,12 +112,12 @@ export class CallSession extends Emitter<CallSessionEvents> {
     this.audio = await this.bindMedia(factory, url, number, 'audio', token, (d) => this.onAudioMessage(d));
   }
 
-  /** Opens the video connection for the agreed codec and binds it with the token. */
-  async openVideo(factory: WebSocketFactory, url: string, number: string, token: string, codecName: string): Promise<void> {
+  /** Opens the video (or, for a content share, the content) connection and binds it with the token. */
+  async openVideo(factory: WebSocketFactory, url: string, number: string, token: string, codecName: string, kind: 'video' | 'content' = 'video'): Promise<void> {
     const codec = videoCodecByName(codecName);
     if (!codec) throw new TerminalError('CODEC_UNSUPPORTED', `the bridge chose ${codecName}, unknown to this SDK`);
     this.videoCodec = codec;
-    this.videoWs = await this.bindMedia(factory, url, number, 'video', token, (d) => this.onVideoMessage(d));
+    this.videoWs = await this.bindMedia(factory, url, number, kind, token, (d) => this.onVideoMessage(d));
   }
 
   private onVideoMessage(data: unknown): void {

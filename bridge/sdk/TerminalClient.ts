@@ -115,7 +115,7 @@ export class TerminalClient extends Emitter<TerminalClientEvents> {
   }
 
   private onMessage(msg: ServerMessage): void {
-    if ('id' in msg && typeof msg.id === 'number' && (msg.type === 'error' || msg.type === 'registered' || msg.type === 'calling' || msg.type === 'accepted' || msg.type === 'pong' || msg.type === 'unregistered')) {
+    if ('id' in msg && typeof msg.id === 'number' && (msg.type === 'error' || msg.type === 'registered' || msg.type === 'calling' || msg.type === 'accepted' || msg.type === 'sharing' || msg.type === 'pong' || msg.type === 'unregistered')) {
       const p = this.pending.get(msg.id);
       if (p) {
         this.pending.delete(msg.id);
@@ -201,6 +201,19 @@ export class TerminalClient extends Emitter<TerminalClientEvents> {
     const video = msg.media.video;
     if (video) await call.openVideo(this.opts.webSocket, this.opts.url, this.opts.number, video.token, video.codec);
     return call;
+  }
+
+  /**
+   * Shares presentation content in a call with video. Resolves with the share: send its frames with
+   * sendVideo() (it answers keyframe requests like a camera), end it with hangup().
+   */
+  async share(call: CallSession): Promise<CallSession> {
+    const msg = await this.request({ type: 'share', callId: call.id });
+    if (msg.type !== 'sharing') throw new TerminalError('PROTOCOL', `unexpected ${msg.type}`);
+    const content = new CallSession(msg.contentId, call.to, call.codec.name, () => this.ws?.send(JSON.stringify({ type: 'unshare', callId: msg.contentId })), () => undefined);
+    this.calls.set(msg.contentId, content);
+    await content.openVideo(this.opts.webSocket, this.opts.url, this.opts.number, msg.media.content.token, msg.media.content.codec, 'content');
+    return content;
   }
 
   private async accept(inv: Invitation, codecs?: string[]): Promise<CallSession> {

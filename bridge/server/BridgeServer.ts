@@ -277,12 +277,13 @@ export class BridgeServer {
       ws.resume();
       return;
     }
-    if (bind.kind !== 'audio' && bind.kind !== 'video') return this.refuse(ws, 'UNSUPPORTED_KIND', `${bind.kind} connections are not supported yet`, remote);
+    // (every kind of v1 is served: audio, video, content)
     if (!this.tokens.consume(bind.token, bind.number, bind.callId, bind.kind)) return this.refuse(ws, 'TOKEN_INVALID', undefined, remote);
     const call = this.terminals.get(bind.number)?.calls.get(bind.callId);
     if (!call || call.isEnded) return this.refuse(ws, 'TOKEN_INVALID', 'the call has ended', remote);
     this.metrics.connections.inc({ kind: bind.kind });
     ws.send(JSON.stringify({ type: 'bound', v: PROTOCOL_VERSION, kind: bind.kind, number: bind.number }));
+    // a content leg's call is video-only: its content connection carries that video
     if (bind.kind === 'audio') call.attachAudio(ws);
     else call.attachVideo(ws);
     ws.resume();

@@ -61,8 +61,12 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
   private ended = false;
   private answered = false;
 
-  constructor(id: string, to: string, codec: AudioCodec, leg: DriverCall, limits: CallLimits, log: Logger, videoRooms: VideoRooms | null = null) {
+  /** a presentation content leg: it only sends (the room's video is not passed back to it) */
+  readonly contentOnly: boolean;
+
+  constructor(id: string, to: string, codec: AudioCodec, leg: DriverCall, limits: CallLimits, log: Logger, videoRooms: VideoRooms | null = null, contentOnly = false) {
     super();
+    this.contentOnly = contentOnly;
     this.videoRooms = videoRooms;
     this.id = id;
     this.to = to;
@@ -146,7 +150,7 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
 
   private videoToTerminal(frame: Buffer, timestamp: number, keyframe: boolean): void {
     const ws = this.video;
-    if (ws === null) return;
+    if (ws === null || this.contentOnly) return;
     if (ws.bufferedAmount > this.limits.videoSendHighWaterBytes) {
       // a slow viewer: drop, and ask for a fresh picture for when it has caught up
       this.videoDropped++;

@@ -48,6 +48,8 @@ export class Terminal extends EventEmitter<TerminalEvents> {
   name: string;
   registered = false;
   readonly calls = new Map<string, Call>();
+  /** content legs (presentation sharing) by their id, with the call they belong to */
+  private readonly contentOf = new Map<string, string>();
   /** invitations from the PBX ringing this terminal, by callId */
   private readonly invites = new Map<string, PendingInvite>();
   private readonly ws: WebSocket;
@@ -129,6 +131,15 @@ export class Terminal extends EventEmitter<TerminalEvents> {
         this.send({ type: 'hangup', callId: msg.callId, reason: 'rejected', message: msg.reason });
         return;
       }
+      case 'share':
+        this.share(msg);
+        return;
+      case 'unshare': {
+        const content = this.calls.get(msg.callId);
+        if (!content || !this.contentOf.has(msg.callId)) return this.reply(msg.id, 'NO_SUCH_CALL', `no content ${msg.callId} is shared`);
+        void content.hangup('normal');
+        return;
+      }
       case 'dtmf': {
         const call = this.calls.get(msg.callId);
         if (!call) return this.reply(msg.id, 'NO_SUCH_CALL', `no call ${msg.callId} on this terminal`);
@@ -168,10 +179,10 @@ export class Terminal extends EventEmitter<TerminalEvents> {
   }
 
   /** Wires a driver call to this terminal; returns the audio token for it. */
-  private adopt(callId: string, to: string, codec: AudioCodec, leg: DriverCall): string {
+  private adopt(callId: string, to: string, codec: AudioCodec, leg: DriverCall, contentOnly = false): string {
     const { config, tokens } = this.deps;
     const log = this.log.child({ callId });
-    const call = new Call(callId, to, codec, leg, config.limits, log, this.deps.videoRooms);
+    const call = new Call(callId, to, codec, leg, config.limits, log, this.deps.videoRooms, contentOnly);
     this.calls.set(callId, call);
     log.info({ to, codec: codec.name }, 'call started');
     call.on('ringing', () => this.send({ type: 'ringing', callId }));
@@ -191,6 +202,25 @@ export class Terminal extends EventEmitter<TerminalEvents> {
     });
     this.deps.presenceChanged(this);
     return tokens.issue(this.number, callId, 'audio');
+  }
+
+  /**
+   * Shares presentation content in a call with video: a second, video-only leg of this terminal
+   * joins the same room, marked, so that the room shows it. Ends with unshare, or with its call.
+   */
+  private share(msg: Extract<ControlRequest, { type: 'share' }>): void {
+    const call = this.calls.get(msg.callId);
+    if (!call || this.contentOf.has(msg.callId)) return this.reply(msg.id, 'NO_SUCH_CALL', `no call ${msg.callId} on this terminal`);
+    if (!call.videoCodec) return this.reply(msg.id, 'NO_VIDEO');
+    const contentId = `${msg.callId}-c${randomBytes(3).toString('hex')}`;
+    const leg = this.deps.driver.placeCall({ callId: contentId, number: this.number, name: this.name, to: call.to, codec: call.codec, video: call.videoCodec, content: true });
+    this.adopt(contentId, call.to, call.codec, leg, true);
+    this.contentOf.set(contentId, msg.callId);
+    const content = this.calls.get(contentId)!;
+    content.once('ended', () => this.contentOf.delete(contentId));
+    call.once('ended', () => void content.hangup('normal'));
+    const token = this.deps.tokens.issue(this.number, contentId, 'content');
+    this.send({ type: 'sharing', id: msg.id, callId: msg.callId, contentId, media: { content: { token, codec: call.videoCodec.name, expiresInMs: this.deps.config.limits.mediaTokenTtlMs } } });
   }
 
   /** The PBX invites this terminal: ring it until it accepts, rejects, or the timeout. */

@@ -216,7 +216,7 @@ export class AsteriskCall extends EventEmitter<DriverCallEvents> implements Driv
       if (this.ending) return;
       this.roomSideId = this.dialId;
       this.track(this.dialId);
-      const name = this.req.name.replace(/["<>\\]/g, '');
+      const name = this.req.name.replace(/["<>\\]/g, '') + (this.req.content ? ' (content)' : '');
       await link.originate({
         endpoint: `PJSIP/${this.opts.sipEndpoint}/${leg.uri}`,
         app,
@@ -226,7 +226,8 @@ export class AsteriskCall extends EventEmitter<DriverCallEvents> implements Driv
         callerId: `"${name}" <${this.req.number}>`,
         timeoutS: this.opts.dialTimeoutS,
         formats: `ulaw,${video.sdpName.toLowerCase()}`,
-        variables: { CONFMUX_TERMINAL: this.req.number, CONFMUX_TERMINAL_NAME: name, CONFMUX_CALL: this.req.callId },
+        // CONFMUX_CONTENT=1 makes the room's dialplan pick the marked presenter profile
+        variables: { CONFMUX_TERMINAL: this.req.number, CONFMUX_TERMINAL_NAME: name, CONFMUX_CALL: this.req.callId, CONFMUX_CONTENT: this.req.content ? '1' : '0' },
       });
       this.created.add(this.dialId);
       if (!this.ending && !this.answered) this.emit('ringing');

@@ -151,3 +151,44 @@ test('a terminal joining a room in progress gets a decodable picture within 2 s 
   await Promise.all([ca.hangup(), cb.hangup()]);
   assert.match(await asteriskRx('confbridge list 712'), /No conference|^\s*$|Channel/);
 });
+
+test('presentation content: shared in room 720, the other participant sees it, and it stops when sharing stops', async () => {
+  const camera = splitAccessUnits(readFileSync(makeVideo('camera.h264', 'testsrc', '320x240', 4, 15)));
+  const slides = splitAccessUnits(readFileSync(makeVideo('slides.h264', 'smptebars', '176x144', 4, 15)));
+  const hash = (x: Uint8Array): string => createHash('sha1').update(x).digest('hex');
+  const fromSlides = new Set(slides.filter((x) => !isH264Keyframe(x)).map(hash));
+  const [ta, tb] = [await terminal('1008'), await terminal('1009')];
+  const ca = await ta.call('720', { video: ['H264/90000'] });
+  const cb = await tb.call('720', { video: ['H264/90000'] });
+  await Promise.all([ca.answered(), cb.answered()]);
+  let contentFrames = 0;
+  let otherFrames = 0;
+  cb.on('video', (f, key) => {
+    if (key) return;
+    if (fromSlides.has(hash(f))) contentFrames++;
+    else otherFrames++;
+  });
+  const stops = [media(ca, camera, () => true), media(cb, camera, () => false)];
+  await new Promise((r) => setTimeout(r, 1500));
+  const before = contentFrames;
+  const content = await ta.share(ca);
+  await content.answered();
+  const stopShare = media(content, slides, () => false);
+  await new Promise((r) => setTimeout(r, 3000));
+  const during = contentFrames - before;
+  const list = await asteriskRx('confbridge list 720');
+  stopShare();
+  const ended = await content.hangup();
+  await new Promise((r) => setTimeout(r, 1500));
+  const afterStop = contentFrames;
+  await new Promise((r) => setTimeout(r, 1500));
+  for (const s of stops) s();
+  console.log(`content frames at the viewer: before sharing ${before}, while shared ${during}, after stopping ${contentFrames - afterStop}; other frames ${otherFrames}`);
+  assert.equal(before, 0, 'no content before sharing');
+  assert.ok(during >= 25, `the viewer sees the shared content: ${during} frames in 3 s`);
+  assert.equal(contentFrames - afterStop, 0, 'no content once sharing stopped');
+  assert.equal(ended.reason, 'normal');
+  assert.equal((list.match(/PJSIP\/confmux-media/g) ?? []).length, 3, `two participants and the content leg:\n${list}`);
+  await Promise.all([ca.hangup(), cb.hangup()]);
+  assert.deepEqual(await waitNoChannels((l) => l.includes('confmux-media')), []);
+});
