@@ -45,6 +45,8 @@ const Call = z
     codecs: z.array(z.string().max(32)).min(1).max(8).optional(),
     /** video codecs the terminal can send and receive, best first; absent: an audio-only call */
     video: z.array(z.string().max(32)).min(1).max(4).optional(),
+    /** carry this call's media on the control connection (stream ids 1 audio, 2 video, 3 content) */
+    inline: z.boolean().optional(),
   })
   .strict();
 const Hangup = z.object({ type: z.literal('hangup'), id: requestId, callId }).strict();
@@ -90,7 +92,12 @@ export type ServerMessage =
       callId: string;
       to: string;
       codec: string;
-      media: { audio: { token: string; expiresInMs: number }; video?: { token: string; codec: string; expiresInMs: number } };
+      media: {
+        audio?: { token: string; expiresInMs: number };
+        video?: { token?: string; codec: string; expiresInMs?: number };
+        /** media travels on the control connection, with these stream ids */
+        inline?: { audio: number; video?: number };
+      };
     }
   | {
       type: 'incoming';
@@ -108,7 +115,7 @@ export type ServerMessage =
       media: { audio: { token: string; expiresInMs: number } };
     }
   | { type: 'dtmf'; callId: string; digit: string }
-  | { type: 'sharing'; id?: number | string; callId: string; contentId: string; media: { content: { token: string; codec: string; expiresInMs: number } } }
+  | { type: 'sharing'; id?: number | string; callId: string; contentId: string; media: { content: { token?: string; codec: string; expiresInMs?: number; inline?: number } } }
   | { type: 'pbx'; state: 'up' | 'down' }
   | { type: 'ringing'; callId: string }
   | { type: 'answered'; callId: string }

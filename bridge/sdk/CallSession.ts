@@ -47,6 +47,10 @@ export class CallSession extends Emitter<CallSessionEvents> {
   videoReceived = 0;
   videoSent = 0;
   private vSeq = 0;
+  private audioStream = STREAM_OWN;
+  private videoStream = STREAM_OWN;
+  /** media rides on the terminal's control connection */
+  inline = false;
   private seq = 0;
   private timestamp = 0;
   private frame: Uint8Array;
@@ -120,6 +124,28 @@ export class CallSession extends Emitter<CallSessionEvents> {
     this.videoWs = await this.bindMedia(factory, url, number, kind, token, (d) => this.onVideoMessage(d));
   }
 
+  /** @internal media on the control connection: audio as stream `audio`, video as `video` */
+  useInline(control: WebSocketLike, streams: { audio?: number; video?: number }, videoCodecName?: string): void {
+    this.inline = true;
+    if (streams.audio !== undefined) {
+      this.audio = control;
+      this.audioStream = streams.audio;
+    }
+    if (streams.video !== undefined && videoCodecName) {
+      const codec = videoCodecByName(videoCodecName);
+      if (!codec) throw new TerminalError('CODEC_UNSUPPORTED', `the bridge chose ${videoCodecName}, unknown to this SDK`);
+      this.videoCodec = codec;
+      this.videoWs = control;
+      this.videoStream = streams.video;
+    }
+  }
+
+  /** @internal a binary frame from the control connection for this inline call */
+  receiveInline(data: ArrayBuffer, stream: number): void {
+    if (stream === this.audioStream && this.audio) this.onAudioMessage(data);
+    else if (stream === this.videoStream && this.videoWs) this.onVideoMessage(data);
+  }
+
   private onVideoMessage(data: unknown): void {
     if (!(data instanceof ArrayBuffer) || data.byteLength < FRAME_HEADER_BYTES) return;
     const bytes = new Uint8Array(data);
@@ -137,7 +163,7 @@ export class CallSession extends Emitter<CallSessionEvents> {
     const ws = this.videoWs;
     if (!ws || ws.readyState !== 1 || this.state === 'ended' || !this.videoCodec) return;
     const out = new Uint8Array(FRAME_HEADER_BYTES + frame.length);
-    writeFrameHeader(out, STREAM_OWN, this.videoCodec.id, keyframe ? FLAG_KEYFRAME : 0, this.vSeq, timestamp);
+    writeFrameHeader(out, this.videoStream, this.videoCodec.id, keyframe ? FLAG_KEYFRAME : 0, this.vSeq, timestamp);
     out.set(frame, FRAME_HEADER_BYTES);
     this.vSeq = (this.vSeq + 1) & 0xffff;
     this.videoSent++;
@@ -149,7 +175,7 @@ export class CallSession extends Emitter<CallSessionEvents> {
     const ws = this.videoWs;
     if (!ws || ws.readyState !== 1 || !this.videoCodec) return;
     const req = new Uint8Array(FRAME_HEADER_BYTES);
-    writeKeyframeRequest(req, STREAM_OWN, this.videoCodec.id);
+    writeKeyframeRequest(req, this.videoStream, this.videoCodec.id);
     ws.send(req);
   }
 
@@ -166,7 +192,7 @@ export class CallSession extends Emitter<CallSessionEvents> {
     const need = FRAME_HEADER_BYTES + payload.length;
     if (this.frame.length < need) this.frame = new Uint8Array(need);
     const frame = this.frame.length === need ? this.frame : this.frame.subarray(0, need);
-    writeFrameHeader(frame, STREAM_OWN, this.codec.id, this.sent === 0 ? 1 : 0, this.seq, this.timestamp);
+    writeFrameHeader(frame, this.audioStream, this.codec.id, this.sent === 0 ? 1 : 0, this.seq, this.timestamp);
     frame.set(payload, FRAME_HEADER_BYTES);
     this.seq = (this.seq + 1) & 0xffff;
     this.timestamp = (this.timestamp + payload.length / this.codec.bytesPerSample) >>> 0;
@@ -219,7 +245,7 @@ export class CallSession extends Emitter<CallSessionEvents> {
     if (this.state === 'ended') return;
     this.state = 'ended';
     this.endInfo = info;
-    for (const ws of [this.audio, this.videoWs]) if (ws && ws.readyState <= 1) ws.close(1000);
+    if (!this.inline) for (const ws of [this.audio, this.videoWs]) if (ws && ws.readyState <= 1) ws.close(1000);
     this.audio = null;
     this.videoWs = null;
     this.emit('hangup', info);

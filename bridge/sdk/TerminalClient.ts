@@ -53,6 +53,9 @@ export class TerminalClient extends Emitter<TerminalClientEvents> {
   private readonly pending = new Map<number, Pending>();
   private readonly calls = new Map<string, CallSession>();
   private readonly invitations = new Map<string, Invitation>();
+  /** the call whose media rides on the control connection, and its content share */
+  private inlineCall: CallSession | null = null;
+  private inlineContent: CallSession | null = null;
   private closing = false;
 
   constructor(opts: TerminalClientOptions) {
@@ -76,7 +79,9 @@ export class TerminalClient extends Emitter<TerminalClientEvents> {
         ws.close();
       }, this.timeoutMs);
       ws.onopen = () => ws.send(JSON.stringify({ type: 'bind', v: 1, kind: 'control', number: this.opts.number, password: this.opts.password }));
+      ws.binaryType = 'arraybuffer';
       ws.onmessage = (ev) => {
+        if (ev.data instanceof ArrayBuffer) return this.onInlineFrame(ev.data);
         if (typeof ev.data !== 'string') return;
         const msg = JSON.parse(ev.data) as ServerMessage;
         if (!bound && msg.type === 'bound') {
@@ -97,6 +102,14 @@ export class TerminalClient extends Emitter<TerminalClientEvents> {
         this.onClosed(err);
       };
     });
+  }
+
+  /** A media frame on the control connection: stream 3 is the content share, 1 and 2 the call. */
+  private onInlineFrame(data: ArrayBuffer): void {
+    if (data.byteLength < 2) return;
+    const stream = new Uint8Array(data, 1, 1)[0]!;
+    const target = stream === 3 ? this.inlineContent : this.inlineCall;
+    target?.receiveInline(data, stream);
   }
 
   private onClosed(err: TerminalError | null): void {
@@ -189,17 +202,31 @@ export class TerminalClient extends Emitter<TerminalClientEvents> {
   }
 
   /** Places a call; resolves once its audio connection is bound (before it is answered). */
-  async call(to: string, options: { codecs?: string[]; video?: string[] } = {}): Promise<CallSession> {
+  /**
+   * Places a call; resolves once its media connections are bound (before it is answered). With
+   * `inline`, the call's media rides on the control connection instead (one such call at a time).
+   */
+  async call(to: string, options: { codecs?: string[]; video?: string[]; inline?: boolean } = {}): Promise<CallSession> {
     const body: Record<string, unknown> = { type: 'call', to };
     if (options.codecs) body.codecs = options.codecs;
     if (options.video) body.video = options.video;
+    if (options.inline) body.inline = true;
     const msg = await this.request(body);
     if (msg.type !== 'calling') throw new TerminalError('PROTOCOL', `unexpected ${msg.type}`);
     const call = new CallSession(msg.callId, msg.to, msg.codec, () => this.ws?.send(JSON.stringify({ type: 'hangup', callId: msg.callId })), (digits) => this.ws?.send(JSON.stringify({ type: 'dtmf', callId: msg.callId, digits })));
     this.calls.set(msg.callId, call);
-    await call.openAudio(this.opts.webSocket, this.opts.url, this.opts.number, msg.media.audio.token);
-    const video = msg.media.video;
-    if (video) await call.openVideo(this.opts.webSocket, this.opts.url, this.opts.number, video.token, video.codec);
+    const { audio, video, inline } = msg.media;
+    if (inline && this.ws) {
+      call.useInline(this.ws, inline, video?.codec);
+      this.inlineCall = call;
+      call.once('hangup', () => {
+        if (this.inlineCall === call) this.inlineCall = null;
+      });
+      return call;
+    }
+    if (!audio) throw new TerminalError('PROTOCOL', 'calling without an audio token');
+    await call.openAudio(this.opts.webSocket, this.opts.url, this.opts.number, audio.token);
+    if (video?.token) await call.openVideo(this.opts.webSocket, this.opts.url, this.opts.number, video.token, video.codec);
     return call;
   }
 
@@ -212,7 +239,17 @@ export class TerminalClient extends Emitter<TerminalClientEvents> {
     if (msg.type !== 'sharing') throw new TerminalError('PROTOCOL', `unexpected ${msg.type}`);
     const content = new CallSession(msg.contentId, call.to, call.codec.name, () => this.ws?.send(JSON.stringify({ type: 'unshare', callId: msg.contentId })), () => undefined);
     this.calls.set(msg.contentId, content);
-    await content.openVideo(this.opts.webSocket, this.opts.url, this.opts.number, msg.media.content.token, msg.media.content.codec, 'content');
+    const c = msg.media.content;
+    if (c.inline !== undefined && this.ws) {
+      content.useInline(this.ws, { video: c.inline }, c.codec);
+      this.inlineContent = content;
+      content.once('hangup', () => {
+        if (this.inlineContent === content) this.inlineContent = null;
+      });
+      return content;
+    }
+    if (!c.token) throw new TerminalError('PROTOCOL', 'sharing without a content token');
+    await content.openVideo(this.opts.webSocket, this.opts.url, this.opts.number, c.token, c.codec, 'content');
     return content;
   }
 
@@ -220,6 +257,7 @@ export class TerminalClient extends Emitter<TerminalClientEvents> {
     this.invitations.delete(inv.callId);
     const msg = await this.request(codecs ? { type: 'accept', callId: inv.callId, codecs } : { type: 'accept', callId: inv.callId });
     if (msg.type !== 'accepted') throw new TerminalError('PROTOCOL', `unexpected ${msg.type}`);
+    if (!msg.media.audio) throw new TerminalError('PROTOCOL', 'accepted without an audio token');
     const call = new CallSession(msg.callId, inv.from.number, msg.codec, () => this.ws?.send(JSON.stringify({ type: 'hangup', callId: msg.callId })), (digits) => this.ws?.send(JSON.stringify({ type: 'dtmf', callId: msg.callId, digits })));
     this.calls.set(msg.callId, call);
     await call.openAudio(this.opts.webSocket, this.opts.url, this.opts.number, msg.media.audio.token);

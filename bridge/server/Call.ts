@@ -8,7 +8,7 @@ import { EventEmitter } from 'node:events';
 import type WebSocket from 'ws';
 import type { Logger } from '../logger.ts';
 import type { AudioCodec } from '../protocol/codecs.ts';
-import { FLAG_KEYFRAME, FRAME_HEADER_BYTES, FRAME_KEYFRAME_REQUEST, FRAME_OK, STREAM_OWN, checkFrame, frameTimestamp, writeFrameHeader, writeKeyframeRequest } from '../protocol/frame.ts';
+import { FLAG_KEYFRAME, FRAME_HEADER_BYTES, FRAME_KEYFRAME_REQUEST, FRAME_OK, STREAM_AUDIO, STREAM_CONTENT, STREAM_OWN, STREAM_VIDEO, checkFrame, frameTimestamp, writeFrameHeader, writeKeyframeRequest } from '../protocol/frame.ts';
 import type { VideoCodec } from '../protocol/videoCodecs.ts';
 import type { HangupReason } from '../protocol/messages.ts';
 import { AudioConverter } from '../media/AudioConverter.ts';
@@ -60,6 +60,10 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
   private marker = true;
   private ended = false;
   private answered = false;
+  /** media on the terminal's control connection (stream ids 1-3) instead of its own connections */
+  private inline = false;
+  private audioStream = STREAM_OWN;
+  private videoStream = STREAM_OWN;
 
   /** a presentation content leg: it only sends (the room's video is not passed back to it) */
   readonly contentOnly: boolean;
@@ -100,6 +104,29 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
     return this.to;
   }
 
+  /**
+   * Carries this call's media on the terminal's control connection: frames with stream id 1
+   * (audio), 2 (video) or 3 (content, for a content leg). The terminal routes incoming frames here
+   * with receiveInline(); the control connection is not this call's to close.
+   */
+  attachInline(control: WebSocket): void {
+    this.inline = true;
+    this.audio = this.contentOnly ? null : control;
+    this.audioStream = STREAM_AUDIO;
+    if (this.videoCodec) {
+      this.video = control;
+      this.videoStream = this.contentOnly ? STREAM_CONTENT : STREAM_VIDEO;
+      if (this.answered) this.askPbxForKeyframe();
+    }
+  }
+
+  /** A binary frame from the control connection for this (inline) call. */
+  receiveInline(ws: WebSocket, data: Buffer): void {
+    if (data.length > 1 && data[1] === STREAM_AUDIO && !this.contentOnly) return this.fromTerminal(ws, data, true);
+    if (this.videoCodec) return this.videoFromTerminal(ws, data, true);
+    this.refuse(ws, 'BAD_FRAME', `stream id ${data[1]} is not carried by this call`);
+  }
+
   /** Binds the terminal's video connection (its token already checked). */
   attachVideo(ws: WebSocket): void {
     if (this.ended || !this.videoCodec) {
@@ -132,7 +159,7 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
     if (now - this.lastTerminalAsk < 300) return;
     this.lastTerminalAsk = now;
     const req = Buffer.alloc(FRAME_HEADER_BYTES);
-    writeKeyframeRequest(req, STREAM_OWN, this.videoCodec.id);
+    writeKeyframeRequest(req, this.videoStream, this.videoCodec.id);
     ws.send(req);
   }
 
@@ -159,7 +186,7 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
       return;
     }
     const out = Buffer.allocUnsafe(FRAME_HEADER_BYTES + frame.length);
-    writeFrameHeader(out, STREAM_OWN, this.videoCodec!.id, keyframe ? FLAG_KEYFRAME : 0, this.vSeq, timestamp);
+    writeFrameHeader(out, this.videoStream, this.videoCodec!.id, keyframe ? FLAG_KEYFRAME : 0, this.vSeq, timestamp);
     frame.copy(out, FRAME_HEADER_BYTES);
     this.vSeq = (this.vSeq + 1) & 0xffff;
     mediaStats.videoToTerminals++;
@@ -222,7 +249,7 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
     const data = this.down.isPassThrough ? payload : this.down.convert(payload);
     const n = data.length;
     const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + n);
-    writeFrameHeader(frame, STREAM_OWN, this.codec.id, this.marker ? 1 : 0, this.seq, this.timestamp);
+    writeFrameHeader(frame, this.audioStream, this.codec.id, this.marker ? 1 : 0, this.seq, this.timestamp);
     data.copy(frame, FRAME_HEADER_BYTES);
     this.marker = false;
     this.seq = (this.seq + 1) & 0xffff;
@@ -246,11 +273,13 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
     this.leg.onAudio = null;
     if (this.leg.onVideo !== undefined) this.leg.onVideo = null;
     const ws = this.audio;
-    this.audio = null;
-    if (ws) ws.close(1000, `call ended: ${end.reason}`);
     const vws = this.video;
+    this.audio = null;
     this.video = null;
-    if (vws) vws.close(1000, `call ended: ${end.reason}`);
+    if (!this.inline) {
+      if (ws) ws.close(1000, `call ended: ${end.reason}`);
+      if (vws) vws.close(1000, `call ended: ${end.reason}`);
+    }
     this.log.debug({ reason: end.reason }, 'call closed');
     this.emit('ended', end);
   }

@@ -13,6 +13,7 @@ import { parseControl, type ControlRequest, type ServerMessage } from '../protoc
 import type { DriverCall, IncomingCall, MediaServerDriver } from '../../plugin/driver.ts';
 import type { AudioCodec } from '../protocol/codecs.ts';
 import { chooseVideoCodec } from '../protocol/videoCodecs.ts';
+import { STREAM_AUDIO, STREAM_CONTENT, STREAM_VIDEO } from '../protocol/frame.ts';
 import { Call } from './Call.ts';
 import type { MediaTokens } from './MediaTokens.ts';
 import { TokenBucket } from './TokenBucket.ts';
@@ -48,6 +49,9 @@ export class Terminal extends EventEmitter<TerminalEvents> {
   name: string;
   registered = false;
   readonly calls = new Map<string, Call>();
+  /** the call whose media rides on the control connection, and its content leg */
+  private inlineCall: Call | null = null;
+  private inlineContent: Call | null = null;
   /** content legs (presentation sharing) by their id, with the call they belong to */
   private readonly contentOf = new Map<string, string>();
   /** invitations from the PBX ringing this terminal, by callId */
@@ -88,8 +92,13 @@ export class Terminal extends EventEmitter<TerminalEvents> {
 
   private onMessage(data: Buffer, isBinary: boolean): void {
     if (this.closed) return;
+    if (isBinary) {
+      // media of the inline call: stream 3 is its content leg, 1 and 2 the call itself
+      const target = data.length > 1 && data[1] === STREAM_CONTENT ? this.inlineContent : this.inlineCall;
+      if (target) return target.receiveInline(this.ws, data);
+      return this.fail('BAD_MESSAGE', 'binary frames on the control connection need a call placed with inline: true');
+    }
     if (!this.bucket.take()) return this.fail('RATE_LIMITED', `more than ${this.deps.config.limits.controlMessagesPerSecond} control messages per second`);
-    if (isBinary) return this.fail('BAD_MESSAGE', 'binary frames on the control connection are not supported in protocol v1');
     if (data.length > this.deps.config.limits.maxControlMessageBytes) {
       return this.fail('FRAME_TOO_LARGE', `control message of ${data.length} bytes; the limit is ${this.deps.config.limits.maxControlMessageBytes}`);
     }
@@ -164,6 +173,7 @@ export class Terminal extends EventEmitter<TerminalEvents> {
     if (!this.deps.acceptingCalls()) return this.reply(msg.id, 'SHUTTING_DOWN');
     if (!driver.isUp) return this.reply(msg.id, 'PBX_UNAVAILABLE');
     if (this.calls.size >= config.limits.maxCallsPerTerminal) return this.reply(msg.id, 'CALL_LIMIT', `at most ${config.limits.maxCallsPerTerminal} calls per terminal`);
+    if (msg.inline && this.inlineCall) return this.reply(msg.id, 'CALL_LIMIT', 'one call at a time may carry its media on the control connection');
     const codec = chooseCodec(msg.codecs ?? AUDIO_CODECS.map((c) => c.name));
     if (!codec) return this.reply(msg.id, 'CODEC_UNSUPPORTED', `offered ${msg.codecs?.join(', ')}; supported: ${AUDIO_CODECS.map((c) => c.name).join(', ')}`);
     const callId = randomBytes(9).toString('base64url');
@@ -171,15 +181,29 @@ export class Terminal extends EventEmitter<TerminalEvents> {
     const supported = driver.videoCodecs ?? [];
     const video = msg.video ? chooseVideoCodec(msg.video.filter((n) => supported.some((c) => c.name === n))) : undefined;
     const leg = driver.placeCall({ callId, number: this.number, name: this.name, to: msg.to, codec, video });
-    const token = this.adopt(callId, msg.to, codec, leg);
     const ttl = config.limits.mediaTokenTtlMs;
+    const withVideo = Boolean(video && leg.videoFormat);
+    if (msg.inline) {
+      this.adopt(callId, msg.to, codec, leg, false, false);
+      const call = this.calls.get(callId)!;
+      this.inlineCall = call;
+      call.attachInline(this.ws);
+      call.once('ended', () => {
+        if (this.inlineCall === call) this.inlineCall = null;
+      });
+      const media: Extract<ServerMessage, { type: 'calling' }>['media'] = { inline: withVideo ? { audio: STREAM_AUDIO, video: STREAM_VIDEO } : { audio: STREAM_AUDIO } };
+      if (withVideo) media.video = { codec: video!.name };
+      this.send({ type: 'calling', id: msg.id, callId, to: msg.to, codec: codec.name, media });
+      return;
+    }
+    const token = this.adopt(callId, msg.to, codec, leg);
     const media: Extract<ServerMessage, { type: 'calling' }>['media'] = { audio: { token, expiresInMs: ttl } };
-    if (video && leg.videoFormat) media.video = { token: this.deps.tokens.issue(this.number, callId, 'video'), codec: video.name, expiresInMs: ttl };
+    if (withVideo) media.video = { token: this.deps.tokens.issue(this.number, callId, 'video'), codec: video!.name, expiresInMs: ttl };
     this.send({ type: 'calling', id: msg.id, callId, to: msg.to, codec: codec.name, media });
   }
 
   /** Wires a driver call to this terminal; returns the audio token for it. */
-  private adopt(callId: string, to: string, codec: AudioCodec, leg: DriverCall, contentOnly = false): string {
+  private adopt(callId: string, to: string, codec: AudioCodec, leg: DriverCall, contentOnly = false, withToken = true): string {
     const { config, tokens } = this.deps;
     const log = this.log.child({ callId });
     const call = new Call(callId, to, codec, leg, config.limits, log, this.deps.videoRooms, contentOnly);
@@ -201,7 +225,7 @@ export class Terminal extends EventEmitter<TerminalEvents> {
       this.deps.presenceChanged(this);
     });
     this.deps.presenceChanged(this);
-    return tokens.issue(this.number, callId, 'audio');
+    return withToken && !contentOnly ? tokens.issue(this.number, callId, 'audio') : '';
   }
 
   /**
@@ -219,6 +243,16 @@ export class Terminal extends EventEmitter<TerminalEvents> {
     const content = this.calls.get(contentId)!;
     content.once('ended', () => this.contentOf.delete(contentId));
     call.once('ended', () => void content.hangup('normal'));
+    if (call === this.inlineCall) {
+      // the content of an inline call rides on the control connection too, as stream 3
+      this.inlineContent = content;
+      content.attachInline(this.ws);
+      content.once('ended', () => {
+        if (this.inlineContent === content) this.inlineContent = null;
+      });
+      this.send({ type: 'sharing', id: msg.id, callId: msg.callId, contentId, media: { content: { codec: call.videoCodec.name, inline: STREAM_CONTENT } } });
+      return;
+    }
     const token = this.deps.tokens.issue(this.number, contentId, 'content');
     this.send({ type: 'sharing', id: msg.id, callId: msg.callId, contentId, media: { content: { token, codec: call.videoCodec.name, expiresInMs: this.deps.config.limits.mediaTokenTtlMs } } });
   }

@@ -41,9 +41,10 @@ async function terminal(number: string): Promise<TerminalClient> {
   return t;
 }
 
+// 400 Hz: a whole number of cycles in each 20 ms frame, so repeating one frame is a clean tone
 const TONE = new Uint8Array(640);
 for (let i = 0; i < 320; i++) {
-  const s = Math.round(8000 * Math.sin((2 * Math.PI * 440 * i) / 16000));
+  const s = Math.round(8000 * Math.sin((2 * Math.PI * 400 * i) / 16000));
   TONE[2 * i] = s & 0xff;
   TONE[2 * i + 1] = (s >> 8) & 0xff;
 }
@@ -191,4 +192,43 @@ test('presentation content: shared in room 720, the other participant sees it, a
   assert.equal((list.match(/PJSIP\/confmux-media/g) ?? []).length, 3, `two participants and the content leg:\n${list}`);
   await Promise.all([ca.hangup(), cb.hangup()]);
   assert.deepEqual(await waitNoChannels((l) => l.includes('confmux-media')), []);
+});
+
+test('all media on the control connection (inline): the same audio and video checks pass', async () => {
+  const { writeFileSync } = await import('node:fs');
+  const { decodePayload } = await import('../../bridge/media/pcm.ts');
+  const { dominantTone, describeTones } = await import('../helpers/tone.ts');
+  const aus = splitAccessUnits(readFileSync(makeVideo('inline-a.h264', 'testsrc', '320x240', 4, 15)));
+  const [ta, tb] = [await terminal('1010'), await terminal('1001')];
+  const ca = await ta.call('713', { video: ['H264/90000'], inline: true });
+  const cb = await tb.call('713', { video: ['H264/90000'], inline: true });
+  await Promise.all([ca.answered(), cb.answered()]);
+  assert.equal(ca.inline, true);
+  assert.equal(ca.videoCodec?.name, 'H264/90000');
+  const videoAtB: Uint8Array[] = [];
+  const audioAtB: Int16Array[] = [];
+  let keySeen = false;
+  cb.on('video', (f, key) => {
+    keySeen ||= key;
+    if (keySeen) videoAtB.push(Uint8Array.from(f));
+  });
+  cb.on('audio', (p) => audioAtB.push(decodePayload(cb.codec, p)));
+  const stopA = media(ca, aus, () => true);
+  const stopB = setInterval(() => cb.sendAudio(SILENCE), 20);
+  await new Promise((r) => setTimeout(r, 5000));
+  stopA();
+  clearInterval(stopB);
+  const rec = join(dir, 'inline-b.h264');
+  writeFileSync(rec, Buffer.concat(videoAtB));
+  const p = probe(rec);
+  const samples = Int16Array.from(audioAtB.flatMap((a) => Array.from(a)));
+  const tones = dominantTone(samples, cb.codec.sampleRate, [400, 1000], { skipSeconds: 1.5 });
+  console.log(`inline: B decoded ${p.width}x${p.height} x ${p.frames} frames; B heard ${describeTones(tones)}`);
+  assert.equal(p.width, 320);
+  assert.ok(p.frames >= 40, `frames decoded: ${p.frames}`);
+  assert.equal(tones.freq, 400, 'B hears A over the control connection');
+  await Promise.all([ca.hangup(), cb.hangup()]);
+  // the control connections stay up after their inline calls end
+  await ta.ping();
+  await tb.ping();
 });
