@@ -4,7 +4,8 @@
  * object of the same number, so there is no second user store.
  */
 import { EventEmitter } from 'node:events';
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash } from 'node:crypto';
+import { safeEqual } from '../credentials.ts';
 import type { Logger } from '../../bridge/logger.ts';
 import type { Config } from '../../bridge/config.ts';
 import type { AudioCodec } from '../../bridge/protocol/codecs.ts';
@@ -25,16 +26,6 @@ export interface AsteriskDriverOptions {
   log: Logger;
   /** for tests: another AriLink implementation */
   link?: AriLink;
-}
-
-function safeEqual(a: string, b: string): boolean {
-  const ab = Buffer.from(a);
-  const bb = Buffer.from(b);
-  if (ab.length !== bb.length) {
-    timingSafeEqual(ab, ab); // spend comparable time either way
-    return false;
-  }
-  return timingSafeEqual(ab, bb);
 }
 
 export class AsteriskDriver extends EventEmitter<DriverEvents> implements MediaServerDriver {

@@ -4,7 +4,8 @@
  * is created (Asterisk needs its address); Asterisk's strict RTP wants us to send from it.
  */
 import { EventEmitter } from 'node:events';
-import { createSocket, type Socket } from 'node:dgram';
+import type { Socket } from 'node:dgram';
+import { bindUdp } from '../rtp/udp.ts';
 import { randomInt } from 'node:crypto';
 import { RTP_HEADER_BYTES, newRtpView, readRtp, writeRtpHeader } from '../rtp/rtp.ts';
 import type { MediaLegEvents } from './WebSocketMediaLeg.ts';
@@ -44,15 +45,7 @@ export class RtpMediaLeg extends EventEmitter<MediaLegEvents> {
   }
 
   static async create(address: string): Promise<RtpMediaLeg> {
-    const socket = createSocket({ type: address.includes(':') ? 'udp6' : 'udp4' });
-    await new Promise<void>((resolve, reject) => {
-      socket.once('error', reject);
-      socket.bind(0, address, () => {
-        socket.off('error', reject);
-        resolve();
-      });
-    });
-    return new RtpMediaLeg(socket);
+    return new RtpMediaLeg(await bindUdp(address));
   }
 
   get localAddress(): string {

@@ -5,7 +5,8 @@
  * dialog, so ConfBridge's talker detection and the video it follows are the same participant.
  */
 import { EventEmitter } from 'node:events';
-import { createSocket, type Socket } from 'node:dgram';
+import type { Socket } from 'node:dgram';
+import { bindUdp } from '../rtp/udp.ts';
 import { randomInt } from 'node:crypto';
 import type { VideoCodec } from '../../bridge/protocol/videoCodecs.ts';
 import { RTP_HEADER_BYTES, newRtpView, readRtp, writeRtpHeader } from '../rtp/rtp.ts';
@@ -23,18 +24,6 @@ const VIDEO_MTU = 1200;
 interface Peer {
   host: string;
   port: number;
-}
-
-async function udp(address: string): Promise<Socket> {
-  const s = createSocket({ type: address.includes(':') ? 'udp6' : 'udp4' });
-  await new Promise<void>((resolve, reject) => {
-    s.once('error', reject);
-    s.bind(0, address, () => {
-      s.off('error', reject);
-      resolve();
-    });
-  });
-  return s;
 }
 
 export interface SipMediaLegEvents extends MediaLegEvents {
@@ -117,7 +106,7 @@ export class SipMediaLeg extends EventEmitter<SipMediaLegEvents> {
   }
 
   static async create(sip: SipServer, rtpAddress: string, user: string, video: VideoCodec): Promise<SipMediaLeg> {
-    const [a, v] = await Promise.all([udp(rtpAddress), udp(rtpAddress)]);
+    const [a, v] = await Promise.all([bindUdp(rtpAddress), bindUdp(rtpAddress)]);
     return new SipMediaLeg(sip, user, video, a, v);
   }
 

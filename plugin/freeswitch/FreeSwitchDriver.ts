@@ -9,7 +9,7 @@
  * part rests on is said in FreeSwitchCall.ts, FreeSwitchInvite.ts and docs/operations.md.
  */
 import { EventEmitter } from 'node:events';
-import { timingSafeEqual } from 'node:crypto';
+import { safeEqual } from '../credentials.ts';
 import type { Logger } from '../../bridge/logger.ts';
 import type { Config } from '../../bridge/config.ts';
 import type { AudioCodec } from '../../bridge/protocol/codecs.ts';
@@ -41,16 +41,6 @@ export interface FreeSwitchDriverOptions {
   log: Logger;
   /** for tests: another EslLink implementation */
   link?: EslLink;
-}
-
-function safeEqual(a: string, b: string): boolean {
-  const ab = Buffer.from(a);
-  const bb = Buffer.from(b);
-  if (ab.length !== bb.length) {
-    timingSafeEqual(ab, ab); // spend comparable time either way
-    return false;
-  }
-  return timingSafeEqual(ab, bb);
 }
 
 export class FreeSwitchDriver extends EventEmitter<DriverEvents> implements MediaServerDriver {

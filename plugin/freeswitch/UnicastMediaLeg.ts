@@ -14,7 +14,8 @@
  * ring of buffers because the caller reuses its buffer and a send may still be queued.
  */
 import { EventEmitter } from 'node:events';
-import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
+import type { RemoteInfo, Socket } from 'node:dgram';
+import { bindUdp } from '../rtp/udp.ts';
 
 export interface UnicastMediaLegEvents {
   close: [string];
@@ -22,17 +23,6 @@ export interface UnicastMediaLegEvents {
 
 const RING = 8;
 const MAX_PAYLOAD = 1280;
-
-function bindUdp(address: string): Promise<Socket> {
-  const socket = createSocket({ type: address.includes(':') ? 'udp6' : 'udp4' });
-  return new Promise<Socket>((resolve, reject) => {
-    socket.once('error', reject);
-    socket.bind(0, address, () => {
-      socket.off('error', reject);
-      resolve(socket);
-    });
-  });
-}
 
 export class UnicastMediaLeg extends EventEmitter<UnicastMediaLegEvents> {
   onAudio: ((payload: Buffer) => void) | null = null;

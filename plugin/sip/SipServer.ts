@@ -4,7 +4,8 @@
  * has the media server dial sip:<user>@<this address>, and gets the INVITE back as a dialog.
  */
 import { EventEmitter } from 'node:events';
-import { createSocket, type Socket } from 'node:dgram';
+import type { Socket } from 'node:dgram';
+import { bindUdp } from '../rtp/udp.ts';
 import { SipDialog, type SipTransport } from './SipDialog.ts';
 import { parseSip, serializeSip, SipHeaders, type SipRequest } from './SipMessage.ts';
 
@@ -31,15 +32,7 @@ export class SipServer extends EventEmitter<{ error: [Error] }> implements SipTr
   }
 
   static async listen(host: string, port: number): Promise<SipServer> {
-    const socket = createSocket({ type: host.includes(':') ? 'udp6' : 'udp4' });
-    await new Promise<void>((resolve, reject) => {
-      socket.once('error', reject);
-      socket.bind(port, host, () => {
-        socket.off('error', reject);
-        resolve();
-      });
-    });
-    return new SipServer(socket);
+    return new SipServer(await bindUdp(host, port));
   }
 
   get localHost(): string {
