@@ -1,0 +1,64 @@
+/**
+ * `npm run bench` / `node --import tsx bench/bench.ts [options]`: the bridge's own cost under load,
+ * on loopback, with the echo stand-in as its media server. See docs/performance.md.
+ */
+import { parseArgs } from 'node:util';
+import { formatResult, runBench } from './run.ts';
+
+const { values } = parseArgs({
+  options: {
+    streams: { type: 'string', default: '200' },
+    seconds: { type: 'string', default: '10' },
+    warmup: { type: 'string', default: '1' },
+    step: { type: 'boolean', default: false },
+    'step-by': { type: 'string' },
+    'max-streams': { type: 'string', default: '3000' },
+    'p99-bound-ms': { type: 'string', default: '4' },
+    'payload-bytes': { type: 'string', default: '160' },
+    'time-limit': { type: 'string', default: '240' },
+    json: { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+});
+
+if (values.help) {
+  process.stdout.write(`usage: npm run bench -- [options]
+
+  --streams N        terminals in a call (first step in --step mode)        [200]
+  --seconds S        measured seconds (per step), after --warmup            [10]
+  --warmup S         seconds of load before each measurement                [1]
+  --step             add --step-by streams per step until the round-trip p99
+                     passes --p99-bound-ms (or a frame is lost); report the
+                     highest count that held
+  --step-by N        streams added per step                                 [--streams]
+  --max-streams N    upper bound in --step mode                             [3000]
+  --p99-bound-ms MS  round-trip p99 bound (one way is half)                 [4]
+  --payload-bytes B  PCMU payload per frame (frame = 10 + B bytes)          [160]
+  --time-limit S     the run stops by itself after S seconds                [240]
+  --json             print the result as JSON
+`);
+  process.exit(0);
+}
+
+function num(name: string, v: string | undefined, min: number): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < min) {
+    process.stderr.write(`error USAGE: --${name} must be a number >= ${min}\n`);
+    process.exit(2);
+  }
+  return n;
+}
+
+const result = await runBench({
+  streams: Math.floor(num('streams', values.streams, 1)),
+  seconds: num('seconds', values.seconds, 0.5),
+  warmupSeconds: num('warmup', values.warmup, 0),
+  step: values.step,
+  stepBy: values['step-by'] === undefined ? undefined : Math.floor(num('step-by', values['step-by'], 1)),
+  maxStreams: Math.floor(num('max-streams', values['max-streams'], 1)),
+  p99BoundMs: num('p99-bound-ms', values['p99-bound-ms'], 0.01),
+  payloadBytes: Math.floor(num('payload-bytes', values['payload-bytes'], 16)),
+  timeLimitSeconds: num('time-limit', values['time-limit'], 5),
+});
+process.stdout.write(values.json ? `${JSON.stringify(result, null, 2)}\n` : `${formatResult(result)}\n`);
+process.exit(0);

@@ -1,0 +1,45 @@
+/**
+ * The bridge under benchmark, run as its own process by bench/run.ts so that its CPU time and
+ * RSS can be read from /proc/<pid>. Its PBX side is the echo stand-in (plugin/echo/EchoDriver.ts):
+ * no media server is involved, so what the load costs here is the bridge's own work.
+ *
+ * Listens on 127.0.0.1, port 0; prints one JSON line {"port":N} on stdout when ready. Exits when
+ * its stdin closes (the benchmark ended or died) or on SIGTERM / SIGINT.
+ */
+import { loadConfig } from '../bridge/config.ts';
+import { createLogger } from '../bridge/logger.ts';
+import { BridgeServer } from '../bridge/server/BridgeServer.ts';
+import { EchoDriver } from '../plugin/echo/EchoDriver.ts';
+
+const password = process.env.CONFMUX_BENCH_PASSWORD ?? 'bench';
+const config = loadConfig({
+  env: {},
+  overrides: {
+    server: { host: '127.0.0.1', port: 0 },
+    // never used: the echo stand-in replaces the Asterisk driver, but the schema wants a password
+    asterisk: { password: 'unused-by-the-echo-stand-in' },
+    log: { level: process.env.CONFMUX_BENCH_LOG ?? 'silent' },
+  },
+});
+const log = createLogger(config.log.level);
+const driver = new EchoDriver({ password });
+await driver.start();
+const server = new BridgeServer(config, driver, log);
+const address = await server.listen();
+process.stdout.write(`${JSON.stringify({ port: address.port, pid: process.pid })}\n`);
+
+let stopping = false;
+async function stop(): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  const force = setTimeout(() => process.exit(0), 3000);
+  force.unref();
+  await server.close();
+  await driver.close();
+  process.exit(0);
+}
+process.stdin.on('end', () => void stop());
+process.stdin.on('error', () => void stop());
+process.stdin.resume();
+process.on('SIGTERM', () => void stop());
+process.on('SIGINT', () => void stop());
