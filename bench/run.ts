@@ -248,9 +248,10 @@ class Load {
     if (sentAt >= this.windowStart && sentAt < this.windowEnd) this.hist.add(now - sentAt);
   }
 
-  private send(lane: Lane, now: number): void {
+  private send(lane: Lane): void {
     const ws = lane.audio;
     if (ws === null || ws.readyState !== WebSocket.OPEN) return;
+    const now = performance.now();
     const n = lane.frame++;
     const buf = Buffer.allocUnsafe(FRAME_HEADER_BYTES + this.payloadBytes);
     writeFrameHeader(buf, 0, 0, n === 0 ? 1 : 0, n & 0xffff, (n * 160) >>> 0);
@@ -278,7 +279,7 @@ class Load {
         const now = performance.now();
         const due = Math.min(total, Math.floor(((now - t0) / FRAME_MS) * n));
         while (k < due) {
-          this.send(lanes[k % n]!, now);
+          this.send(lanes[k % n]!);
           k++;
         }
         if (k >= total) resolve();

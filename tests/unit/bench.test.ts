@@ -1,0 +1,42 @@
+// The benchmark, run briefly at small N: a functional check of its numbers (sane, nothing lost),
+// not a timing assertion. It starts the bridge with the echo stand-in in a child process.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { runBench } from '../../bench/run.ts';
+
+const quiet = (): void => undefined;
+
+test('bench: 20 streams for 3 s, every frame comes back through the bridge and the echo stand-in', async () => {
+  const r = await runBench({ streams: 20, seconds: 3, warmupSeconds: 0.5, log: quiet, timeLimitSeconds: 40 });
+  assert.equal(r.steps.length, 1);
+  const s = r.steps[0]!;
+  assert.equal(s.streams, 20);
+  assert.equal(s.unexpectedCloses, 0);
+  // 20 streams x 50 frames/s, 3.5 s in all
+  assert.ok(s.sent >= 3000 && s.sent <= 3600, `sent ${s.sent}`);
+  assert.equal(s.lost, 0, `lost ${s.lost} of ${s.sent}`);
+  assert.equal(s.received, s.sent);
+  if (s.bridgeDropped !== null) assert.equal(s.bridgeDropped, 0);
+  // about 1000 messages/s each way in the window (paced from a 1 ms timer)
+  for (const rate of [s.sentPerSecond, s.receivedPerSecond]) assert.ok(rate > 900 && rate < 1100, `rate ${rate}`);
+  // every frame sent in the window was timed on its way back
+  assert.ok(s.rttMs.samples >= 2700 && s.rttMs.samples <= 3100, `samples ${s.rttMs.samples}`);
+  assert.ok(s.rttMs.p50 >= 0 && s.rttMs.p50 <= s.rttMs.p99 && s.rttMs.p99 <= s.rttMs.p999 && s.rttMs.p999 <= s.rttMs.max);
+  assert.ok(s.rttMs.max < 2000, `max round trip ${s.rttMs.max} ms`);
+  assert.ok(s.bridgeCpu > 0 && s.bridgeCpu < 2, `bridge CPU ${s.bridgeCpu}`);
+  assert.ok(s.loadCpu > 0 && s.loadCpu < 2, `load CPU ${s.loadCpu}`);
+  assert.ok(Number.isFinite(s.cpuMicrosPerMessage) && s.cpuMicrosPerMessage > 0);
+  assert.ok(s.bridgeRssBytes > r.baselineRssBytes / 2 && s.bridgeRssBytes < 1024 ** 3, `RSS ${s.bridgeRssBytes}`);
+  assert.ok(Number.isFinite(s.rssPerTerminalBytes));
+  assert.equal(r.frameBytes, 170);
+  assert.ok(r.cpus >= 1);
+});
+
+test('bench --step: adds streams per step up to --max-streams and reports the highest that held', async () => {
+  // a bound no loopback run misses: this checks the stepping, not the machine
+  const r = await runBench({ streams: 10, stepBy: 10, maxStreams: 20, step: true, seconds: 1, warmupSeconds: 0.2, p99BoundMs: 1500, log: quiet, timeLimitSeconds: 40 });
+  assert.deepEqual(r.steps.map((s) => s.streams), [10, 20]);
+  for (const s of r.steps) assert.equal(s.lost, 0);
+  assert.equal(r.highestHeld, 20);
+  assert.match(r.stoppedBy, /max-streams/);
+});
