@@ -122,6 +122,13 @@ export const ConfigSchema = z
       })
       .strict()
       .default({}),
+    web: z
+      .object({
+        /** serve the browser terminal (GET server.path: the page, app.js, worklet.js) */
+        enabled: bool.default(true),
+      })
+      .strict()
+      .default({}),
     metrics: z
       .object({
         /** serve Prometheus metrics at GET /metrics, to loopback clients only */

@@ -44,9 +44,14 @@ echo "== a first call: terminal 1001 sends a 440 Hz tone into room 700 for 4 s a
 node bin/confmux.mjs terminal --url "ws://127.0.0.1:$port" --number 1001 --password sandbox-1001 --name "Demo 1001" \
   call 700 --tone 440 --record "$state/heard-1001.wav" --seconds 4
 
+host=$(hostname -I 2>/dev/null | awk '{print $1}')
 cat <<MSG
 
-confmux is running. Join room 700 (rooms 700-709; terminals 1001-1010, password sandbox-<number>):
+confmux is running. Join room 700 (rooms 700-709, video rooms 710-719, presentation rooms 720-729;
+terminals 1001-1010, password sandbox-<number>):
+
+  # in a browser: sign in as 1002 / sandbox-1002 and call 700
+  http://127.0.0.1:$port/${host:+   (or http://$host:$port/ from another machine)}
 
   # a terminal that talks (a WAV, or --tone HZ) and records what it hears
   node bin/confmux.mjs terminal --url ws://127.0.0.1:$port --number 1002 --password sandbox-1002 \\
@@ -58,4 +63,6 @@ confmux is running. Join room 700 (rooms 700-709; terminals 1001-1010, password 
   bash plugin/asterisk/sandbox/sandbox.sh rx "confbridge list 700"
 
 Stop everything: bash scripts/demo.sh stop
+
+Browser terminal: http://127.0.0.1:$port/
 MSG

@@ -3,10 +3,11 @@
 #   debootstrap, zstd, debian-archive-keyring, curl: plugin/asterisk/sandbox/sandbox.sh
 #   baresip-core: the headless SIP phone of tests/helpers/baresip.ts
 #   ffmpeg: makes and checks the H.264 video of tests/e2e/video.test.ts
+#   chromium, fonts-dejavu-core: the headless browser of tests/e2e/browser.test.ts (playwright-core drives it)
 # Idempotent: installs only what is missing.
 set -euo pipefail
 [[ $(id -u) -eq 0 ]] || { echo "setup.sh: run as root" >&2; exit 1; }
-pkgs=(debootstrap zstd debian-archive-keyring curl baresip-core ffmpeg)
+pkgs=(debootstrap zstd debian-archive-keyring curl baresip-core ffmpeg chromium fonts-dejavu-core)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -17,6 +17,7 @@ import { MediaTokens } from './MediaTokens.ts';
 import { Metrics } from './metrics.ts';
 import { Terminal } from './Terminal.ts';
 import { VideoRooms } from './VideoRooms.ts';
+import { WebAssets } from './WebAssets.ts';
 
 interface Tracked extends WebSocket {
   confmuxAlive?: boolean;
@@ -38,6 +39,7 @@ export class BridgeServer {
   /** per number, the presence update in flight: updates run in order, each with the state of its time */
   private readonly presence = new Map<string, Promise<void>>();
   private readonly videoRooms = new VideoRooms();
+  private readonly web = new WebAssets();
   private draining = false;
   private closed = false;
 
@@ -174,6 +176,22 @@ export class BridgeServer {
       res.writeHead(200, { 'content-type': this.metrics.registry.contentType });
       res.end(body);
       return;
+    }
+    if (req.method === 'GET' && this.config.web.enabled && path !== undefined && path.startsWith(this.config.server.path)) {
+      const asset = await this.web.get(path.slice(this.config.server.path.length - 1)).catch((err: unknown) => {
+        this.log.error({ err: (err as Error).message }, 'web page could not be built');
+        return undefined;
+      });
+      if (asset) {
+        res.writeHead(200, {
+          'content-type': asset.type,
+          'cache-control': 'no-cache',
+          'x-content-type-options': 'nosniff',
+          'content-security-policy': "default-src 'self'; connect-src 'self' ws: wss:; style-src 'self' 'unsafe-inline'",
+        });
+        res.end(asset.body);
+        return;
+      }
     }
     res.writeHead(404, { 'content-type': 'text/plain' });
     res.end('not found\n');

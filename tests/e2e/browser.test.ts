@@ -1,0 +1,122 @@
+// The browser terminal (issue 6) in headless Chromium against the real Asterisk sandbox: the page
+// served by the bridge on its one port signs in, calls, is invited, talks and listens.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { readWav } from '../../bridge/media/wav.ts';
+import { asteriskRx, ensureSandbox } from '../helpers/sandbox.ts';
+import { channels, startBridge, waitNoChannels, type TestBridge } from '../helpers/bridge.ts';
+import { describeTones, dominantTone, sineWav } from '../helpers/tone.ts';
+import { startPhone } from '../helpers/baresip.ts';
+import { openBrowser, signIn, stateText, type TestBrowser } from '../helpers/browser.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'confmux-browser-'));
+const shots = join(dir, 'screenshots');
+mkdirSync(shots, { recursive: true });
+let bridge: TestBridge;
+let browser: TestBrowser;
+
+before(async () => {
+  await ensureSandbox();
+  // the sandbox invites terminals with Stasis(confmux,invite,N): this bridge is app confmux
+  bridge = await startBridge({ asterisk: { app: 'confmux' } });
+  // the fake microphone: 600 Hz, then silence (Chromium loops the file)
+  const mic = sineWav(join(dir, 'mic-600.wav'), { freq: 600, seconds: 30, sampleRate: 16000, amplitude: 0.3 });
+  browser = await openBrowser(mic);
+});
+after(async () => {
+  await browser?.close();
+  await bridge?.close();
+});
+
+const httpUrl = (): string => bridge.url.replace(/^ws/, 'http');
+
+/** A screenshot that is not blank: a real page has thousands of bytes of PNG and many colours. */
+async function screenshot(name: string): Promise<void> {
+  const png = await browser.page.screenshot();
+  writeFileSync(join(shots, `${name}.png`), png);
+  assert.ok(png.length > 8000, `${name}: ${png.length} bytes looks blank`);
+}
+
+test('wrong password: the page shows the documented error', async () => {
+  const { page } = browser;
+  await page.goto(httpUrl());
+  await screenshot('signed-out');
+  const state = await signIn(page, '1001', 'not-the-password');
+  assert.match(state, /signed out/);
+  assert.match((await page.textContent('#error')) ?? '', /AUTH_FAILED/);
+  await screenshot('wrong-password');
+});
+
+test('the page talks with a SIP phone in room 700: each hears the other tone', async () => {
+  const { page } = browser;
+  await page.goto(httpUrl());
+  assert.match(await signIn(page, '1001', 'sandbox-1001', 'Browser'), /registered/);
+  await screenshot('registered');
+  const phoneWav = sineWav(join(dir, 'phone-1000.wav'), { freq: 1000, seconds: 14, sampleRate: 8000, amplitude: 0.3 });
+  const phone = await startPhone({ dial: '700', sendWav: phoneWav, recordDir: dir, seconds: 14, name: 'browser-phone' });
+  try {
+    await phone.established;
+    await page.fill('#dial', '700');
+    await page.click('#call');
+    await page.waitForFunction(() => /in call/.test(document.getElementById('state')?.textContent ?? ''), undefined, { timeout: 10000 });
+    await new Promise((r) => setTimeout(r, 5000));
+    const heard = await page.evaluate(() => {
+      const c = (window as unknown as { confmux: { level(f: number): number; stats(): Record<string, unknown> } }).confmux;
+      return { l1000: c.level(1000), l600: c.level(600), stats: c.stats() };
+    });
+    await screenshot('in-call');
+    const list = await asteriskRx('confbridge list 700');
+    await page.click('#hangup');
+    await phone.stop();
+    const fromPage = dominantTone(readWav(phone.recordedWav()).samples, 8000, [600, 1000], { minMarginDb: 15 });
+    console.log(`page heard 1000 Hz at ${heard.l1000.toFixed(1)} dB, 600 Hz at ${heard.l600.toFixed(1)} dB; stats ${JSON.stringify(heard.stats)}\nphone heard: ${describeTones(fromPage)}`);
+    assert.match(list, /1001/, 'the page is in the room under its number');
+    assert.ok(heard.l1000 > -60 && heard.l1000 > heard.l600 + 20, 'the page hears the phone (1000 Hz) on its playback path');
+    assert.equal(fromPage.freq, 600, "the phone hears the page's microphone (600 Hz)");
+  } finally {
+    await phone.stop();
+  }
+  assert.deepEqual(await waitNoChannels((l) => l.startsWith('Local/700@') || l.includes('!confmux-')), []);
+});
+
+test('an invitation from the Asterisk console rings the page; accepted, audio flows both ways', async () => {
+  const { page } = browser;
+  await page.goto(httpUrl());
+  assert.match(await signIn(page, '1002', 'sandbox-1002'), /registered/);
+  await asteriskRx('channel originate Local/1002@confmux-terminals extension 701@confmux-rooms');
+  await page.waitForSelector('#incoming', { state: 'visible', timeout: 5000 });
+  assert.match(await stateText(page), /ringing/);
+  await screenshot('ringing');
+  await page.click('#accept');
+  await page.waitForFunction(() => /in call/.test(document.getElementById('state')?.textContent ?? ''), undefined, { timeout: 10000 });
+  const s1 = await page.evaluate(() => (window as unknown as { confmux: { stats(): { sent: number; received: number } } }).confmux.stats());
+  await new Promise((r) => setTimeout(r, 2000));
+  const s2 = await page.evaluate(() => (window as unknown as { confmux: { stats(): { sent: number; received: number } } }).confmux.stats());
+  console.log(`in the invited call: sent ${s2.sent - s1.sent}, received ${s2.received - s1.received} frames in 2 s`);
+  assert.ok(s2.sent - s1.sent >= 80, 'the page sends ~50 frames/s');
+  assert.ok(s2.received - s1.received >= 80, 'the page receives ~50 frames/s');
+  assert.match(await asteriskRx('confbridge list 701'), /1002/);
+  await page.click('#hangup');
+  assert.deepEqual(await waitNoChannels((l) => l.startsWith('Local/1002@') || l.startsWith('Local/701@')), []);
+});
+
+test("cutting the page's connection mid-call shows the lost state at once and leaves nothing in the PBX", async () => {
+  const { page } = browser;
+  await page.goto(httpUrl());
+  assert.match(await signIn(page, '1003', 'sandbox-1003'), /registered/);
+  await page.fill('#dial', '702');
+  await page.click('#call');
+  await page.waitForFunction(() => /in call/.test(document.getElementById('state')?.textContent ?? ''), undefined, { timeout: 10000 });
+  assert.ok((await channels()).some((l) => l.startsWith('Local/702@')));
+  // the network goes: the bridge's side of the page's connection is destroyed without a close frame
+  const terminals = (bridge.server as unknown as { terminals: Map<string, { ws: { terminate(): void } }> }).terminals;
+  const cutAt = Date.now();
+  terminals.get('1003')!.ws.terminate();
+  await page.waitForFunction(() => /connection lost/.test(document.getElementById('state')?.textContent ?? ''), undefined, { timeout: 3000 });
+  console.log(`the page showed "connection lost" ${Date.now() - cutAt} ms after the cut`);
+  await screenshot('connection-lost');
+  assert.deepEqual(await waitNoChannels((l) => l.startsWith('Local/702@') || l.includes('!confmux-')), [], 'no channel left behind');
+});
