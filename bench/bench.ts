@@ -3,7 +3,8 @@
  * on loopback, with the echo stand-in as its media server. See docs/performance.md.
  */
 import { parseArgs } from 'node:util';
-import { formatResult, runBench } from './run.ts';
+import { formatResult, formatSideBySide, runBench } from './run.ts';
+import { coturnAvailable, runCoturn } from './turn.ts';
 
 const { values } = parseArgs({
   options: {
@@ -16,6 +17,7 @@ const { values } = parseArgs({
     'p99-bound-ms': { type: 'string', default: '4' },
     'payload-bytes': { type: 'string', default: '160' },
     'time-limit': { type: 'string', default: '240' },
+    coturn: { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
@@ -35,6 +37,8 @@ if (values.help) {
   --p99-bound-ms MS  round-trip p99 bound (one way is half)                 [4]
   --payload-bytes B  PCMU payload per frame (frame = 10 + B bytes)          [160]
   --time-limit S     the run stops by itself after S seconds                [240]
+  --coturn           then the same load through coturn (TURN over TCP, UDP echo
+                     peer), side by side (apt-get install coturn)
   --json             print the result as JSON
 `);
   process.exit(0);
@@ -60,5 +64,20 @@ const result = await runBench({
   payloadBytes: Math.floor(num('payload-bytes', values['payload-bytes'], 16)),
   timeLimitSeconds: num('time-limit', values['time-limit'], 5),
 });
-process.stdout.write(values.json ? `${JSON.stringify(result, null, 2)}\n` : `${formatResult(result)}\n`);
+if (values.coturn) {
+  if (values.step) {
+    process.stderr.write('error USAGE: --coturn runs one stream count; leave out --step\n');
+    process.exit(2);
+  }
+  if (!coturnAvailable()) {
+    process.stderr.write('error USAGE: --coturn needs Debian\'s coturn package (turnserver, turnutils_peer): apt-get install coturn\n');
+    process.exit(2);
+  }
+  // a pause between the two runs, so that one's leftovers do not land in the other's window
+  await new Promise((r) => setTimeout(r, 1000));
+  const coturn = await runCoturn({ streams: result.steps[0]!.streams, seconds: result.steps[0]!.seconds, warmupSeconds: Number(values.warmup), dataBytes: result.frameBytes, log: (l) => process.stderr.write(`${l}\n`) });
+  process.stdout.write(values.json ? `${JSON.stringify({ confmux: result, coturn }, null, 2)}\n` : `${formatResult(result)}\n\n${formatSideBySide(result, coturn)}\n`);
+} else {
+  process.stdout.write(values.json ? `${JSON.stringify(result, null, 2)}\n` : `${formatResult(result)}\n`);
+}
 process.exit(0);

@@ -493,3 +493,20 @@ export function formatResult(r: BenchResult): string {
   if (r.steps.length > 1 || r.highestHeld !== null) lines.push(`highest stream count that held: ${r.highestHeld ?? 'none'} (stopped: ${r.stoppedBy})`);
   return lines.join('\n');
 }
+
+/** confmux and coturn under the same load, and the ratio of CPU per relayed message */
+export function formatSideBySide(r: BenchResult, coturn: StepResult): string {
+  const c = r.steps[0]!;
+  const row = (name: string, s: StepResult): string =>
+    `| ${name} | ${s.streams} | ${Math.round(s.sentPerSecond)} | ${Math.round(s.receivedPerSecond)} | ${s.lost} | ${f2(s.bridgeCpu)} | ${f2(s.cpuMicrosPerMessage)} | ${f2(s.loadCpu)} | ${f1(s.rssPerTerminalBytes / 1024)} kB | ${f2(s.rttMs.p50)} | ${f2(s.rttMs.p99)} | ${f2(s.rttMs.p999)} | ${f2(s.rttMs.mean)} |`;
+  return [
+    'side by side, same streams, frame size and rate:',
+    '| relay | streams | msg/s in | msg/s out | lost | relay CPU (core) | µs CPU/msg | load gen CPU | RSS/stream | RTT p50 | RTT p99 | RTT p999 | RTT mean |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    row('confmux (ws, echo stand-in in process)', c),
+    row('coturn (TURN/TCP, UDP echo peer)', coturn),
+    '',
+    `CPU per relayed message, confmux / coturn: ${f2(c.cpuMicrosPerMessage / coturn.cpuMicrosPerMessage)} (below 1: confmux spends less)`,
+    'coturn relays each message over a UDP socket to its peer and back; confmux here hands it to the in-process echo stand-in, so its figure leaves out the media-server socket.',
+  ].join('\n');
+}
