@@ -85,8 +85,9 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
     leg.on('answered', () => {
       this.answered = true;
       this.emit('answered');
-      // the viewer is in the room now: ask for a picture (ConfBridge needs a moment to add it)
-      if (this.video) setTimeout(() => this.askPbxForKeyframe(), 300).unref();
+      // the viewer is in the room now: ask for a picture (ConfBridge needs a moment to add it),
+      // and again while none has come (a sender may not have been ready the first time)
+      if (this.video) for (const ms of [300, 1200, 2500, 5000]) setTimeout(() => this.keyframeIfStillNeeded(), ms).unref();
     });
     leg.on('dtmf', (digit) => this.emit('dtmf', digit));
     leg.once('ended', (end) => this.onEnded(end));
@@ -143,6 +144,12 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
     if (this.answered) this.askPbxForKeyframe();
   }
 
+  private keyframeDelivered = false;
+
+  private keyframeIfStillNeeded(): void {
+    if (!this.ended && this.video && !this.keyframeDelivered && !this.contentOnly) this.askPbxForKeyframe();
+  }
+
   /** This call's viewer needs a picture: ask the media server, and the senders in the room here. */
   private askPbxForKeyframe(): void {
     const now = Date.now();
@@ -186,6 +193,7 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
       return;
     }
     const out = Buffer.allocUnsafe(FRAME_HEADER_BYTES + frame.length);
+    if (keyframe) this.keyframeDelivered = true;
     writeFrameHeader(out, this.videoStream, this.videoCodec!.id, keyframe ? FLAG_KEYFRAME : 0, this.vSeq, timestamp);
     frame.copy(out, FRAME_HEADER_BYTES);
     this.vSeq = (this.vSeq + 1) & 0xffff;

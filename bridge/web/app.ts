@@ -8,6 +8,7 @@ import type { CallSession, HangupInfo } from '../sdk/CallSession.ts';
 import type { Invitation } from '../sdk/Invitation.ts';
 import { TerminalError } from '../sdk/TerminalError.ts';
 import { AudioEngine, type PlaybackStats } from './AudioEngine.ts';
+import { VideoReceiver, VideoSender } from './VideoEngine.ts';
 
 const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T;
 const stateEl = $('state');
@@ -44,6 +45,10 @@ let terminal: TerminalClient | null = null;
 let audio: AudioEngine | null = null;
 let call: CallSession | null = null;
 let invitation: Invitation | null = null;
+let camera: VideoSender | null = null;
+let screen: VideoSender | null = null;
+let content: CallSession | null = null;
+let remote: VideoReceiver | null = null;
 
 const ui = {
   signin: $<HTMLFormElement>('signin'),
@@ -51,15 +56,45 @@ const ui = {
   call: $<HTMLButtonElement>('call'),
   hangup: $<HTMLButtonElement>('hangup'),
   mute: $<HTMLButtonElement>('mute'),
+  share: $<HTMLButtonElement>('share'),
+  videoOn: $<HTMLInputElement>('video-on'),
+  remote: $<HTMLCanvasElement>('remote'),
   incoming: $('incoming'),
   incomingText: $('incoming-text'),
   stats: $('stats'),
 };
 
+function stopVideo(): void {
+  camera?.close();
+  screen?.close();
+  remote?.close();
+  void content?.hangup();
+  camera = screen = remote = null;
+  content = null;
+  ui.remote.classList.add('hidden');
+  ui.share.textContent = 'Share screen';
+}
+
+/** A call with video: the camera goes out, the room's picture comes in on the canvas. */
+async function startVideo(c: CallSession): Promise<void> {
+  if (!c.videoCodec) return;
+  ui.remote.classList.remove('hidden');
+  ui.share.disabled = false;
+  remote = new VideoReceiver(c, ui.remote);
+  const cam = await navigator.mediaDevices.getUserMedia({ video: { width: 320, height: 240, frameRate: 15 } });
+  const s = cam.getVideoTracks()[0]?.getSettings();
+  camera = VideoSender.start(c, cam, s?.width ?? 320, s?.height ?? 240);
+  if (!camera) errorEl.textContent = 'This browser cannot encode video (WebCodecs): audio only.';
+}
+
 function inCall(on: boolean): void {
   ui.call.disabled = on;
   ui.hangup.disabled = !on;
   ui.mute.disabled = !on;
+  if (!on) {
+    ui.share.disabled = true;
+    stopVideo();
+  }
   if (!on && audio) {
     audio.muted = false;
     ui.mute.textContent = 'Mute';
@@ -77,6 +112,9 @@ function adopt(c: CallSession): void {
   c.on('ringing', () => setState(`ringing ${c.to}…`, 'busy'));
   c.on('answered', () => setState(`in call with ${c.to}`, 'ok'));
   c.on('dtmf', (d) => (errorEl.textContent = `DTMF received: ${d}`));
+  // progress may have come while the media connections were being bound
+  if (c.state === 'answered') setState(`in call with ${c.to}`, 'ok');
+  else if (c.state === 'ringing') setState(`ringing ${c.to}…`, 'busy');
   c.on('hangup', (info) => {
     if (call !== c) return;
     call = null;
@@ -149,8 +187,11 @@ ui.call.addEventListener('click', () => {
   const to = $<HTMLInputElement>('dial').value.trim();
   setState(`calling ${to}…`, 'busy');
   ensureAudio()
-    .then(() => terminal!.call(to, { codecs: ['L16/16000'] }))
-    .then(adopt)
+    .then(() => terminal!.call(to, ui.videoOn.checked ? { codecs: ['L16/16000'], video: ['H264/90000'] } : { codecs: ['L16/16000'] }))
+    .then((c) => {
+      adopt(c);
+      return startVideo(c);
+    })
     .catch((err: unknown) => {
       setState('registered', 'ok');
       showError(err);
@@ -174,6 +215,38 @@ $('reject').addEventListener('click', () => {
   setState('registered', 'ok');
 });
 ui.hangup.addEventListener('click', () => void call?.hangup());
+ui.share.addEventListener('click', () => {
+  if (content) {
+    stopShare();
+    return;
+  }
+  if (!terminal || !call) return;
+  const c = call;
+  navigator.mediaDevices
+    .getDisplayMedia({ video: { width: 1280, height: 720, frameRate: 15 } })
+    .then(async (stream) => {
+      const share = await terminal!.share(c);
+      content = share;
+      const s = stream.getVideoTracks()[0]?.getSettings();
+      screen = VideoSender.start(share, stream, s?.width ?? 1280, s?.height ?? 720);
+      ui.share.textContent = 'Stop sharing';
+      stream.getVideoTracks()[0]?.addEventListener('ended', stopShare);
+      share.once('hangup', () => {
+        if (content === share) stopShare();
+      });
+    })
+    .catch(showError);
+});
+
+function stopShare(): void {
+  screen?.close();
+  screen = null;
+  const c = content;
+  content = null;
+  void c?.hangup();
+  ui.share.textContent = 'Share screen';
+}
+
 ui.mute.addEventListener('click', () => {
   if (!audio) return;
   audio.muted = !audio.muted;
@@ -201,6 +274,16 @@ for (const d of ['1', '2', '3', '4', '5', '6', '7', '8', '9', '*', '0', '#']) {
 Object.assign(window, {
   confmux: {
     level: (freq: number) => audio?.level(freq) ?? -Infinity,
-    stats: () => ({ ...(audio?.stats ?? {}), sent: call?.sent ?? 0, received: call?.received ?? 0, state: stateEl.textContent }),
+    stats: () => ({
+      ...(audio?.stats ?? {}),
+      sent: call?.sent ?? 0,
+      received: call?.received ?? 0,
+      videoSent: camera?.frames ?? 0,
+      keyframesSent: camera?.keyframes ?? 0,
+      keyframeRequests: camera?.keyRequests ?? 0,
+      videoDrawn: remote?.drawn ?? 0,
+      contentSent: screen?.frames ?? 0,
+      state: stateEl.textContent,
+    }),
   },
 });

@@ -120,3 +120,76 @@ test("cutting the page's connection mid-call shows the lost state at once and le
   await screenshot('connection-lost');
   assert.deepEqual(await waitNoChannels((l) => l.startsWith('Local/702@') || l.includes('!confmux-')), [], 'no channel left behind');
 });
+
+test('video room 715: the page camera reaches another terminal and its video is drawn in the page', async () => {
+  const { execFileSync } = await import('node:child_process');
+  const { readFileSync, writeFileSync: write } = await import('node:fs');
+  const { createNodeTerminal } = await import('../../bridge/sdk/node.ts');
+  const { splitAccessUnits } = await import('../../bridge/media/h264Stream.ts');
+  const { isH264Keyframe } = await import('../../plugin/rtp/h264.ts');
+  const file = join(dir, 'node-cam.h264');
+  execFileSync('ffmpeg', ['-loglevel', 'error', '-y', '-f', 'lavfi', '-i', 'testsrc=size=320x240:rate=15', '-t', '4', '-c:v', 'libx264', '-profile:v', 'baseline', '-pix_fmt', 'yuv420p', '-g', '15', '-bf', '0', '-f', 'h264', file]);
+  const aus = splitAccessUnits(readFileSync(file));
+  const { page } = browser;
+  await page.goto(httpUrl());
+  assert.match(await signIn(page, '1004', 'sandbox-1004'), /registered/);
+  await page.fill('#dial', '715');
+  await page.check('#video-on');
+  await page.click('#call');
+  await page
+    .waitForFunction(() => /in call/.test(document.getElementById('state')?.textContent ?? ''), undefined, { timeout: 10000 })
+    .catch(async (err: Error) => assert.fail(`${err.message}: state ${await stateText(page)}, error ${await page.textContent('#error')}`));
+  const node = createNodeTerminal({ url: bridge.url, number: '1005', password: 'sandbox-1005' });
+  await node.connect();
+  await node.register();
+  const call = await node.call('715', { video: ['H264/90000'] });
+  await call.answered();
+  const fromPage: Uint8Array[] = [];
+  let key = false;
+  let anyVideo = 0;
+  call.on('video', (f, k) => {
+    anyVideo++;
+    key ||= k;
+    if (key) fromPage.push(Uint8Array.from(f));
+  });
+  let i = 0;
+  call.on('keyframeRequest', () => {
+    while (!isH264Keyframe(aus[i % aus.length]!)) i++;
+  });
+  const tone = new Uint8Array(640);
+  const timer = setInterval(() => {
+    call.sendAudio(tone);
+    if (i % 3 === 0) {
+      const au = aus[(i / 3) % aus.length]!;
+      call.sendVideo(au, isH264Keyframe(au), (i * 2000) >>> 0);
+    }
+    i++;
+  }, 22);
+  await new Promise((r) => setTimeout(r, 4000));
+  const canvasHash = (): Promise<string> =>
+    page.evaluate(() => {
+      const c = document.getElementById('remote') as HTMLCanvasElement;
+      const d = c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data;
+      let h = 0;
+      for (let k = 0; k < d.length; k += 97) h = (h * 31 + d[k]!) >>> 0;
+      return `${c.width}x${c.height}:${h}`;
+    });
+  const h1 = await canvasHash();
+  await new Promise((r) => setTimeout(r, 700));
+  const h2 = await canvasHash();
+  const stats = await page.evaluate(() => (window as unknown as { confmux: { stats(): Record<string, number> } }).confmux.stats());
+  await screenshot('video-call');
+  clearInterval(timer);
+  await call.hangup();
+  node.close();
+  await page.click('#hangup');
+  const rec = join(dir, 'from-page.h264');
+  write(rec, Buffer.concat(fromPage));
+  const probe = execFileSync('ffprobe', ['-v', 'quiet', '-count_frames', '-select_streams', 'v:0', '-show_entries', 'stream=width,height,nb_read_frames', '-of', 'csv=p=0', rec]).toString().trim();
+  console.log(`B got ${fromPage.length} frames after a keyframe (key seen ${key}, any ${anyVideo}); page video decoded by ffprobe: ${probe}; canvas ${h1} then ${h2}; page stats ${JSON.stringify(stats)}`);
+  const [w, h, frames] = probe.split(',').map(Number);
+  assert.ok(w! > 0 && h! > 0 && frames! >= 20, 'the page camera reaches the other terminal as decodable H.264');
+  assert.ok(stats.videoDrawn! >= 10, 'the page draws the video it receives');
+  assert.notEqual(h1, h2, 'the canvas changes');
+  assert.match(h1, /^320x240:/, "the canvas shows the other terminal's 320x240 picture");
+});
