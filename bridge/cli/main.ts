@@ -121,6 +121,18 @@ talkOptions(terminal.command('answer').description('register, wait for invitatio
     return runTerminal((base) => runTerminalAnswer({ ...o, ...base }));
   });
 
+const benchScript = fileURLToPath(new URL('../../bench/bench.ts', import.meta.url));
+program
+  .command('bench')
+  .description('load benchmark on loopback: the bridge with an echo media-server stand-in, N paced audio streams (options: bench --help; docs/performance.md)')
+  .helpOption(false)
+  .allowUnknownOption()
+  .argument('[options...]', 'passed to bench/bench.ts, e.g. --streams 500 --seconds 8 --coturn')
+  .action((rest: string[]) => {
+    const r = spawnSync(process.execPath, ['--import', import.meta.resolve('tsx'), benchScript, ...rest], { stdio: 'inherit' });
+    process.exit(r.status ?? 1);
+  });
+
 const sandboxScript = fileURLToPath(new URL('../../plugin/asterisk/sandbox/sandbox.sh', import.meta.url));
 program
   .command('sandbox')
