@@ -19,6 +19,8 @@ const config = loadConfig({
     // never used: the echo stand-in replaces the Asterisk driver, but the schema wants a password
     asterisk: { password: 'unused-by-the-echo-stand-in' },
     log: { level: process.env.CONFMUX_BENCH_LOG ?? 'silent' },
+    // the load generator opens every terminal from 127.0.0.1: lift the per-address admission limits
+    limits: { maxConnectionsPerIp: 1_000_000, maxUnauthenticated: 1_000_000, connectionsPerSecondPerIp: 1_000_000, connectionBurstPerIp: 1_000_000 },
   },
 });
 const log = createLogger(config.log.level);

@@ -19,11 +19,29 @@ export const ConfigSchema = z
         port: port.default(8080),
         /** the HTTP path terminals open their WebSockets on */
         path: z.string().startsWith('/').default('/'),
+        /** TLS on the one port (wss://): PEM files, re-read when they change (certificates renew) */
+        tls: z.object({ cert: z.string().min(1), key: z.string().min(1) }).strict().optional(),
+        /** serve plain ws:// without TLS: only behind a TLS-terminating proxy (a warning at start) */
+        plain: bool.default(false),
+        /** browser origins allowed besides the page's own (e.g. https://portal.example.com); requests without Origin (non-browsers) are not affected */
+        allowedOrigins: z.array(z.string().url()).default([]),
       })
       .strict()
       .default({}),
     limits: z
       .object({
+        /** concurrent connections from one IP address (TOO_MANY_CONNECTIONS beyond) */
+        maxConnectionsPerIp: z.coerce.number().int().min(1).default(64),
+        /** connections not yet bound, in total (TOO_MANY_CONNECTIONS beyond) */
+        maxUnauthenticated: z.coerce.number().int().min(1).default(1000),
+        /** new connections per second from one IP address (token bucket rate; RATE_LIMITED beyond) */
+        connectionsPerSecondPerIp: z.coerce.number().positive().default(10),
+        /** new connections in a burst from one IP address */
+        connectionBurstPerIp: z.coerce.number().int().min(1).default(20),
+        /** failed logins of one number, or from one IP address, before logins are throttled */
+        loginFailuresAllowed: z.coerce.number().int().min(1).default(5),
+        /** first throttling window after too many failures; it doubles with each further failure, up to 15 min */
+        loginThrottleMs: ms.default(2000),
         /** a connection that has not sent its bind message by then is closed (BIND_TIMEOUT) */
         bindTimeoutMs: ms.default(5000),
         /** HTTP request headers (the WebSocket handshake) must arrive within this */
@@ -154,6 +172,9 @@ export const ENV_OVERRIDES: Readonly<Record<string, readonly string[]>> = Object
   CONFMUX_HOST: ['server', 'host'],
   CONFMUX_PORT: ['server', 'port'],
   CONFMUX_PATH: ['server', 'path'],
+  CONFMUX_TLS_CERT: ['server', 'tls', 'cert'],
+  CONFMUX_TLS_KEY: ['server', 'tls', 'key'],
+  CONFMUX_PLAIN: ['server', 'plain'],
   CONFMUX_MEDIA_SERVER: ['mediaServer'],
   CONFMUX_ARI_URL: ['asterisk', 'url'],
   CONFMUX_ARI_USER: ['asterisk', 'user'],
@@ -200,7 +221,7 @@ function deepFreeze<T>(value: T): T {
 }
 
 /** Builds the config from an optional file, then env; throws ConfigError listing every problem. */
-export function loadConfig(options: { file?: string; env?: NodeJS.ProcessEnv; overrides?: ConfigInput | Record<string, unknown> } = {}): Readonly<Config> {
+export function loadConfig(options: { file?: string; env?: NodeJS.ProcessEnv; overrides?: ConfigInput | Record<string, unknown>; forServe?: boolean } = {}): Readonly<Config> {
   const env = options.env ?? process.env;
   const problems: string[] = [];
   let raw: Record<string, unknown> = {};
@@ -234,6 +255,10 @@ export function loadConfig(options: { file?: string; env?: NodeJS.ProcessEnv; ov
   };
   if (selected === 'asterisk' && !section('asterisk').password) problems.push('asterisk.password: required when mediaServer is asterisk (CONFMUX_ARI_PASSWORD)');
   if (selected === 'freeswitch' && !section('freeswitch').password) problems.push('freeswitch.password: required when mediaServer is freeswitch (CONFMUX_ESL_PASSWORD)');
+  // the one port faces the internet: TLS, or plain only when asked for (behind a TLS proxy)
+  if (options.forServe && result.success && !result.data.server.tls && !result.data.server.plain) {
+    problems.push('server.tls: give a certificate and key (CONFMUX_TLS_CERT, CONFMUX_TLS_KEY), or set server.plain=true (CONFMUX_PLAIN=true) behind a TLS-terminating proxy');
+  }
   if (problems.length > 0 || !result.success) throw new ConfigError(problems);
   return deepFreeze(result.data);
 }

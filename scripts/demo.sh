@@ -27,8 +27,9 @@ bash plugin/asterisk/sandbox/sandbox.sh up
 if [[ -f $state/bridge.pid ]] && kill -0 "$(cat "$state/bridge.pid")" 2>/dev/null; then
   echo "bridge already running (pid $(cat "$state/bridge.pid"))"
 else
-  # the sandbox's ARI password (dialplan/asterisk/ari.conf); use your own for a real PBX
-  CONFMUX_ARI_PASSWORD=confmux-sandbox CONFMUX_PORT=$port setsid node bin/confmux.mjs serve >"$state/bridge.log" 2>&1 < /dev/null &
+  # the sandbox's ARI password (dialplan/asterisk/ari.conf); use your own for a real PBX.
+  # Plain ws:// on loopback for the demo; in production give CONFMUX_TLS_CERT/KEY (or a TLS proxy).
+  CONFMUX_ARI_PASSWORD=confmux-sandbox CONFMUX_PORT=$port CONFMUX_PLAIN=true setsid node bin/confmux.mjs serve >"$state/bridge.log" 2>&1 < /dev/null &
   echo $! >"$state/bridge.pid"
   for _ in $(seq 1 50); do
     curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break

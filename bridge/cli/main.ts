@@ -30,7 +30,7 @@ program
   .action(async (opts: { config?: string }) => {
     let config;
     try {
-      config = loadConfig({ file: opts.config });
+      config = loadConfig({ file: opts.config, forServe: true });
     } catch (err) {
       if (err instanceof ConfigError) {
         process.stderr.write(`${err.message}\n`);
@@ -42,6 +42,7 @@ program
     const driver = config.mediaServer === 'freeswitch' ? new FreeSwitchDriver({ config: config.freeswitch, log }) : new AsteriskDriver({ config: config.asterisk, log });
     const server = new BridgeServer(config, driver, log);
     driver.start().catch((err: unknown) => log.warn({ err: (err as Error).message }, 'media server not reachable yet; retrying'));
+    if (config.server.plain) log.warn('serving plain ws:// without TLS (server.plain): only do this behind a TLS-terminating proxy');
     await server.listen();
     let stopping = false;
     const stop = (signal: string): void => {

@@ -5,6 +5,8 @@
  * issued on that terminal's control connection for that call and kind.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer, type Server as HttpsServer } from 'node:https';
+import { readFileSync, unwatchFile, watchFile } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
@@ -18,6 +20,7 @@ import { Metrics } from './metrics.ts';
 import { Terminal } from './Terminal.ts';
 import { VideoRooms } from './VideoRooms.ts';
 import { WebAssets } from './WebAssets.ts';
+import { Admission } from './Admission.ts';
 
 interface Tracked extends WebSocket {
   confmuxAlive?: boolean;
@@ -30,7 +33,8 @@ export class BridgeServer {
   private readonly config: Readonly<Config>;
   private readonly driver: MediaServerDriver;
   private readonly log: Logger;
-  private readonly http: Server;
+  private readonly http: Server | HttpsServer;
+  private readonly admission: Admission;
   private readonly wss: WebSocketServer;
   private readonly tokens: MediaTokens;
   private readonly terminals = new Map<string, Terminal>();
@@ -49,7 +53,22 @@ export class BridgeServer {
     this.log = log;
     this.tokens = new MediaTokens(config.limits.mediaTokenTtlMs);
     this.metrics = new Metrics({ terminals: () => this.terminals.size, calls: () => this.callCount() });
-    this.http = createServer((req, res) => void this.onRequest(req, res));
+    this.admission = new Admission(config.limits);
+    const handler = (req: IncomingMessage, res: ServerResponse): void => void this.onRequest(req, res);
+    const tls = config.server.tls;
+    this.http = tls ? createTlsServer({ ...this.readTls(), minVersion: 'TLSv1.2' }, handler) : createServer(handler);
+    if (tls) {
+      // certificates renew: re-read them when either file changes, without a restart
+      const reload = (): void => {
+        try {
+          (this.http as HttpsServer).setSecureContext({ ...this.readTls(), minVersion: 'TLSv1.2' });
+          this.log.info('TLS certificate reloaded');
+        } catch (err) {
+          this.log.error({ err: (err as Error).message }, 'TLS certificate not reloaded; keeping the previous one');
+        }
+      };
+      for (const f of [tls.cert, tls.key]) watchFile(f, { interval: 2000, persistent: false }, reload);
+    }
     this.http.headersTimeout = config.limits.handshakeTimeoutMs;
     this.http.requestTimeout = config.limits.handshakeTimeoutMs * 3;
     this.wss = new WebSocketServer({
@@ -115,6 +134,23 @@ export class BridgeServer {
       if (stale.length) this.log.info({ terminals: stale }, 'cleared presence left by an earlier bridge');
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'could not read presence from the media server');
+    }
+  }
+
+  private readTls(): { cert: Buffer; key: Buffer } {
+    const tls = this.config.server.tls!;
+    return { cert: readFileSync(tls.cert), key: readFileSync(tls.key) };
+  }
+
+  /** Browsers send Origin: allow the page's own origin and the configured ones. Others send none. */
+  private originAllowed(req: IncomingMessage): boolean {
+    const origin = req.headers.origin;
+    if (!origin) return true;
+    if (this.config.server.allowedOrigins.includes(origin)) return true;
+    try {
+      return new URL(origin).host === req.headers.host;
+    } catch {
+      return false;
     }
   }
 
@@ -209,6 +245,11 @@ export class BridgeServer {
       socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
       return;
     }
+    if (!this.originAllowed(req)) {
+      this.metrics.refusals.inc({ code: 'ORIGIN_REFUSED' });
+      socket.end('HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
     this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws as Tracked, req));
   }
 
@@ -216,6 +257,8 @@ export class BridgeServer {
     this.metrics.refusals.inc({ code });
     this.log.info({ code, remote, reason: message }, 'connection refused');
     ws.close(new ConfmuxError(code, message).closeCode, closeReason(code, message));
+    // a socket paused while its bind was checked must read again to see the peer's close reply
+    if (ws.isPaused) ws.resume();
     const kill = setTimeout(() => ws.terminate(), 2000);
     kill.unref();
     ws.once('close', () => clearTimeout(kill));
@@ -223,6 +266,18 @@ export class BridgeServer {
 
   private onConnection(ws: Tracked, req: IncomingMessage): void {
     const remote = req.socket.remoteAddress;
+    const ip = remote ?? 'unknown';
+    const refused = this.admission.admit(ip);
+    if (refused) {
+      const why = refused === 'RATE_LIMITED' ? `more than ${this.config.limits.connectionsPerSecondPerIp} new connections per second from this address` : undefined;
+      return this.refuse(ws, refused, why, remote);
+    }
+    let unbound = true;
+    ws.once('close', () => this.admission.release(ip, unbound));
+    ws.once('message', () => {
+      unbound = false;
+      this.admission.bound();
+    });
     ws.confmuxAlive = true;
     this.sockets.add(ws);
     ws.on('pong', () => {
@@ -254,10 +309,17 @@ export class BridgeServer {
 
   private async bind(ws: WebSocket, bind: BindMessage, remote: string | undefined): Promise<void> {
     if (bind.kind === 'control') {
+      const ip = remote ?? 'unknown';
+      const wait = this.admission.loginWait(bind.number, ip);
+      if (wait > 0) return this.refuse(ws, 'LOGIN_THROTTLED', `too many failed logins: try again in ${Math.ceil(wait / 1000)} s`, remote);
       if (!this.driver.isUp) return this.refuse(ws, 'PBX_UNAVAILABLE', 'cannot check credentials: the media server is not reachable', remote);
       const ok = await this.driver.verifyPassword(bind.number, bind.password);
       if (ws.readyState !== ws.OPEN) return;
-      if (!ok) return this.refuse(ws, 'AUTH_FAILED', undefined, remote);
+      if (!ok) {
+        this.admission.loginFailed(bind.number, ip);
+        return this.refuse(ws, 'AUTH_FAILED', undefined, remote);
+      }
+      this.admission.loginSucceeded(bind.number);
       if (this.draining) return this.refuse(ws, 'SHUTTING_DOWN', undefined, remote);
       const previous = this.terminals.get(bind.number);
       if (previous) {
@@ -326,6 +388,8 @@ export class BridgeServer {
     await Promise.allSettled([...this.presence.values()]);
     for (const ws of this.sockets) ws.close(1001, closeReason('SHUTTING_DOWN'));
     this.tokens.close();
+    this.admission.close();
+    if (this.config.server.tls) for (const f of [this.config.server.tls.cert, this.config.server.tls.key]) unwatchFile(f);
     const closed = new Promise<void>((resolve) => this.http.close(() => resolve()));
     this.http.closeAllConnections();
     await closed;

@@ -85,9 +85,7 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
     leg.on('answered', () => {
       this.answered = true;
       this.emit('answered');
-      // the viewer is in the room now: ask for a picture (ConfBridge needs a moment to add it),
-      // and again while none has come (a sender may not have been ready the first time)
-      if (this.video) for (const ms of [300, 1200, 2500, 5000]) setTimeout(() => this.keyframeIfStillNeeded(), ms).unref();
+      this.watchKeyframes();
     });
     leg.on('dtmf', (digit) => this.emit('dtmf', digit));
     leg.once('ended', (end) => this.onEnded(end));
@@ -141,10 +139,22 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
       if (this.video === ws) this.video = null;
     });
     // a viewer that just arrived needs a picture it can start decoding from (once in the room)
-    if (this.answered) this.askPbxForKeyframe();
+    this.watchKeyframes();
   }
 
   private keyframeDelivered = false;
+  private watching = false;
+
+  /**
+   * Once the call is answered and its viewer connected (whichever comes last): ask for a picture
+   * (ConfBridge needs a moment to add the viewer), and again while none has come, since a sender
+   * may not have been ready the first time.
+   */
+  private watchKeyframes(): void {
+    if (this.watching || !this.answered || !this.video || this.contentOnly) return;
+    this.watching = true;
+    for (const ms of [300, 1200, 2500, 5000]) setTimeout(() => this.keyframeIfStillNeeded(), ms).unref();
+  }
 
   private keyframeIfStillNeeded(): void {
     if (!this.ended && this.video && !this.keyframeDelivered && !this.contentOnly) this.askPbxForKeyframe();

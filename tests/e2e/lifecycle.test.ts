@@ -17,7 +17,7 @@ interface Served {
 /** Starts `confmux serve` on a free loopback port, configured through the environment only. */
 async function serve(app: string, env: Record<string, string> = {}): Promise<Served> {
   const child = spawn(process.execPath, [CLI, 'serve'], {
-    env: { ...process.env, CONFMUX_HOST: '127.0.0.1', CONFMUX_PORT: '0', CONFMUX_ARI_PASSWORD: ARI_PASSWORD, CONFMUX_ARI_APP: app, CONFMUX_LOG_LEVEL: 'info', ...env },
+    env: { ...process.env, CONFMUX_HOST: '127.0.0.1', CONFMUX_PORT: '0', CONFMUX_PLAIN: 'true', CONFMUX_ARI_PASSWORD: ARI_PASSWORD, CONFMUX_ARI_APP: app, CONFMUX_LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';

@@ -17,15 +17,16 @@ export interface TestBridge {
   close(): Promise<void>;
 }
 
-export async function startBridge(overrides: { asterisk?: Partial<NonNullable<ConfigInput['asterisk']>>; limits?: ConfigInput['limits'] } = {}): Promise<TestBridge> {
+export async function startBridge(overrides: { asterisk?: Partial<NonNullable<ConfigInput['asterisk']>>; limits?: ConfigInput['limits']; server?: Partial<NonNullable<ConfigInput['server']>> } = {}): Promise<TestBridge> {
   // each bridge needs its own Stasis app name: a second events socket for one app replaces the first
   const app = `confmux-test-${process.pid}-${++seq}`;
   const config = loadConfig({
     env: {},
     overrides: {
-      server: { host: '127.0.0.1', port: 0 },
+      server: { host: '127.0.0.1', port: 0, ...overrides.server },
       asterisk: { url: ARI_URL, user: ARI_USER, password: ARI_PASSWORD, app, ...overrides.asterisk },
-      limits: overrides.limits ?? {},
+      // every test connects from 127.0.0.1: a loopback test suite opens connections faster than one user
+      limits: { connectionsPerSecondPerIp: 200, connectionBurstPerIp: 200, ...overrides.limits },
       log: { level: process.env.CONFMUX_TEST_LOG ?? 'silent' },
     },
   });
@@ -35,7 +36,7 @@ export async function startBridge(overrides: { asterisk?: Partial<NonNullable<Co
   const server = new BridgeServer(config, driver, log);
   const address = await server.listen();
   return {
-    url: `ws://127.0.0.1:${address.port}/`,
+    url: `${config.server.tls ? 'wss' : 'ws'}://127.0.0.1:${address.port}/`,
     app,
     server,
     driver,
