@@ -15,6 +15,7 @@
 // `seconds` (-t), hanging up with a BYE.
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { createSocket } from 'node:dgram';
+import { createServer } from 'node:net';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -76,23 +77,36 @@ export function ensureBaresip(): void {
 
 const usedPorts = new Set<number>();
 
-/** A free UDP port on 127.0.0.1 that this process has not handed out before. */
-async function freeUdpPort(): Promise<number> {
-  for (let i = 0; i < 50; i++) {
-    const port = await new Promise<number>((res, rej) => {
-      const s = createSocket('udp4');
-      s.once('error', rej);
-      s.bind(0, '127.0.0.1', () => {
-        const p = s.address().port;
-        s.close(() => res(p));
-      });
-    });
-    if (!usedPorts.has(port)) {
+/** true when `port` can be bound on 127.0.0.1 for UDP and for TCP. */
+async function bindable(port: number): Promise<boolean> {
+  const udpOk = await new Promise<boolean>((res) => {
+    const s = createSocket('udp4');
+    s.once('error', () => res(false));
+    s.bind(port, '127.0.0.1', () => s.close(() => res(true)));
+  });
+  if (!udpOk) return false;
+  return new Promise<boolean>((res) => {
+    const srv = createServer();
+    srv.once('error', () => res(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => res(true)));
+  });
+}
+
+/**
+ * A SIP port for a phone that this process has not handed out before. baresip listens on it with
+ * UDP and TCP, and with TLS on the next port: all four must be free. Chosen below the kernel's
+ * ephemeral range (32768 and up), where the bridge's own many TCP connections would collide.
+ */
+async function freeSipPort(): Promise<number> {
+  for (let i = 0; i < 200; i++) {
+    const port = 21000 + 2 * Math.floor(Math.random() * 2000);
+    if (usedPorts.has(port)) continue;
+    if ((await bindable(port)) && (await bindable(port + 1))) {
       usedPorts.add(port);
       return port;
     }
   }
-  throw new Error('no free UDP port');
+  throw new Error('no free SIP port pair');
 }
 
 const live = new Set<ChildProcess>();
@@ -110,7 +124,7 @@ export async function startPhone(opts: PhoneOptions): Promise<Phone> {
   ensureBaresip();
   const sendWav = resolve(opts.sendWav);
   if (!existsSync(sendWav)) throw new Error(`startPhone: ${sendWav} does not exist`);
-  const sipPort = await freeUdpPort();
+  const sipPort = await freeSipPort();
   const name = opts.name ?? `phone-${sipPort}`;
   const seconds = opts.seconds ?? 10;
   const confDir = mkdtempSync(join(tmpdir(), `confmux-baresip-${name}-`));
@@ -126,8 +140,9 @@ export async function startPhone(opts: PhoneOptions): Promise<Phone> {
     'poll_method\tepoll',
     `sip_listen\t127.0.0.1:${sipPort}`,
     'net_interface\t127.0.0.1',
-    // Away from the sandbox's rtp.conf range (10000-10999).
-    'rtp_ports\t30000-39999',
+    // Away from the sandbox's rtp.conf range (10000-10999), the SIP ports above and the kernel's
+    // ephemeral range (32768 and up), where the bridge's own sockets live.
+    'rtp_ports\t25000-29999',
     `audio_player\taubridge,confmux-${name}-${sipPort}`,
     `audio_alert\taubridge,confmux-${name}-${sipPort}`,
     `audio_source\taufile,${sendWav}`,
