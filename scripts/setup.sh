@@ -4,10 +4,11 @@
 #   baresip-core: the headless SIP phone of tests/helpers/baresip.ts
 #   ffmpeg: makes and checks the H.264 video of tests/e2e/video.test.ts
 #   chromium, fonts-dejavu-core: the headless browser of tests/e2e/browser.test.ts (playwright-core drives it)
+#   nginx-light, openssl: a TLS reverse proxy in front of the bridge (browser test), test certificates
 # Idempotent: installs only what is missing.
 set -euo pipefail
 [[ $(id -u) -eq 0 ]] || { echo "setup.sh: run as root" >&2; exit 1; }
-pkgs=(debootstrap zstd debian-archive-keyring curl baresip-core ffmpeg chromium fonts-dejavu-core)
+pkgs=(debootstrap zstd debian-archive-keyring curl baresip-core ffmpeg chromium fonts-dejavu-core nginx-light openssl)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -19,3 +20,8 @@ apt-get install -y -q --no-install-recommends "${missing[@]}" || {
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${missing[@]}"
 }
+# Debian starts nginx with its default site on port 80 when it is installed: the tests run their
+# own nginx on loopback, so stop that one.
+if [[ " ${missing[*]} " == *" nginx-light "* ]]; then
+  service nginx stop >/dev/null 2>&1 || nginx -s quit >/dev/null 2>&1 || true
+fi

@@ -234,3 +234,65 @@ test('screen sharing from the page: another terminal in presentation room 721 se
   assert.ok(during >= 15, `the shared screen reaches the other terminal: ${during} frames in 3 s`);
   assert.equal(after, 0, 'nothing once sharing stopped');
 });
+
+test('through a TLS reverse proxy passing one port (nginx, https only): the page signs in and talks', async () => {
+  const { execFileSync, spawn } = await import('node:child_process');
+  const { createServer } = await import('node:net');
+  const proxyDir = mkdtempSync(join(tmpdir(), 'confmux-nginx-'));
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', '/CN=localhost', '-days', '1', '-keyout', join(proxyDir, 'key.pem'), '-out', join(proxyDir, 'cert.pem')], { stdio: 'ignore' });
+  const port = await new Promise<number>((resolve) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const p = (s.address() as { port: number }).port;
+      s.close(() => resolve(p));
+    });
+  });
+  const upstream = bridge.url.replace(/^ws:\/\//, '').replace(/\/$/, '');
+  writeFileSync(
+    join(proxyDir, 'nginx.conf'),
+    `pid ${proxyDir}/nginx.pid;
+error_log ${proxyDir}/error.log;
+daemon off;
+events {}
+http {
+  access_log off;
+  client_body_temp_path ${proxyDir}; proxy_temp_path ${proxyDir}; fastcgi_temp_path ${proxyDir}; uwsgi_temp_path ${proxyDir}; scgi_temp_path ${proxyDir};
+  server {
+    listen 127.0.0.1:${port} ssl;
+    ssl_certificate ${proxyDir}/cert.pem;
+    ssl_certificate_key ${proxyDir}/key.pem;
+    location / {
+      proxy_pass http://${upstream};
+      proxy_http_version 1.1;
+      proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Connection "upgrade";
+      proxy_set_header Host $http_host;
+      proxy_read_timeout 1h;
+    }
+  }
+}
+`,
+  );
+  const nginx = spawn('nginx', ['-c', join(proxyDir, 'nginx.conf'), '-p', proxyDir], { stdio: 'ignore' });
+  try {
+    await new Promise((r) => setTimeout(r, 500));
+    const { page } = browser;
+    await page.context().clearCookies();
+    // the browser trusts nothing here: accept the test certificate for this page only
+    await page.goto(`https://127.0.0.1:${port}/`).catch(() => undefined);
+    const secure = await page.evaluate(() => location.protocol);
+    assert.equal(secure, 'https:');
+    assert.match(await signIn(page, '1008', 'sandbox-1008'), /registered/);
+    await page.fill('#dial', '706');
+    await page.click('#call');
+    await page.waitForFunction(() => /in call/.test(document.getElementById('state')?.textContent ?? ''), undefined, { timeout: 10000 });
+    await new Promise((r) => setTimeout(r, 2000));
+    const stats = await page.evaluate(() => (window as unknown as { confmux: { stats(): { sent: number; received: number } } }).confmux.stats());
+    console.log(`through nginx (https://127.0.0.1:${port}, wss upgrades proxied): sent ${stats.sent}, received ${stats.received} frames`);
+    assert.ok(stats.sent >= 80 && stats.received >= 80, 'audio flows both ways through the proxy');
+    await page.click('#hangup');
+  } finally {
+    nginx.kill('SIGTERM');
+  }
+  assert.deepEqual(await waitNoChannels((l) => l.startsWith('Local/706@')), []);
+});
