@@ -66,6 +66,8 @@ export const ConfigSchema = z
         mediaTokenTtlMs: ms.default(30000),
         /** how long an invitation from the PBX rings a terminal before it ends as no_answer */
         inviteTimeoutMs: ms.default(30000),
+        /** a terminal whose connection drops mid-call may resume within this window; its calls stay up (silence to the PBX meanwhile) */
+        resumeWindowMs: z.coerce.number().int().min(0).default(20000),
         /** concurrent calls per terminal */
         maxCallsPerTerminal: z.coerce.number().int().min(1).default(4),
         /** WebSocket ping interval; a connection that misses one pong is closed */

@@ -16,6 +16,7 @@ export const ERRORS = {
   RATE_LIMITED: { close: 4429, message: 'too many messages or connections' },
   TOO_MANY_CONNECTIONS: { close: 4431, message: 'too many connections from this address, or waiting to bind' },
   LOGIN_THROTTLED: { close: 4432, message: 'too many failed logins: try again later' },
+  RESUME_FAILED: { close: 4434, message: 'nothing to resume: the window has passed or the token is wrong' },
   ORIGIN_REFUSED: { close: 4433, message: 'this browser origin may not connect (the handshake is answered 403)' },
   FRAME_TOO_LARGE: { close: 4413, message: 'message larger than the limit for this connection' },
   NOT_REGISTERED: { close: 4412, message: 'register before placing calls' },

@@ -18,9 +18,12 @@ export const BindControl = z
     v: z.number().int(),
     kind: z.literal('control'),
     number,
-    password: z.string().min(1).max(256),
+    /** the terminal's password; or, to come back to a session whose connection dropped, `resume` */
+    password: z.string().min(1).max(256).optional(),
+    resume: z.string().min(16).max(128).optional(),
   })
-  .strict();
+  .strict()
+  .refine((b) => (b.password === undefined) !== (b.resume === undefined), { message: 'give password or resume (one of them)' });
 
 export const BindMedia = z
   .object({
@@ -55,9 +58,10 @@ const Accept = z.object({ type: z.literal('accept'), id: requestId, callId, code
 const Reject = z.object({ type: z.literal('reject'), id: requestId, callId, reason: z.enum(['busy', 'declined']).default('declined') }).strict();
 const Share = z.object({ type: z.literal('share'), id: requestId, callId }).strict();
 const Unshare = z.object({ type: z.literal('unshare'), id: requestId, callId }).strict();
+const MediaToken = z.object({ type: z.literal('token'), id: requestId, callId, kind: z.enum(['audio', 'video']) }).strict();
 const Dtmf = z.object({ type: z.literal('dtmf'), id: requestId, callId, digits: z.string().regex(/^[0-9*#A-Da-d]{1,32}$/, 'digits: 1 to 32 of 0-9 * # A-D') }).strict();
 
-export const ControlMessage = z.discriminatedUnion('type', [Register, Unregister, Call, Hangup, Ping, Accept, Reject, Dtmf, Share, Unshare]);
+export const ControlMessage = z.discriminatedUnion('type', [Register, Unregister, Call, Hangup, Ping, Accept, Reject, Dtmf, Share, Unshare, MediaToken]);
 
 export type BindControlMessage = z.infer<typeof BindControl>;
 export type BindMediaMessage = z.infer<typeof BindMedia>;
@@ -83,7 +87,21 @@ export type HangupReason =
 
 /** Messages the bridge sends. */
 export type ServerMessage =
-  | { type: 'bound'; v: number; kind: MediaKind; number: string; heartbeatMs?: number; limits?: Record<string, number> }
+  | {
+      type: 'bound';
+      v: number;
+      kind: MediaKind;
+      number: string;
+      heartbeatMs?: number;
+      limits?: Record<string, number>;
+      /** present a new bind with this to come back after a dropped connection (single use) */
+      resume?: string;
+      resumeWindowMs?: number;
+      /** after a resume: the calls still up, each with new media tokens */
+      resumed?: boolean;
+      calls?: { callId: string; to: string; codec: string; state: string; media: { audio?: { token: string; expiresInMs: number }; video?: { token: string; codec: string; expiresInMs: number } } }[];
+    }
+  | { type: 'token'; id?: number | string; callId: string; kind: 'audio' | 'video'; token: string; expiresInMs: number }
   | { type: 'registered'; id?: number | string; number: string; name: string }
   | { type: 'unregistered'; id?: number | string }
   | {

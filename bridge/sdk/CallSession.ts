@@ -28,6 +28,8 @@ export type CallSessionEvents = {
   video: [Uint8Array, boolean, number];
   /** the far side asks this terminal for a keyframe */
   keyframeRequest: [];
+  /** a media connection dropped mid-call (the client binds it again with a fresh token) */
+  mediaDropped: ['audio' | 'video'];
   error: [TerminalError];
 };
 
@@ -87,23 +89,28 @@ export class CallSession extends Emitter<CallSessionEvents> {
   private bindMedia(factory: WebSocketFactory, url: string, number: string, kind: 'audio' | 'video' | 'content', token: string, onBinary: (data: unknown) => void): Promise<WebSocketLike> {
     const ws = factory(url);
     ws.binaryType = 'arraybuffer';
+    let bound = false;
     return new Promise<WebSocketLike>((resolve, reject) => {
       ws.onopen = () => ws.send(JSON.stringify({ type: 'bind', v: 1, kind, number, callId: this.id, token }));
       ws.onmessage = (ev) => {
         if (typeof ev.data === 'string') {
           const msg = JSON.parse(ev.data) as { type?: string };
           if (msg.type === 'bound') {
+            bound = true;
             ws.onmessage = (e) => onBinary(e.data);
             resolve(ws);
           }
         }
       };
       ws.onclose = (ev) => {
-        if (kind === 'audio') this.audio = null;
-        else this.videoWs = null;
+        if (kind === 'audio' && this.audio === ws) this.audio = null;
+        if (kind !== 'audio' && this.videoWs === ws) this.videoWs = null;
         const err = TerminalError.fromClose(ev.code, ev.reason);
         reject(err);
-        if (this.state !== 'ended' && ev.code !== 1000) this.emit('error', err);
+        if (this.state === 'ended' || ev.code === 1000) return;
+        // a connection that was up and dropped may be bound again; refusals are errors
+        if (bound && ev.code === 1006 && kind !== 'content') this.emit('mediaDropped', kind === 'audio' ? 'audio' : 'video');
+        else this.emit('error', err);
       };
       ws.onerror = () => {
         /* onclose follows */

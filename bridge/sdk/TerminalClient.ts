@@ -41,6 +41,10 @@ export type TerminalClientEvents = {
   incoming: [Invitation];
   /** the bridge lost (down) or regained (up) its media server; calls cannot be placed while down */
   pbx: ['up' | 'down'];
+  /** the control connection dropped; the client is resuming the session (calls are kept) */
+  reconnecting: [TerminalError];
+  /** the session is back on a new connection, calls and all */
+  resumed: [];
 };
 
 type Pending = { resolve: (m: ServerMessage) => void; reject: (e: TerminalError) => void; timer: ReturnType<typeof setTimeout> };
@@ -57,6 +61,8 @@ export class TerminalClient extends Emitter<TerminalClientEvents> {
   private inlineCall: CallSession | null = null;
   private inlineContent: CallSession | null = null;
   private closing = false;
+  private resumeToken: string | null = null;
+  private resumeWindowMs = 0;
 
   constructor(opts: TerminalClientOptions) {
     super();
@@ -69,17 +75,21 @@ export class TerminalClient extends Emitter<TerminalClientEvents> {
   }
 
   /** Opens and binds the control connection. Rejects with the bridge's error code. */
-  connect(): Promise<void> {
+  async connect(): Promise<void> {
+    await this.openControl({ type: 'bind', v: 1, kind: 'control', number: this.opts.number, password: this.opts.password });
+  }
+
+  /** One control connection: sends `bind`, resolves with the bridge's `bound`. */
+  private openControl(bind: Record<string, unknown>): Promise<Extract<ServerMessage, { type: 'bound' }>> {
     const ws = this.opts.webSocket(this.opts.url);
-    this.ws = ws;
-    return new Promise<void>((resolve, reject) => {
+    return new Promise((resolve, reject) => {
       let bound = false;
       const timer = setTimeout(() => {
         reject(new TerminalError('TIMEOUT', 'the bridge did not answer the bind in time'));
         ws.close();
       }, this.timeoutMs);
-      ws.onopen = () => ws.send(JSON.stringify({ type: 'bind', v: 1, kind: 'control', number: this.opts.number, password: this.opts.password }));
       ws.binaryType = 'arraybuffer';
+      ws.onopen = () => ws.send(JSON.stringify(bind));
       ws.onmessage = (ev) => {
         if (ev.data instanceof ArrayBuffer) return this.onInlineFrame(ev.data);
         if (typeof ev.data !== 'string') return;
@@ -87,7 +97,10 @@ export class TerminalClient extends Emitter<TerminalClientEvents> {
         if (!bound && msg.type === 'bound') {
           bound = true;
           clearTimeout(timer);
-          resolve();
+          this.ws = ws;
+          this.resumeToken = msg.resume ?? null;
+          this.resumeWindowMs = msg.resumeWindowMs ?? 0;
+          resolve(msg);
           return;
         }
         this.onMessage(msg);
@@ -98,10 +111,71 @@ export class TerminalClient extends Emitter<TerminalClientEvents> {
       ws.onclose = (ev) => {
         clearTimeout(timer);
         const err = this.closing ? null : TerminalError.fromClose(ev.code, ev.reason);
-        if (!bound) reject(err ?? new TerminalError('CONNECTION_CLOSED', 'closed before bind'));
-        this.onClosed(err);
+        if (!bound) {
+          reject(err ?? new TerminalError('CONNECTION_CLOSED', 'closed before bind'));
+          return;
+        }
+        if (this.ws !== ws) return;
+        this.ws = null;
+        // dropped (not closed on purpose) with calls up: come back with the resume token
+        if (err && ev.code === 1006 && this.resumeToken && this.resumeWindowMs > 0 && this.calls.size > 0) void this.resume(err);
+        else this.onClosed(err);
       };
     });
+  }
+
+  /** Reconnects with backoff within the resume window; the calls go on where they were. */
+  private async resume(cause: TerminalError): Promise<void> {
+    this.emit('reconnecting', cause);
+    const deadline = Date.now() + this.resumeWindowMs;
+    let delay = 200;
+    while (!this.closing && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, delay));
+      delay = Math.min(delay * 2, 2000);
+      try {
+        const bound = await this.openControl({ type: 'bind', v: 1, kind: 'control', number: this.opts.number, resume: this.resumeToken });
+        const live = new Map((bound.calls ?? []).map((c) => [c.callId, c]));
+        for (const [id, call] of this.calls) {
+          const info = live.get(id);
+          if (!info) {
+            this.calls.delete(id);
+            call.end({ reason: 'remote', message: 'the call ended while the connection was down' });
+            continue;
+          }
+          if (call.inline && this.ws) {
+            call.useInline(this.ws, info.media.video ? { audio: 1, video: 2 } : { audio: 1 }, info.media.video?.codec);
+            continue;
+          }
+          if (info.media.audio) await call.openAudio(this.opts.webSocket, this.opts.url, this.opts.number, info.media.audio.token).catch(() => undefined);
+          if (info.media.video) await call.openVideo(this.opts.webSocket, this.opts.url, this.opts.number, info.media.video.token, info.media.video.codec).catch(() => undefined);
+        }
+        this.emit('resumed');
+        return;
+      } catch (err) {
+        if (err instanceof TerminalError && err.code === 'RESUME_FAILED') break;
+      }
+    }
+    this.onClosed(cause);
+  }
+
+  /** A call's media connection dropped while the control connection is up: bind it again. */
+  private async rebindMedia(call: CallSession, kind: 'audio' | 'video'): Promise<void> {
+    const deadline = Date.now() + Math.max(this.resumeWindowMs, 1000);
+    let delay = 100;
+    while (!this.closing && call.state !== 'ended' && Date.now() < deadline) {
+      // the control connection is down too: resume() binds the media again
+      if (!this.ws) return;
+      try {
+        const msg = await this.request({ type: 'token', callId: call.id, kind });
+        if (msg.type !== 'token') return;
+        if (kind === 'audio') await call.openAudio(this.opts.webSocket, this.opts.url, this.opts.number, msg.token);
+        else await call.openVideo(this.opts.webSocket, this.opts.url, this.opts.number, msg.token, call.videoCodec?.name ?? 'H264/90000');
+        return;
+      } catch {
+        await new Promise((r) => setTimeout(r, delay));
+        delay = Math.min(delay * 2, 2000);
+      }
+    }
   }
 
   /** A media frame on the control connection: stream 3 is the content share, 1 and 2 the call. */
@@ -128,7 +202,7 @@ export class TerminalClient extends Emitter<TerminalClientEvents> {
   }
 
   private onMessage(msg: ServerMessage): void {
-    if ('id' in msg && typeof msg.id === 'number' && (msg.type === 'error' || msg.type === 'registered' || msg.type === 'calling' || msg.type === 'accepted' || msg.type === 'sharing' || msg.type === 'pong' || msg.type === 'unregistered')) {
+    if ('id' in msg && typeof msg.id === 'number' && (msg.type === 'error' || msg.type === 'registered' || msg.type === 'calling' || msg.type === 'accepted' || msg.type === 'sharing' || msg.type === 'token' || msg.type === 'pong' || msg.type === 'unregistered')) {
       const p = this.pending.get(msg.id);
       if (p) {
         this.pending.delete(msg.id);
@@ -215,6 +289,7 @@ export class TerminalClient extends Emitter<TerminalClientEvents> {
     if (msg.type !== 'calling') throw new TerminalError('PROTOCOL', `unexpected ${msg.type}`);
     const call = new CallSession(msg.callId, msg.to, msg.codec, () => this.ws?.send(JSON.stringify({ type: 'hangup', callId: msg.callId })), (digits) => this.ws?.send(JSON.stringify({ type: 'dtmf', callId: msg.callId, digits })));
     this.calls.set(msg.callId, call);
+    call.on('mediaDropped', (kind) => void this.rebindMedia(call, kind));
     const { audio, video, inline } = msg.media;
     if (inline && this.ws) {
       call.useInline(this.ws, inline, video?.codec);
@@ -260,6 +335,7 @@ export class TerminalClient extends Emitter<TerminalClientEvents> {
     if (!msg.media.audio) throw new TerminalError('PROTOCOL', 'accepted without an audio token');
     const call = new CallSession(msg.callId, inv.from.number, msg.codec, () => this.ws?.send(JSON.stringify({ type: 'hangup', callId: msg.callId })), (digits) => this.ws?.send(JSON.stringify({ type: 'dtmf', callId: msg.callId, digits })));
     this.calls.set(msg.callId, call);
+    call.on('mediaDropped', (kind) => void this.rebindMedia(call, kind));
     await call.openAudio(this.opts.webSocket, this.opts.url, this.opts.number, msg.media.audio.token);
     return call;
   }

@@ -21,6 +21,7 @@ import { Terminal } from './Terminal.ts';
 import { VideoRooms } from './VideoRooms.ts';
 import { WebAssets } from './WebAssets.ts';
 import { Admission } from './Admission.ts';
+import { safeEqual } from '../../plugin/credentials.ts';
 
 interface Tracked extends WebSocket {
   confmuxAlive?: boolean;
@@ -312,8 +313,9 @@ export class BridgeServer {
       const ip = remote ?? 'unknown';
       const wait = this.admission.loginWait(bind.number, ip);
       if (wait > 0) return this.refuse(ws, 'LOGIN_THROTTLED', `too many failed logins: try again in ${Math.ceil(wait / 1000)} s`, remote);
+      if (bind.resume !== undefined) return this.resume(ws, bind.number, bind.resume, ip, remote);
       if (!this.driver.isUp) return this.refuse(ws, 'PBX_UNAVAILABLE', 'cannot check credentials: the media server is not reachable', remote);
-      const ok = await this.driver.verifyPassword(bind.number, bind.password);
+      const ok = await this.driver.verifyPassword(bind.number, bind.password ?? '');
       if (ws.readyState !== ws.OPEN) return;
       if (!ok) {
         this.admission.loginFailed(bind.number, ip);
@@ -348,6 +350,8 @@ export class BridgeServer {
         kind: 'control',
         number: bind.number,
         heartbeatMs: this.config.limits.heartbeatIntervalMs,
+        resume: terminal.resumeToken,
+        resumeWindowMs: this.config.limits.resumeWindowMs,
         limits: {
           maxControlMessageBytes: this.config.limits.maxControlMessageBytes,
           maxAudioFrameBytes: this.config.limits.maxAudioFrameBytes,
@@ -366,6 +370,29 @@ export class BridgeServer {
     // a content leg's call is video-only: its content connection carries that video
     if (bind.kind === 'audio') call.attachAudio(ws);
     else call.attachVideo(ws);
+    ws.resume();
+  }
+
+  /** A terminal comes back after its control connection dropped: same session, same calls. */
+  private resume(ws: WebSocket, number: string, token: string, ip: string, remote: string | undefined): void {
+    const t = this.terminals.get(number);
+    if (!t || !t.detached || !safeEqual(token, t.resumeToken)) {
+      this.admission.loginFailed(number, ip);
+      return this.refuse(ws, 'RESUME_FAILED', undefined, remote);
+    }
+    t.resume(ws);
+    this.metrics.connections.inc({ kind: 'control' });
+    t.send({
+      type: 'bound',
+      v: PROTOCOL_VERSION,
+      kind: 'control',
+      number,
+      heartbeatMs: this.config.limits.heartbeatIntervalMs,
+      resume: t.resumeToken,
+      resumeWindowMs: this.config.limits.resumeWindowMs,
+      resumed: true,
+      calls: t.callsForResume(),
+    });
     ws.resume();
   }
 

@@ -20,6 +20,7 @@ import type { VideoParticipant, VideoRooms } from './VideoRooms.ts';
 
 export interface CallLimits {
   maxAudioFrameBytes: number;
+  resumeWindowMs: number;
   maxVideoFrameBytes: number;
   videoSendHighWaterBytes: number;
   audioFramesPerSecond: number;
@@ -143,6 +144,39 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
   }
 
   private keyframeDelivered = false;
+  private graceTimer: NodeJS.Timeout | null = null;
+  private silenceTimer: NodeJS.Timeout | null = null;
+
+  /** answered (media flows), or still being connected */
+  get state(): 'answered' | 'calling' {
+    return this.answered ? 'answered' : 'calling';
+  }
+
+  /**
+   * The terminal's audio went away mid-call (a dropped connection): keep the call for the resume
+   * window, feeding the PBX silence, and end it only if the audio does not come back in time.
+   */
+  private audioLost(): void {
+    if (this.ended) return;
+    if (this.limits.resumeWindowMs <= 0) {
+      void this.hangup('media_lost');
+      return;
+    }
+    if (this.graceTimer) return;
+    const silence = Buffer.alloc(this.leg.format.frameBytes, this.leg.format.name === 'PCMU/8000' ? 0xff : 0);
+    this.silenceTimer = setInterval(() => this.leg.sendAudio(silence), 20);
+    this.graceTimer = setTimeout(() => {
+      this.stopGrace();
+      if (!this.ended && !this.audio) void this.hangup('media_lost');
+    }, this.limits.resumeWindowMs);
+    this.log.info({ windowMs: this.limits.resumeWindowMs }, 'audio connection lost: waiting for the terminal to come back');
+  }
+
+  private stopGrace(): void {
+    if (this.graceTimer) clearTimeout(this.graceTimer);
+    if (this.silenceTimer) clearInterval(this.silenceTimer);
+    this.graceTimer = this.silenceTimer = null;
+  }
   private watching = false;
 
   /**
@@ -227,16 +261,25 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
     }
     if (this.audio) this.audio.close(1000, 'replaced');
     this.audio = ws;
+    this.stopGrace();
     ws.on('message', (data: Buffer, isBinary: boolean) => this.fromTerminal(ws, data, isBinary));
-    ws.once('close', () => {
+    ws.once('close', (code: number) => {
       if (this.audio !== ws) return;
       this.audio = null;
-      if (!this.ended) void this.hangup('media_lost');
+      if (this.ended) return;
+      // the terminal closing its audio on purpose, or bad input, ends the call; a dropped
+      // connection may come back
+      if (code === 1006 && !this.refused) this.audioLost();
+      else void this.hangup('media_lost');
     });
   }
 
+  /** a media connection closed by the bridge for bad input: that ends the call, no resume */
+  private refused = false;
+
   private refuse(ws: WebSocket, code: ErrorCode, message?: string): void {
     const err = new ConfmuxError(code, message);
+    if (ws === this.audio) this.refused = true;
     this.emit('refused', code);
     ws.close(err.closeCode, closeReason(code, message));
   }
@@ -287,6 +330,7 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
   private onEnded(end: CallEnd): void {
     if (this.ended) return;
     this.ended = true;
+    this.stopGrace();
     this.videoRooms?.leave(this);
     this.leg.onAudio = null;
     if (this.leg.onVideo !== undefined) this.leg.onVideo = null;

@@ -9,7 +9,7 @@ import type { Logger } from '../logger.ts';
 import type { Config } from '../config.ts';
 import { ConfmuxError, closeReason, type ErrorCode } from '../errors.ts';
 import { AUDIO_CODECS, chooseCodec } from '../protocol/codecs.ts';
-import { parseControl, type ControlRequest, type ServerMessage } from '../protocol/messages.ts';
+import { parseControl, type ControlRequest, type HangupReason, type ServerMessage } from '../protocol/messages.ts';
 import type { DriverCall, IncomingCall, MediaServerDriver } from '../../plugin/driver.ts';
 import type { AudioCodec } from '../protocol/codecs.ts';
 import { chooseVideoCodec } from '../protocol/videoCodecs.ts';
@@ -56,7 +56,10 @@ export class Terminal extends EventEmitter<TerminalEvents> {
   private readonly contentOf = new Map<string, string>();
   /** invitations from the PBX ringing this terminal, by callId */
   private readonly invites = new Map<string, PendingInvite>();
-  private readonly ws: WebSocket;
+  private ws: WebSocket;
+  /** single-use token to come back after a dropped connection; rotated at each resume */
+  resumeToken = randomBytes(18).toString('base64url');
+  private detachTimer: NodeJS.Timeout | null = null;
   private readonly deps: TerminalDeps;
   private readonly log: Logger;
   private readonly bucket: TokenBucket;
@@ -71,15 +74,72 @@ export class Terminal extends EventEmitter<TerminalEvents> {
     this.log = deps.log.child({ terminal: number });
     const limits = deps.config.limits;
     this.bucket = new TokenBucket(limits.controlMessagesPerSecond, limits.controlBurst);
+    this.listen(ws);
+  }
+
+  private listen(ws: WebSocket): void {
     ws.on('message', (data: Buffer, isBinary: boolean) => this.onMessage(data, isBinary));
-    ws.once('close', () => void this.close());
+    ws.once('close', (code: number) => {
+      if (this.ws !== ws || this.closed) return;
+      // a dropped connection (1006: no close frame, e.g. the network went) during calls may come
+      // back; a terminal that closed (1000, or a browser leaving the page: 1001) has left
+      const window = this.deps.config.limits.resumeWindowMs;
+      if (code === 1006 && !this.failed && this.calls.size > 0 && window > 0) this.detach(window);
+      else void this.close();
+    });
+  }
+
+  get detached(): boolean {
+    return this.detachTimer !== null;
+  }
+
+  private detach(windowMs: number): void {
+    this.log.info({ windowMs, calls: this.calls.size }, 'control connection lost: calls kept for the resume window');
+    this.detachTimer = setTimeout(() => {
+      this.detachTimer = null;
+      this.log.info('resume window passed');
+      void this.close(undefined, undefined, 'media_lost');
+    }, windowMs);
+  }
+
+  /** The terminal came back with its resume token: carry on on the new connection. */
+  resume(ws: WebSocket): void {
+    if (this.detachTimer) clearTimeout(this.detachTimer);
+    this.detachTimer = null;
+    const old = this.ws;
+    this.ws = ws;
+    if (old.readyState === old.OPEN) old.terminate();
+    this.resumeToken = randomBytes(18).toString('base64url');
+    this.listen(ws);
+    this.log.info({ calls: this.calls.size }, 'terminal resumed');
+  }
+
+  /** New media tokens for every call still up (sent with a resume). */
+  callsForResume(): NonNullable<Extract<ServerMessage, { type: 'bound' }>['calls']> {
+    const ttl = this.deps.config.limits.mediaTokenTtlMs;
+    return [...this.calls.values()]
+      .filter((c) => !c.isEnded && !c.contentOnly)
+      .map((c) => ({
+        callId: c.id,
+        to: c.to,
+        codec: c.codec.name,
+        state: c.state,
+        media: {
+          audio: { token: this.deps.tokens.issue(this.number, c.id, 'audio'), expiresInMs: ttl },
+          ...(c.videoCodec ? { video: { token: this.deps.tokens.issue(this.number, c.id, 'video'), codec: c.videoCodec.name, expiresInMs: ttl } } : {}),
+        },
+      }));
   }
 
   send(message: ServerMessage): void {
     if (this.ws.readyState === this.ws.OPEN) this.ws.send(JSON.stringify(message));
   }
 
+  /** the bridge closed the control connection for bad input: no resume for that */
+  private failed = false;
+
   private fail(code: ErrorCode, message?: string): void {
+    this.failed = true;
     this.deps.metrics.refusals.inc({ code });
     this.log.info({ code, reason: message }, 'control connection closed for bad input');
     this.ws.close(new ConfmuxError(code, message).closeCode, closeReason(code, message));
@@ -147,6 +207,15 @@ export class Terminal extends EventEmitter<TerminalEvents> {
         const content = this.calls.get(msg.callId);
         if (!content || !this.contentOf.has(msg.callId)) return this.reply(msg.id, 'NO_SUCH_CALL', `no content ${msg.callId} is shared`);
         void content.hangup('normal');
+        return;
+      }
+      case 'token': {
+        // a media connection dropped mid-call: a fresh token to bind it again
+        const call = this.calls.get(msg.callId);
+        if (!call || call.isEnded) return this.reply(msg.id, 'NO_SUCH_CALL', `no call ${msg.callId} on this terminal`);
+        if (msg.kind === 'video' && !call.videoCodec) return this.reply(msg.id, 'NO_VIDEO');
+        const ttl = this.deps.config.limits.mediaTokenTtlMs;
+        this.send({ type: 'token', id: msg.id, callId: msg.callId, kind: msg.kind, token: this.deps.tokens.issue(this.number, msg.callId, msg.kind), expiresInMs: ttl });
         return;
       }
       case 'dtmf': {
@@ -297,11 +366,13 @@ export class Terminal extends EventEmitter<TerminalEvents> {
   }
 
   /** Ends every call, then the control connection (with `code` when given). Idempotent. */
-  async close(code?: ErrorCode, message?: string): Promise<void> {
+  async close(code?: ErrorCode, message?: string, callReason?: HangupReason): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     this.registered = false;
-    const reason = code === 'SHUTTING_DOWN' ? 'shutdown' : 'normal';
+    if (this.detachTimer) clearTimeout(this.detachTimer);
+    this.detachTimer = null;
+    const reason: HangupReason = callReason ?? (code === 'SHUTTING_DOWN' ? 'shutdown' : 'normal');
     for (const callId of [...this.invites.keys()]) void this.takeInvite(callId)?.invite.reject('unavailable').catch(() => undefined);
     await Promise.allSettled([...this.calls.values()].map((c) => c.hangup(reason)));
     this.deps.presenceChanged(this);

@@ -153,6 +153,8 @@ ui.signin.addEventListener('submit', (ev) => {
     ui.signin.classList.remove('hidden');
     ui.phone.classList.add('hidden');
   });
+  t.on('reconnecting', () => setState('connection lost — reconnecting…', 'bad'));
+  t.on('resumed', () => setState(call ? `in call with ${call.to}` : 'registered', 'ok'));
   t.on('pbx', (s) => setState(s === 'up' ? 'registered' : 'conference server unreachable', s === 'up' ? 'ok' : 'bad'));
   t.on('incoming', (inv) => {
     invitation = inv;
