@@ -106,6 +106,8 @@ function prepare(o: TerminalCallOptions): { codecName: string; signalFor: (rate:
 async function connect(o: TerminalCallOptions): Promise<TerminalClient> {
   const terminal = createNodeTerminal({ url: o.url, number: o.number, password: o.password, name: o.name });
   await terminal.connect();
+  terminal.on('reconnecting', (err) => sayer(o.quiet)(`connection lost (${err.code}): resuming`));
+  terminal.on('resumed', () => sayer(o.quiet)('resumed'));
   const reg = await terminal.register();
   sayer(o.quiet)(`registered ${reg.number} (${reg.name})`);
   return terminal;
