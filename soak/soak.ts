@@ -1,0 +1,144 @@
+/**
+ * Soak: a bounded run of terminals placing calls into the sandbox Asterisk's rooms over and over,
+ * with paced audio, against a bridge running as its own process (`confmux serve`). Reports calls
+ * completed and failed, audio frames expected and received, errors, and the bridge's RSS and open
+ * file descriptors at the start and the end, and checks that no channel is left in Asterisk.
+ *
+ *   node --import tsx soak/soak.ts --terminals 10 --minutes 20 --call-seconds 20
+ *
+ * Terminals are the sandbox accounts 1001.. (sandbox-<number>); it needs `sandbox.sh up` first.
+ */
+import { spawn } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { createNodeTerminal } from '../bridge/sdk/node.ts';
+import type { TerminalClient } from '../bridge/sdk/TerminalClient.ts';
+import { asteriskRx } from '../tests/helpers/sandbox.ts';
+
+const { values } = parseArgs({
+  options: {
+    terminals: { type: 'string', default: '10' },
+    minutes: { type: 'string', default: '1' },
+    'call-seconds': { type: 'string', default: '10' },
+    rooms: { type: 'string', default: '700-709' },
+  },
+});
+const terminals = Number(values.terminals);
+const minutes = Number(values.minutes);
+const callSeconds = Number(values['call-seconds']);
+const [roomFrom, roomTo] = values.rooms!.split('-').map(Number) as [number, number];
+if (!(terminals >= 1 && terminals <= 10 && minutes > 0 && minutes <= 180 && callSeconds >= 2)) {
+  process.stderr.write('usage: --terminals 1..10 (sandbox accounts) --minutes 0..180 --call-seconds >= 2\n');
+  process.exit(2);
+}
+
+function procStats(pid: number): { rssMb: number; fds: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const rss = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
+  return { rssMb: Math.round(rss * 10) / 10, fds: readdirSync(`/proc/${pid}/fd`).length };
+}
+
+const app = `confmux-soak-${process.pid}`;
+const bridge = spawn(process.execPath, ['bin/confmux.mjs', 'serve'], {
+  env: { ...process.env, CONFMUX_HOST: '127.0.0.1', CONFMUX_PORT: '0', CONFMUX_PLAIN: 'true', CONFMUX_ARI_PASSWORD: 'confmux-sandbox', CONFMUX_ARI_APP: app, CONFMUX_LOG_LEVEL: 'warn' },
+  stdio: ['ignore', 'pipe', 'inherit'],
+});
+const port = await new Promise<number>((resolve, reject) => {
+  let out = '';
+  const timer = setTimeout(() => reject(new Error('bridge did not start')), 20000);
+  bridge.stdout!.on('data', (d: Buffer) => {
+    out += d.toString();
+    const m = /"port":(\d+)/.exec(out);
+    if (m) {
+      clearTimeout(timer);
+      resolve(Number(m[1]));
+    }
+  });
+});
+for (let i = 0; i < 50; i++) {
+  const r = await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => null);
+  if (r?.status === 200) break;
+  await new Promise((res) => setTimeout(res, 100));
+}
+const url = `ws://127.0.0.1:${port}/`;
+const start = procStats(bridge.pid!);
+const stats = { callsCompleted: 0, callsFailed: 0, failures: {} as Record<string, number>, framesSent: 0, framesExpected: 0, framesReceived: 0, errors: 0 };
+const tone = new Uint8Array(640);
+for (let i = 0; i < 320; i++) {
+  const s = Math.round(6000 * Math.sin((2 * Math.PI * 400 * i) / 16000));
+  tone[2 * i] = s & 0xff;
+  tone[2 * i + 1] = (s >> 8) & 0xff;
+}
+const deadline = Date.now() + minutes * 60_000;
+
+async function worker(n: number): Promise<void> {
+  const number = String(1001 + n);
+  let t: TerminalClient | null = null;
+  let round = 0;
+  while (Date.now() < deadline) {
+    try {
+      if (!t) {
+        t = createNodeTerminal({ url, number, password: `sandbox-${number}` });
+        t.on('closed', () => (t = null));
+        await t.connect();
+        await t.register();
+      }
+      const room = String(roomFrom + ((n + round++) % (roomTo - roomFrom + 1)));
+      const call = await t.call(room);
+      await call.answered();
+      let received = 0;
+      call.on('audio', () => received++);
+      const answeredAt = Date.now();
+      const timer = setInterval(() => {
+        call.sendAudio(tone);
+        stats.framesSent++;
+      }, 20);
+      await Promise.race([new Promise((r) => setTimeout(r, Math.min(callSeconds * 1000, Math.max(0, deadline - Date.now())))), call.ended()]);
+      clearInterval(timer);
+      // frames the room sends while the call is up: 50 a second once it is mixed in (allow 1 s to settle)
+      stats.framesExpected += Math.max(0, ((Date.now() - answeredAt) / 1000 - 1) * 50);
+      stats.framesReceived += received;
+      const end = call.state === 'ended' ? await call.ended() : await call.hangup();
+      if (end.reason === 'normal') stats.callsCompleted++;
+      else {
+        stats.callsFailed++;
+        stats.failures[end.reason] = (stats.failures[end.reason] ?? 0) + 1;
+      }
+    } catch (err) {
+      stats.errors++;
+      stats.failures[(err as { code?: string }).code ?? 'ERROR'] = (stats.failures[(err as { code?: string }).code ?? 'ERROR'] ?? 0) + 1;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+  (t as TerminalClient | null)?.close();
+}
+
+const progress = setInterval(() => {
+  const now = procStats(bridge.pid!);
+  process.stdout.write(`[${new Date().toISOString().slice(11, 19)}] calls ${stats.callsCompleted} ok / ${stats.callsFailed} failed, errors ${stats.errors}, bridge RSS ${now.rssMb} MB, fds ${now.fds}\n`);
+}, 60_000);
+await Promise.all(Array.from({ length: terminals }, (_, i) => worker(i)));
+clearInterval(progress);
+await new Promise((r) => setTimeout(r, 2000));
+const end = procStats(bridge.pid!);
+const left = (await asteriskRx('core show channels concise')).split('\n').filter((l) => l.includes(app) || l.includes('!confmux-'));
+bridge.kill('SIGTERM');
+const lossPct = stats.framesExpected > 0 ? Math.max(0, 100 * (1 - stats.framesReceived / stats.framesExpected)) : 0;
+const report = {
+  terminals,
+  minutes,
+  callSeconds,
+  callsCompleted: stats.callsCompleted,
+  callsFailed: stats.callsFailed,
+  failures: stats.failures,
+  errors: stats.errors,
+  framesSent: stats.framesSent,
+  framesReceived: stats.framesReceived,
+  framesExpected: Math.round(stats.framesExpected),
+  receivedShortfallPct: Math.round(lossPct * 100) / 100,
+  bridgeStart: start,
+  bridgeEnd: end,
+  channelsLeft: left.length,
+};
+process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+process.exit(left.length === 0 && stats.errors === 0 ? 0 : 1);
