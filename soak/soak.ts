@@ -40,8 +40,8 @@ function procStats(pid: number): { rssMb: number; fds: number } {
 
 const app = `confmux-soak-${process.pid}`;
 const bridge = spawn(process.execPath, ['bin/confmux.mjs', 'serve'], {
-  env: { ...process.env, CONFMUX_HOST: '127.0.0.1', CONFMUX_PORT: '0', CONFMUX_PLAIN: 'true', CONFMUX_ARI_PASSWORD: 'confmux-sandbox', CONFMUX_ARI_APP: app, CONFMUX_LOG_LEVEL: 'warn' },
-  stdio: ['ignore', 'pipe', 'inherit'],
+  env: { ...process.env, CONFMUX_HOST: '127.0.0.1', CONFMUX_PORT: '0', CONFMUX_PLAIN: 'true', CONFMUX_ARI_PASSWORD: 'confmux-sandbox', CONFMUX_ARI_APP: app, CONFMUX_LOG_LEVEL: 'info' },
+  stdio: ['ignore', 'pipe', 'ignore'],
 });
 const port = await new Promise<number>((resolve, reject) => {
   let out = '';
@@ -51,8 +51,10 @@ const port = await new Promise<number>((resolve, reject) => {
     const m = /"port":(\d+)/.exec(out);
     if (m) {
       clearTimeout(timer);
+      out = '';
       resolve(Number(m[1]));
     }
+    if (out.length > 65536) out = out.slice(-4096);
   });
 });
 for (let i = 0; i < 50; i++) {
@@ -95,8 +97,8 @@ async function worker(n: number): Promise<void> {
       }, 20);
       await Promise.race([new Promise((r) => setTimeout(r, Math.min(callSeconds * 1000, Math.max(0, deadline - Date.now())))), call.ended()]);
       clearInterval(timer);
-      // frames the room sends while the call is up: 50 a second once it is mixed in (allow 1 s to settle)
-      stats.framesExpected += Math.max(0, ((Date.now() - answeredAt) / 1000 - 1) * 50);
+      // the room sends a participant 50 frames a second while its call is up
+      stats.framesExpected += ((Date.now() - answeredAt) / 1000) * 50;
       stats.framesReceived += received;
       const end = call.state === 'ended' ? await call.ended() : await call.hangup();
       if (end.reason === 'normal') stats.callsCompleted++;
