@@ -43,6 +43,8 @@ const bridge = spawn(process.execPath, ['bin/confmux.mjs', 'serve'], {
   env: { ...process.env, CONFMUX_HOST: '127.0.0.1', CONFMUX_PORT: '0', CONFMUX_PLAIN: 'true', CONFMUX_ARI_PASSWORD: 'confmux-sandbox', CONFMUX_ARI_APP: app, CONFMUX_LOG_LEVEL: 'info' },
   stdio: ['ignore', 'pipe', 'ignore'],
 });
+// whatever happens, the bridge this run started goes with it
+process.once('exit', () => bridge.kill('SIGKILL'));
 const port = await new Promise<number>((resolve, reject) => {
   let out = '';
   const timer = setTimeout(() => reject(new Error('bridge did not start')), 20000);
