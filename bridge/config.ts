@@ -60,6 +60,8 @@ export const ConfigSchema = z
         maxVideoFrameBytes: z.coerce.number().int().min(1024).default(262144),
         /** bytes queued to a terminal's video connection above which its video frames are dropped */
         videoSendHighWaterBytes: z.coerce.number().int().min(65536).default(1048576),
+        /** video frames per second per video or content stream (token bucket rate); more are dropped and counted */
+        videoFramesPerSecond: z.coerce.number().positive().default(60),
         /** audio frames per second per media connection (token bucket rate; 20 ms frames = 50/s) */
         audioFramesPerSecond: z.coerce.number().positive().default(100),
         /** how long a media token stays valid (ms); it is single-use */

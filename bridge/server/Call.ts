@@ -22,6 +22,7 @@ export interface CallLimits {
   maxAudioFrameBytes: number;
   resumeWindowMs: number;
   maxVideoFrameBytes: number;
+  videoFramesPerSecond: number;
   videoSendHighWaterBytes: number;
   audioFramesPerSecond: number;
   sendHighWaterBytes: number;
@@ -56,6 +57,7 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
   /** video frames dropped for a slow terminal */
   videoDropped = 0;
   private audioBucket: TokenBucket;
+  private readonly videoBucket: TokenBucket;
   private seq = 0;
   private timestamp = 0;
   private marker = true;
@@ -82,6 +84,7 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
     this.up = new AudioConverter(codec, leg.format);
     this.down = new AudioConverter(leg.format, codec);
     this.audioBucket = new TokenBucket(limits.audioFramesPerSecond, Math.ceil(limits.audioFramesPerSecond / 2));
+    this.videoBucket = new TokenBucket(limits.videoFramesPerSecond, Math.ceil(limits.videoFramesPerSecond / 2));
     leg.on('ringing', () => this.emit('ringing'));
     leg.on('answered', () => {
       this.answered = true;
@@ -222,6 +225,10 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
     if (check === FRAME_KEYFRAME_REQUEST) return this.askPbxForKeyframe();
     if (check !== FRAME_OK) return this.refuse(ws, 'BAD_FRAME', 'bad frame header (version 1, type media or keyframe request)');
     if (data[2] !== codec.id) return this.refuse(ws, 'BAD_FRAME', `codec id ${data[2]} is not the call's video codec ${codec.id} (${codec.name})`);
+    if (!this.videoBucket.take()) {
+      mediaStats.droppedRateLimit++;
+      return;
+    }
     mediaStats.videoFromTerminals++;
     this.leg.sendVideo?.(data.subarray(FRAME_HEADER_BYTES), frameTimestamp(data), (data[3]! & FLAG_KEYFRAME) !== 0);
   }
