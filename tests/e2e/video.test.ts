@@ -232,3 +232,67 @@ test('all media on the control connection (inline): the same audio and video che
   await ta.ping();
   await tb.ping();
 });
+
+test('VP8 through video room 716: B receives A\'s VP8 frames whole, ffprobe decodes them', async () => {
+  const { writeFileSync } = await import('node:fs');
+  const ivf = join(dir, 'a.ivf');
+  execFileSync('ffmpeg', ['-loglevel', 'error', '-y', '-f', 'lavfi', '-i', 'testsrc=size=320x240:rate=15', '-t', '4', '-c:v', 'libvpx', '-b:v', '300k', '-g', '15', '-deadline', 'realtime', '-f', 'ivf', ivf]);
+  // IVF: a 32-byte file header, then per frame a 12-byte header (size, 64-bit pts) and the frame
+  const file = readFileSync(ivf);
+  const frames: Uint8Array[] = [];
+  for (let pos = file.readUInt16LE(6); pos + 12 <= file.length; ) {
+    const size = file.readUInt32LE(pos);
+    frames.push(file.subarray(pos + 12, pos + 12 + size));
+    pos += 12 + size;
+  }
+  const { isVp8Keyframe } = await import('../../plugin/rtp/vp8.ts');
+  const [ta, tb] = [await terminal('1002'), await terminal('1003')];
+  const ca = await ta.call('716', { video: ['VP8/90000'] });
+  const cb = await tb.call('716', { video: ['VP8/90000'] });
+  await Promise.all([ca.answered(), cb.answered()]);
+  assert.equal(ca.videoCodec?.name, 'VP8/90000');
+  const got: Uint8Array[] = [];
+  let key = false;
+  cb.on('video', (f, k) => {
+    key ||= k;
+    if (key) got.push(Uint8Array.from(f));
+  });
+  let i = 0;
+  let wantKey = false;
+  ca.on('keyframeRequest', () => (wantKey = true));
+  const timer = setInterval(() => {
+    if (wantKey) {
+      wantKey = false;
+      while (!isVp8Keyframe(frames[i % frames.length]!)) i++;
+    }
+    const f = frames[i % frames.length]!;
+    ca.sendVideo(f, isVp8Keyframe(f), (i * 6000) >>> 0);
+    i++;
+  }, 1000 / 15);
+  await new Promise((r) => setTimeout(r, 4000));
+  clearInterval(timer);
+  await Promise.all([ca.hangup(), cb.hangup()]);
+  // write what B got as IVF for ffprobe
+  const header = Buffer.alloc(32);
+  header.write('DKIF', 0);
+  header.writeUInt16LE(32, 6);
+  header.write('VP80', 8);
+  header.writeUInt16LE(320, 12);
+  header.writeUInt16LE(240, 14);
+  header.writeUInt32LE(15, 16);
+  header.writeUInt32LE(1, 20);
+  header.writeUInt32LE(got.length, 24);
+  const parts: Buffer[] = [header];
+  got.forEach((f, n) => {
+    const fh = Buffer.alloc(12);
+    fh.writeUInt32LE(f.length, 0);
+    fh.writeBigUInt64LE(BigInt(n), 4);
+    parts.push(fh, Buffer.from(f));
+  });
+  const rec = join(dir, 'b.ivf');
+  writeFileSync(rec, Buffer.concat(parts));
+  const p = probe(rec);
+  console.log(`VP8: B kept ${got.length} frames from its first keyframe; ffprobe decoded ${p.width}x${p.height} x ${p.frames}`);
+  assert.equal(p.width, 320);
+  assert.ok(p.frames >= 20, `frames decoded: ${p.frames}`);
+});
