@@ -6,7 +6,7 @@
  *
  *   node --import tsx soak/soak.ts --terminals 10 --minutes 20 --call-seconds 20
  *
- * Terminals are the sandbox accounts 1001.. (sandbox-<number>); it needs `sandbox.sh up` first.
+ * Terminals are the sandbox accounts 1001-1250 (sandbox-<number>); it needs `sandbox.sh up` first.
  */
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -27,8 +27,8 @@ const terminals = Number(values.terminals);
 const minutes = Number(values.minutes);
 const callSeconds = Number(values['call-seconds']);
 const [roomFrom, roomTo] = values.rooms!.split('-').map(Number) as [number, number];
-if (!(terminals >= 1 && terminals <= 10 && minutes > 0 && minutes <= 180 && callSeconds >= 2)) {
-  process.stderr.write('usage: --terminals 1..10 (sandbox accounts) --minutes 0..180 --call-seconds >= 2\n');
+if (!(terminals >= 1 && terminals <= 250 && minutes > 0 && minutes <= 180 && callSeconds >= 2)) {
+  process.stderr.write('usage: --terminals 1..250 (sandbox accounts 1001-1250) --minutes 0..180 --call-seconds >= 2\n');
   process.exit(2);
 }
 

@@ -486,11 +486,27 @@ export class AsteriskCall extends EventEmitter<DriverCallEvents> implements Driv
       if (!this.created.has(id) || this.destroyed.has(id)) continue;
       waits.push(this.waitDestroyed(id, 3000));
       // an inbound call the terminal ends: the inviting side sees a normal clearing
-      hangups.push(link.hangup(id).catch((err: unknown) => this.log.debug({ err: (err as Error).message, channel: id }, 'hangup failed')));
+      hangups.push(this.hangupWithRetry(id).catch((err: unknown) => this.log.debug({ err: (err as Error).message, channel: id }, 'hangup failed')));
     }
     await Promise.allSettled(hangups);
     await Promise.allSettled(waits);
     if (this.bridgeCreated) await link.destroyBridge(this.bridgeId).catch((err: unknown) => this.log.debug({ err: (err as Error).message }, 'bridge destroy failed'));
+  }
+
+  /**
+   * A hang-up that failed for another reason than "no such channel" (ARI busy or restarting, e.g.
+   * during a `core reload`) is tried again, so that no channel is left behind; the driver's orphan
+   * sweep catches what still slips through.
+   */
+  private async hangupWithRetry(id: string): Promise<boolean> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.opts.link.hangup(id);
+      } catch (err) {
+        if (attempt >= 3 || !this.opts.link.isUp) throw err;
+        await new Promise((r) => setTimeout(r, 500 * 2 ** attempt));
+      }
+    }
   }
 
   private waitDestroyed(id: string, timeoutMs: number): Promise<void> {

@@ -38,6 +38,7 @@ export class AsteriskDriver extends EventEmitter<DriverEvents> implements MediaS
   private readonly byChannel = new Map<string, AsteriskCall | AsteriskInvite>();
   private readonly calls = new Set<AsteriskCall>();
   private closed = false;
+  private readonly sweeper: NodeJS.Timeout;
 
   constructor(opts: AsteriskDriverOptions) {
     super();
@@ -59,6 +60,11 @@ export class AsteriskDriver extends EventEmitter<DriverEvents> implements MediaS
       void this.hangupOrphans();
       this.emit('up');
     });
+    // and from time to time: a channel whose clean-up failed (ARI briefly unreachable) goes too
+    this.sweeper = setInterval(() => {
+      if (this.link.isUp) void this.hangupOrphans();
+    }, 30_000);
+    this.sweeper.unref();
     this.link.on('down', (err) => {
       this.log.warn({ err: err.message }, 'ARI link down');
       for (const call of [...this.calls]) call.abandon({ reason: 'pbx_lost', message: 'the media server link was lost' });
@@ -195,6 +201,7 @@ export class AsteriskDriver extends EventEmitter<DriverEvents> implements MediaS
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    clearInterval(this.sweeper);
     await Promise.allSettled([...this.calls].map((c) => c.hangup('shutdown')));
     await this.link.close();
     await this.sip?.close();

@@ -262,7 +262,7 @@ install_configs() {
   CONFIG_CHANGED=0
   for f in "$etc"/*.conf; do
     [[ -e $f ]] || continue
-    [[ $(basename "$f") == asterisk.conf ]] && continue
+    [[ $(basename "$f") == asterisk.conf || $(basename "$f") == pjsip_soak.conf ]] && continue
     if [[ ! -e $CONF_SRC/$(basename "$f") ]]; then rm -f "$f"; CONFIG_CHANGED=1; fi
   done
   for f in "$CONF_SRC"/*.conf; do
@@ -271,6 +271,16 @@ install_configs() {
       CONFIG_CHANGED=1
     fi
   done
+  # Sandbox only: more terminal accounts (1011-1250, password sandbox-<n>) for the soak run,
+  # pulled in by pjsip.conf's #tryinclude; an operator's Asterisk has no such file.
+  local soak
+  soak=$(for n in $(seq 1011 1250); do
+    printf '[%s](confmux-terminal-endpoint)\nauth = %s\naors = %s\n[%s](confmux-terminal-aor)\n[%s](confmux-terminal-auth)\nusername = %s\npassword = sandbox-%s\n' "$n" "$n" "$n" "$n" "$n" "$n" "$n"
+  done)
+  if [[ "$(cat "$etc/pjsip_soak.conf" 2>/dev/null)" != "$soak" ]]; then
+    printf '%s\n' "$soak" >"$etc/pjsip_soak.conf"
+    CONFIG_CHANGED=1
+  fi
   mkdir -p "$ROOT/run/asterisk" "$ROOT/var/log/asterisk" "$ROOT/var/spool/asterisk" "$ROOT/var/lib/asterisk"
   # Asterisk looks up its own host name (ast_find_ourip); without an entry it
   # logs getaddrinfo errors and tries DNS. Resolve it to loopback.
