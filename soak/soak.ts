@@ -9,7 +9,9 @@
  * Terminals are the sandbox accounts 1001-1250 (sandbox-<number>); it needs `sandbox.sh up` first.
  */
 import { spawn } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createNodeTerminal } from '../bridge/sdk/node.ts';
 import type { TerminalClient } from '../bridge/sdk/TerminalClient.ts';
@@ -39,7 +41,10 @@ function procStats(pid: number): { rssMb: number; fds: number } {
 }
 
 const app = `confmux-soak-${process.pid}`;
-const bridge = spawn(process.execPath, ['bin/confmux.mjs', 'serve'], {
+// every terminal of the soak connects from 127.0.0.1: lift the per-address admission limits
+const configFile = join(mkdtempSync(join(tmpdir(), 'confmux-soak-')), 'confmux.json');
+writeFileSync(configFile, JSON.stringify({ limits: { maxConnectionsPerIp: 100000, maxUnauthenticated: 100000, connectionsPerSecondPerIp: 100000, connectionBurstPerIp: 100000 } }));
+const bridge = spawn(process.execPath, ['bin/confmux.mjs', 'serve', '--config', configFile], {
   env: { ...process.env, CONFMUX_HOST: '127.0.0.1', CONFMUX_PORT: '0', CONFMUX_PLAIN: 'true', CONFMUX_ARI_PASSWORD: 'confmux-sandbox', CONFMUX_ARI_APP: app, CONFMUX_LOG_LEVEL: 'info' },
   stdio: ['ignore', 'pipe', 'ignore'],
 });
@@ -77,6 +82,8 @@ const deadline = Date.now() + minutes * 60_000;
 
 async function worker(n: number): Promise<void> {
   const number = String(1001 + n);
+  // terminals arrive over a few seconds, not all in the same millisecond
+  await new Promise((r) => setTimeout(r, n * 50));
   let t: TerminalClient | null = null;
   let round = 0;
   while (Date.now() < deadline) {
@@ -111,7 +118,10 @@ async function worker(n: number): Promise<void> {
     } catch (err) {
       stats.errors++;
       stats.failures[(err as { code?: string }).code ?? 'ERROR'] = (stats.failures[(err as { code?: string }).code ?? 'ERROR'] ?? 0) + 1;
-      await new Promise((r) => setTimeout(r, 500));
+      // back off, and start afresh: a half-set-up call is ended by the bridge by itself
+      t?.close();
+      t = null;
+      await new Promise((r) => setTimeout(r, 1000 + Math.random() * 1000));
     }
   }
   (t as TerminalClient | null)?.close();

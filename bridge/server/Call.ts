@@ -20,6 +20,7 @@ import type { VideoParticipant, VideoRooms } from './VideoRooms.ts';
 
 export interface CallLimits {
   maxAudioFrameBytes: number;
+  mediaTokenTtlMs: number;
   resumeWindowMs: number;
   maxVideoFrameBytes: number;
   videoFramesPerSecond: number;
@@ -95,6 +96,13 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
     leg.once('ended', (end) => this.onEnded(end));
     leg.onAudio = (payload) => this.toTerminal(payload);
     this.videoCodec = leg.videoFormat ?? null;
+    // a call whose audio never binds (the terminal gave up half-way) must not stay up for ever
+    if (!contentOnly) {
+      this.unboundTimer = setTimeout(() => {
+        if (!this.audio && !this.ended && !this.inline) void this.hangup('media_lost');
+      }, limits.mediaTokenTtlMs);
+      this.unboundTimer.unref();
+    }
     if (this.videoCodec) {
       leg.onVideo = (frame, ts, key) => this.videoToTerminal(frame, ts, key);
       leg.on('keyframeRequest', () => this.askTerminalForKeyframe());
@@ -147,6 +155,7 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
   }
 
   private keyframeDelivered = false;
+  private unboundTimer: NodeJS.Timeout | null = null;
   private graceTimer: NodeJS.Timeout | null = null;
   private silenceTimer: NodeJS.Timeout | null = null;
 
@@ -269,6 +278,7 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
     if (this.audio) this.audio.close(1000, 'replaced');
     this.audio = ws;
     this.stopGrace();
+    if (this.unboundTimer) clearTimeout(this.unboundTimer);
     ws.on('message', (data: Buffer, isBinary: boolean) => this.fromTerminal(ws, data, isBinary));
     ws.once('close', (code: number) => {
       if (this.audio !== ws) return;
@@ -338,6 +348,7 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
     if (this.ended) return;
     this.ended = true;
     this.stopGrace();
+    if (this.unboundTimer) clearTimeout(this.unboundTimer);
     this.videoRooms?.leave(this);
     this.leg.onAudio = null;
     if (this.leg.onVideo !== undefined) this.leg.onVideo = null;
