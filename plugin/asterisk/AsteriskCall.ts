@@ -432,11 +432,21 @@ export class AsteriskCall extends EventEmitter<DriverCallEvents> implements Driv
 
   private async onAnswered(): Promise<void> {
     this.created.add(this.dialId);
-    try {
-      await this.opts.link.addChannels(this.bridgeId, [this.dialId]);
-    } catch (err) {
-      void this.finish({ reason: 'failed', message: (err as Error).message });
-      return;
+    // seen once in CI: right after StasisStart, ARI said the channel was not in the app yet; a
+    // channel that really went away ends the call through its ChannelDestroyed instead
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.opts.link.addChannels(this.bridgeId, [this.dialId]);
+        break;
+      } catch (err) {
+        if (this.ending) return;
+        if (attempt < 3 && /not in Stasis/i.test((err as Error).message)) {
+          await new Promise((r) => setTimeout(r, 100 * (attempt + 1)));
+          continue;
+        }
+        void this.finish({ reason: 'failed', message: (err as Error).message });
+        return;
+      }
     }
     if (this.ending) return;
     this.answered = true;
