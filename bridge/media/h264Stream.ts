@@ -7,7 +7,6 @@
 import { forEachNal, NAL_AUD, NAL_IDR, NAL_PPS, NAL_SEI, NAL_SLICE, NAL_SPS } from '../../plugin/rtp/h264.ts';
 
 export function splitAccessUnits(stream: Uint8Array): Uint8Array[] {
-  const starts: number[] = [];
   let auStart = -1;
   let hasPicture = false;
   const units: Uint8Array[] = [];
@@ -26,7 +25,6 @@ export function splitAccessUnits(stream: Uint8Array): Uint8Array[] {
       hasPicture = false;
     }
     if (isVcl) hasPicture = true;
-    starts.push(s);
   });
   if (auStart >= 0 && auStart < stream.length) units.push(stream.subarray(auStart));
   return units;

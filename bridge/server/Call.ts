@@ -265,10 +265,6 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
     return this.ended;
   }
 
-  get hasAudio(): boolean {
-    return this.audio !== null;
-  }
-
   /** Binds the terminal's audio connection (its token already checked). */
   attachAudio(ws: WebSocket): void {
     if (this.ended) {

@@ -33,8 +33,4 @@ export class VideoRooms {
     if (!set) return;
     for (const p of set) if (p !== from) p.askTerminalForKeyframe();
   }
-
-  size(room: string): number {
-    return this.rooms.get(room)?.size ?? 0;
-  }
 }

@@ -9,7 +9,6 @@ export const mediaStats = {
   framesToTerminals: 0,
   droppedSlowTerminal: 0,
   droppedRateLimit: 0,
-  droppedNoCall: 0,
   videoFromTerminals: 0,
   videoToTerminals: 0,
 };

@@ -39,7 +39,7 @@ export class SipDialog extends EventEmitter<SipDialogEvents> {
   private cseq = 1;
   private okText = '';
   private okTimer: NodeJS.Timeout | null = null;
-  private readonly pending = new Map<string, { resolve: (r: SipResponse) => void; timer: NodeJS.Timeout; tries: number; text: string }>();
+  private readonly pending = new Map<string, { resolve: (r: SipResponse | null) => void; timer: NodeJS.Timeout | undefined }>();
   confirmed = false;
   ended = false;
 
@@ -149,17 +149,18 @@ export class SipDialog extends EventEmitter<SipDialogEvents> {
     if (contentType) headers.add('Content-Type', contentType);
     const text = serializeSip({ kind: 'request', method, uri: this.remoteTarget, headers, body });
     return new Promise((resolve) => {
-      const entry = { resolve: (r: SipResponse | null) => resolve(r), timer: null as unknown as NodeJS.Timeout, tries: 0, text };
+      const entry: { resolve: (r: SipResponse | null) => void; timer: NodeJS.Timeout | undefined } = { resolve, timer: undefined };
+      let tries = 0;
       const send = (): void => {
-        if (entry.tries++ >= 6) {
+        if (tries++ >= 6) {
           this.pending.delete(branch);
           resolve(null);
           return;
         }
         this.transport.send(text, this.peerHost, this.peerPort);
-        entry.timer = setTimeout(send, T1 * 2 ** Math.min(entry.tries - 1, 3));
+        entry.timer = setTimeout(send, T1 * 2 ** Math.min(tries - 1, 3));
       };
-      this.pending.set(branch, entry as never);
+      this.pending.set(branch, entry);
       send();
     });
   }
