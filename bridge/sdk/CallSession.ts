@@ -86,16 +86,21 @@ export class CallSession extends Emitter<CallSessionEvents> {
   }
 
   /** Opens a media connection of `kind` and binds it with the token; resolves once bound. */
-  private bindMedia(factory: WebSocketFactory, url: string, number: string, kind: 'audio' | 'video' | 'content', token: string, onBinary: (data: unknown) => void): Promise<WebSocketLike> {
+  private bindMedia(factory: WebSocketFactory, url: string, number: string, kind: 'audio' | 'video' | 'content', token: string, onBinary: (data: unknown) => void, timeoutMs: number): Promise<WebSocketLike> {
     const ws = factory(url);
     ws.binaryType = 'arraybuffer';
     let bound = false;
     return new Promise<WebSocketLike>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        reject(new TerminalError('TIMEOUT', `the bridge did not answer the ${kind} bind in time`));
+        ws.close();
+      }, timeoutMs);
       ws.onopen = () => ws.send(JSON.stringify({ type: 'bind', v: 1, kind, number, callId: this.id, token }));
       ws.onmessage = (ev) => {
         if (typeof ev.data === 'string') {
           const msg = JSON.parse(ev.data) as { type?: string };
           if (msg.type === 'bound') {
+            clearTimeout(timer);
             bound = true;
             ws.onmessage = (e) => onBinary(e.data);
             resolve(ws);
@@ -103,6 +108,7 @@ export class CallSession extends Emitter<CallSessionEvents> {
         }
       };
       ws.onclose = (ev) => {
+        clearTimeout(timer);
         if (kind === 'audio' && this.audio === ws) this.audio = null;
         if (kind !== 'audio' && this.videoWs === ws) this.videoWs = null;
         const err = TerminalError.fromClose(ev.code, ev.reason);
@@ -119,16 +125,16 @@ export class CallSession extends Emitter<CallSessionEvents> {
   }
 
   /** Opens the audio connection and binds it with the token. */
-  async openAudio(factory: WebSocketFactory, url: string, number: string, token: string): Promise<void> {
-    this.audio = await this.bindMedia(factory, url, number, 'audio', token, (d) => this.onAudioMessage(d));
+  async openAudio(factory: WebSocketFactory, url: string, number: string, token: string, timeoutMs = 10000): Promise<void> {
+    this.audio = await this.bindMedia(factory, url, number, 'audio', token, (d) => this.onAudioMessage(d), timeoutMs);
   }
 
   /** Opens the video (or, for a content share, the content) connection and binds it with the token. */
-  async openVideo(factory: WebSocketFactory, url: string, number: string, token: string, codecName: string, kind: 'video' | 'content' = 'video'): Promise<void> {
+  async openVideo(factory: WebSocketFactory, url: string, number: string, token: string, codecName: string, kind: 'video' | 'content' = 'video', timeoutMs = 10000): Promise<void> {
     const codec = videoCodecByName(codecName);
     if (!codec) throw new TerminalError('CODEC_UNSUPPORTED', `the bridge chose ${codecName}, unknown to this SDK`);
     this.videoCodec = codec;
-    this.videoWs = await this.bindMedia(factory, url, number, kind, token, (d) => this.onVideoMessage(d));
+    this.videoWs = await this.bindMedia(factory, url, number, kind, token, (d) => this.onVideoMessage(d), timeoutMs);
   }
 
   /** @internal media on the control connection: audio as stream `audio`, video as `video` */
@@ -242,9 +248,14 @@ export class CallSession extends Emitter<CallSessionEvents> {
 
   /** @internal control events, from TerminalClient */
   handle(type: 'ringing' | 'answered'): void {
-    if (this.state === 'ended') return;
+    if (this.state === 'ended' || this.state === type || (type === 'ringing' && this.state === 'answered')) return;
     this.state = type;
     this.emit(type);
+  }
+
+  /** why the call ended, once it has */
+  get hangupInfo(): HangupInfo | null {
+    return this.endInfo;
   }
 
   /** @internal */

@@ -47,7 +47,12 @@ export type TerminalClientEvents = {
   resumed: [];
 };
 
-type Pending = { resolve: (m: ServerMessage) => void; reject: (e: TerminalError) => void; timer: ReturnType<typeof setTimeout> };
+/**
+ * `onReply` runs synchronously when the reply arrives, before any later message is handled: the
+ * `ws` package may deliver several messages in one tick (e.g. `calling` and `answered` read
+ * together from a busy socket), so a call's session must exist before its next event is routed.
+ */
+type Pending = { resolve: (m: ServerMessage) => void; reject: (e: TerminalError) => void; timer: ReturnType<typeof setTimeout>; onReply?: (m: ServerMessage) => void };
 
 export class TerminalClient extends Emitter<TerminalClientEvents> {
   readonly number: string;
@@ -135,6 +140,8 @@ export class TerminalClient extends Emitter<TerminalClientEvents> {
       try {
         const bound = await this.openControl({ type: 'bind', v: 1, kind: 'control', number: this.opts.number, resume: this.resumeToken });
         const live = new Map((bound.calls ?? []).map((c) => [c.callId, c]));
+        // a call whose `calling` reply was lost with the old connection is of no use to anyone
+        for (const id of live.keys()) if (!this.calls.has(id) && this.ws) this.ws.send(JSON.stringify({ type: 'hangup', callId: id }));
         for (const [id, call] of this.calls) {
           const info = live.get(id);
           if (!info) {
@@ -142,12 +149,14 @@ export class TerminalClient extends Emitter<TerminalClientEvents> {
             call.end({ reason: 'remote', message: 'the call ended while the connection was down' });
             continue;
           }
+          // its `answered` may have been sent while the connection was down
+          if (info.state === 'answered') call.handle('answered');
           if (call.inline && this.ws) {
             call.useInline(this.ws, info.media.video ? { audio: 1, video: 2 } : { audio: 1 }, info.media.video?.codec);
             continue;
           }
-          if (info.media.audio) await call.openAudio(this.opts.webSocket, this.opts.url, this.opts.number, info.media.audio.token).catch(() => undefined);
-          if (info.media.video) await call.openVideo(this.opts.webSocket, this.opts.url, this.opts.number, info.media.video.token, info.media.video.codec).catch(() => undefined);
+          if (info.media.audio) await call.openAudio(this.opts.webSocket, this.opts.url, this.opts.number, info.media.audio.token, this.timeoutMs).catch(() => undefined);
+          if (info.media.video) await call.openVideo(this.opts.webSocket, this.opts.url, this.opts.number, info.media.video.token, info.media.video.codec, 'video', this.timeoutMs).catch(() => undefined);
         }
         this.emit('resumed');
         return;
@@ -168,8 +177,8 @@ export class TerminalClient extends Emitter<TerminalClientEvents> {
       try {
         const msg = await this.request({ type: 'token', callId: call.id, kind });
         if (msg.type !== 'token') return;
-        if (kind === 'audio') await call.openAudio(this.opts.webSocket, this.opts.url, this.opts.number, msg.token);
-        else await call.openVideo(this.opts.webSocket, this.opts.url, this.opts.number, msg.token, call.videoCodec?.name ?? 'H264/90000');
+        if (kind === 'audio') await call.openAudio(this.opts.webSocket, this.opts.url, this.opts.number, msg.token, this.timeoutMs);
+        else await call.openVideo(this.opts.webSocket, this.opts.url, this.opts.number, msg.token, call.videoCodec?.name ?? 'H264/90000', 'video', this.timeoutMs);
         return;
       } catch {
         await new Promise((r) => setTimeout(r, delay));
@@ -208,7 +217,10 @@ export class TerminalClient extends Emitter<TerminalClientEvents> {
         this.pending.delete(msg.id);
         clearTimeout(p.timer);
         if (msg.type === 'error') p.reject(new TerminalError(msg.code, msg.message));
-        else p.resolve(msg);
+        else {
+          p.onReply?.(msg);
+          p.resolve(msg);
+        }
         return;
       }
     }
@@ -255,7 +267,7 @@ export class TerminalClient extends Emitter<TerminalClientEvents> {
     }
   }
 
-  private request(body: Record<string, unknown>): Promise<ServerMessage> {
+  private request(body: Record<string, unknown>, onReply?: (m: ServerMessage) => void): Promise<ServerMessage> {
     const ws = this.ws;
     if (!ws || ws.readyState !== 1) return Promise.reject(new TerminalError('NOT_CONNECTED', 'not connected'));
     const id = this.nextId++;
@@ -264,7 +276,7 @@ export class TerminalClient extends Emitter<TerminalClientEvents> {
         this.pending.delete(id);
         reject(new TerminalError('TIMEOUT', `no answer to ${String(body.type)} in time`));
       }, this.timeoutMs);
-      this.pending.set(id, { resolve, reject, timer });
+      this.pending.set(id, onReply ? { resolve, reject, timer, onReply } : { resolve, reject, timer });
       ws.send(JSON.stringify({ ...body, id }));
     });
   }
@@ -285,24 +297,46 @@ export class TerminalClient extends Emitter<TerminalClientEvents> {
     if (options.codecs) body.codecs = options.codecs;
     if (options.video) body.video = options.video;
     if (options.inline) body.inline = true;
-    const msg = await this.request(body);
-    if (msg.type !== 'calling') throw new TerminalError('PROTOCOL', `unexpected ${msg.type}`);
-    const call = new CallSession(msg.callId, msg.to, msg.codec, () => this.ws?.send(JSON.stringify({ type: 'hangup', callId: msg.callId })), (digits) => this.ws?.send(JSON.stringify({ type: 'dtmf', callId: msg.callId, digits })));
-    this.calls.set(msg.callId, call);
-    call.on('mediaDropped', (kind) => void this.rebindMedia(call, kind));
+    let call: CallSession | null = null;
+    const msg = await this.request(body, (m) => {
+      if (m.type === 'calling') call = this.addCall(m.callId, m.to, m.codec);
+    });
+    if (msg.type !== 'calling' || !call) throw new TerminalError('PROTOCOL', `unexpected ${msg.type}`);
+    const session: CallSession = call;
     const { audio, video, inline } = msg.media;
     if (inline && this.ws) {
-      call.useInline(this.ws, inline, video?.codec);
-      this.inlineCall = call;
-      call.once('hangup', () => {
-        if (this.inlineCall === call) this.inlineCall = null;
+      session.useInline(this.ws, inline, video?.codec);
+      this.inlineCall = session;
+      session.once('hangup', () => {
+        if (this.inlineCall === session) this.inlineCall = null;
       });
-      return call;
+      return session;
     }
     if (!audio) throw new TerminalError('PROTOCOL', 'calling without an audio token');
-    await call.openAudio(this.opts.webSocket, this.opts.url, this.opts.number, audio.token);
-    if (video?.token) await call.openVideo(this.opts.webSocket, this.opts.url, this.opts.number, video.token, video.codec);
+    await this.openMedia(session, audio.token, video);
+    return session;
+  }
+
+  /** A call's session, registered at once so that none of its events is missed. */
+  private addCall(callId: string, to: string, codec: string): CallSession {
+    const call = new CallSession(callId, to, codec, () => this.ws?.send(JSON.stringify({ type: 'hangup', callId })), (digits) => this.ws?.send(JSON.stringify({ type: 'dtmf', callId, digits })));
+    this.calls.set(callId, call);
+    call.on('mediaDropped', (kind) => void this.rebindMedia(call, kind));
     return call;
+  }
+
+  /** Binds a new call's media connections, unless the call already ended meanwhile. */
+  private async openMedia(call: CallSession, audioToken: string, video?: { token?: string; codec: string }): Promise<void> {
+    const ended = (): TerminalError => new TerminalError('CALL_ENDED', `call ended: ${call.hangupInfo?.reason ?? 'unknown'}`);
+    if (call.state === 'ended') throw ended();
+    try {
+      await call.openAudio(this.opts.webSocket, this.opts.url, this.opts.number, audioToken, this.timeoutMs);
+      if (video?.token) await call.openVideo(this.opts.webSocket, this.opts.url, this.opts.number, video.token, video.codec, 'video', this.timeoutMs);
+    } catch (err) {
+      // the bridge ended the call while its media was being bound: say that, not TOKEN_INVALID
+      if (call.hangupInfo) throw ended();
+      throw err;
+    }
   }
 
   /**
@@ -310,10 +344,14 @@ export class TerminalClient extends Emitter<TerminalClientEvents> {
    * sendVideo() (it answers keyframe requests like a camera), end it with hangup().
    */
   async share(call: CallSession): Promise<CallSession> {
-    const msg = await this.request({ type: 'share', callId: call.id });
-    if (msg.type !== 'sharing') throw new TerminalError('PROTOCOL', `unexpected ${msg.type}`);
-    const content = new CallSession(msg.contentId, call.to, call.codec.name, () => this.ws?.send(JSON.stringify({ type: 'unshare', callId: msg.contentId })), () => undefined);
-    this.calls.set(msg.contentId, content);
+    let share: CallSession | null = null;
+    const msg = await this.request({ type: 'share', callId: call.id }, (m) => {
+      if (m.type !== 'sharing') return;
+      share = new CallSession(m.contentId, call.to, call.codec.name, () => this.ws?.send(JSON.stringify({ type: 'unshare', callId: m.contentId })), () => undefined);
+      this.calls.set(m.contentId, share);
+    });
+    if (msg.type !== 'sharing' || !share) throw new TerminalError('PROTOCOL', `unexpected ${msg.type}`);
+    const content: CallSession = share;
     const c = msg.media.content;
     if (c.inline !== undefined && this.ws) {
       content.useInline(this.ws, { video: c.inline }, c.codec);
@@ -324,20 +362,21 @@ export class TerminalClient extends Emitter<TerminalClientEvents> {
       return content;
     }
     if (!c.token) throw new TerminalError('PROTOCOL', 'sharing without a content token');
-    await content.openVideo(this.opts.webSocket, this.opts.url, this.opts.number, c.token, c.codec, 'content');
+    await content.openVideo(this.opts.webSocket, this.opts.url, this.opts.number, c.token, c.codec, 'content', this.timeoutMs);
     return content;
   }
 
   private async accept(inv: Invitation, codecs?: string[]): Promise<CallSession> {
     this.invitations.delete(inv.callId);
-    const msg = await this.request(codecs ? { type: 'accept', callId: inv.callId, codecs } : { type: 'accept', callId: inv.callId });
-    if (msg.type !== 'accepted') throw new TerminalError('PROTOCOL', `unexpected ${msg.type}`);
+    let call: CallSession | null = null;
+    const msg = await this.request(codecs ? { type: 'accept', callId: inv.callId, codecs } : { type: 'accept', callId: inv.callId }, (m) => {
+      if (m.type === 'accepted') call = this.addCall(m.callId, inv.from.number, m.codec);
+    });
+    if (msg.type !== 'accepted' || !call) throw new TerminalError('PROTOCOL', `unexpected ${msg.type}`);
     if (!msg.media.audio) throw new TerminalError('PROTOCOL', 'accepted without an audio token');
-    const call = new CallSession(msg.callId, inv.from.number, msg.codec, () => this.ws?.send(JSON.stringify({ type: 'hangup', callId: msg.callId })), (digits) => this.ws?.send(JSON.stringify({ type: 'dtmf', callId: msg.callId, digits })));
-    this.calls.set(msg.callId, call);
-    call.on('mediaDropped', (kind) => void this.rebindMedia(call, kind));
-    await call.openAudio(this.opts.webSocket, this.opts.url, this.opts.number, msg.media.audio.token);
-    return call;
+    const session: CallSession = call;
+    await this.openMedia(session, msg.media.audio.token);
+    return session;
   }
 
   async ping(): Promise<void> {
