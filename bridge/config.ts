@@ -100,6 +100,8 @@ export const ConfigSchema = z
         requestTimeoutMs: ms.default(5000),
         /** how long a placed call may ring before it ends as no_answer (seconds) */
         dialTimeoutS: z.coerce.number().int().min(1).max(600).default(60),
+        /** how often channels left in our app without a call (a failed clean-up) are hung up */
+        orphanSweepMs: z.coerce.number().int().min(1000).max(3_600_000).default(30000),
         /** address of the bridge's SIP leg (calls with video): Asterisk sends its INVITEs here */
         sipAddress: z.string().min(1).default('127.0.0.1'),
         /** UDP port of the SIP leg (0: any free port; Asterisk is told which) */

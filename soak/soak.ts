@@ -9,7 +9,7 @@
  * Terminals are the sandbox accounts 1001-1250 (sandbox-<number>); it needs `sandbox.sh up` first.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -42,7 +42,11 @@ function procStats(pid: number): { rssMb: number; fds: number } {
 
 const app = `confmux-soak-${process.pid}`;
 // every terminal of the soak connects from 127.0.0.1: lift the per-address admission limits
-const configFile = join(mkdtempSync(join(tmpdir(), 'confmux-soak-')), 'confmux.json');
+const workDir = mkdtempSync(join(tmpdir(), 'confmux-soak-'));
+const configFile = join(workDir, 'confmux.json');
+// the bridge's own log (info: every call's start and end, with its id), for a post-mortem
+const bridgeLog = join(workDir, 'bridge.log');
+const logFile = createWriteStream(bridgeLog);
 writeFileSync(configFile, JSON.stringify({ limits: { maxConnectionsPerIp: 100000, maxUnauthenticated: 100000, connectionsPerSecondPerIp: 100000, connectionBurstPerIp: 100000 } }));
 const bridge = spawn(process.execPath, ['bin/confmux.mjs', 'serve', '--config', configFile], {
   env: { ...process.env, CONFMUX_HOST: '127.0.0.1', CONFMUX_PORT: '0', CONFMUX_PLAIN: 'true', CONFMUX_ARI_PASSWORD: 'confmux-sandbox', CONFMUX_ARI_APP: app, CONFMUX_LOG_LEVEL: 'info' },
@@ -51,15 +55,18 @@ const bridge = spawn(process.execPath, ['bin/confmux.mjs', 'serve', '--config', 
 // whatever happens, the bridge this run started goes with it
 process.once('exit', () => bridge.kill('SIGKILL'));
 const port = await new Promise<number>((resolve, reject) => {
-  let out = '';
+  let out: string | null = '';
   const timer = setTimeout(() => reject(new Error('bridge did not start')), 20000);
   bridge.stdout!.on('data', (d: Buffer) => {
+    logFile.write(d);
+    if (out === null) return;
     out += d.toString();
     const m = /"port":(\d+)/.exec(out);
     if (m) {
       clearTimeout(timer);
-      out = '';
+      out = null;
       resolve(Number(m[1]));
+      return;
     }
     if (out.length > 65536) out = out.slice(-4096);
   });
@@ -71,7 +78,11 @@ for (let i = 0; i < 50; i++) {
 }
 const url = `ws://127.0.0.1:${port}/`;
 const start = procStats(bridge.pid!);
-const stats = { callsCompleted: 0, callsFailed: 0, failures: {} as Record<string, number>, framesSent: 0, framesExpected: 0, framesReceived: 0, errors: 0 };
+const stats = { callsCompleted: 0, callsFailed: 0, failures: {} as Record<string, number>, messages: new Map<string, number>(), framesSent: 0, framesExpected: 0, framesReceived: 0, errors: 0 };
+/** call placed -> answered, ms */
+const setupMs: number[] = [];
+/** a call neither answered nor ended within this is a bug (the bridge bounds every set-up) */
+const SETUP_BOUND_MS = 120_000;
 const tone = new Uint8Array(640);
 for (let i = 0; i < 320; i++) {
   const s = Math.round(6000 * Math.sin((2 * Math.PI * 400 * i) / 16000));
@@ -95,8 +106,16 @@ async function worker(n: number): Promise<void> {
         await t.register();
       }
       const room = String(roomFrom + ((n + round++) % (roomTo - roomFrom + 1)));
+      const placed = Date.now();
       const call = await t.call(room);
-      await call.answered();
+      let bound: NodeJS.Timeout | undefined;
+      await Promise.race([
+        call.answered(),
+        new Promise((_, reject) => {
+          bound = setTimeout(() => reject(Object.assign(new Error(`call ${call.id} neither answered nor ended in ${SETUP_BOUND_MS} ms`), { code: 'SETUP_STUCK' })), SETUP_BOUND_MS);
+        }),
+      ]).finally(() => clearTimeout(bound));
+      setupMs.push(Date.now() - placed);
       let received = 0;
       call.on('audio', () => received++);
       const answeredAt = Date.now();
@@ -117,7 +136,10 @@ async function worker(n: number): Promise<void> {
       }
     } catch (err) {
       stats.errors++;
-      stats.failures[(err as { code?: string }).code ?? 'ERROR'] = (stats.failures[(err as { code?: string }).code ?? 'ERROR'] ?? 0) + 1;
+      const code = (err as { code?: string }).code ?? 'ERROR';
+      stats.failures[code] = (stats.failures[code] ?? 0) + 1;
+      const what = `${code}: ${(err as Error).message.replace(/[A-Za-z0-9_-]{12}/g, '<id>').slice(0, 120)}`;
+      stats.messages.set(what, (stats.messages.get(what) ?? 0) + 1);
       // back off, and start afresh: a half-set-up call is ended by the bridge by itself
       t?.close();
       t = null;
@@ -125,6 +147,12 @@ async function worker(n: number): Promise<void> {
     }
   }
   (t as TerminalClient | null)?.close();
+}
+
+function percentiles(v: number[]): { p50: number; p99: number; max: number; n: number } {
+  const s = [...v].sort((a, b) => a - b);
+  const at = (q: number): number => s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? 0;
+  return { p50: at(0.5), p99: at(0.99), max: s[s.length - 1] ?? 0, n: s.length };
 }
 
 const progress = setInterval(() => {
@@ -146,6 +174,8 @@ const report = {
   callsFailed: stats.callsFailed,
   failures: stats.failures,
   errors: stats.errors,
+  errorMessages: Object.fromEntries([...stats.messages].sort((a, b) => b[1] - a[1]).slice(0, 10)),
+  setupMs: percentiles(setupMs),
   framesSent: stats.framesSent,
   framesReceived: stats.framesReceived,
   framesExpected: Math.round(stats.framesExpected),
@@ -153,6 +183,7 @@ const report = {
   bridgeStart: start,
   bridgeEnd: end,
   channelsLeft: left.length,
+  bridgeLog,
 };
 process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
 process.exit(left.length === 0 && stats.errors === 0 ? 0 : 1);

@@ -14,6 +14,7 @@ import type { DriverCall, IncomingCall, MediaServerDriver } from '../../plugin/d
 import type { AudioCodec } from '../protocol/codecs.ts';
 import { chooseVideoCodec } from '../protocol/videoCodecs.ts';
 import { STREAM_AUDIO, STREAM_CONTENT, STREAM_VIDEO } from '../protocol/frame.ts';
+import { newCallId } from '../protocol/callId.ts';
 import { Call } from './Call.ts';
 import type { MediaTokens } from './MediaTokens.ts';
 import { TokenBucket } from './TokenBucket.ts';
@@ -245,7 +246,7 @@ export class Terminal extends EventEmitter<TerminalEvents> {
     if (msg.inline && this.inlineCall) return this.reply(msg.id, 'CALL_LIMIT', 'one call at a time may carry its media on the control connection');
     const codec = chooseCodec(msg.codecs ?? AUDIO_CODECS.map((c) => c.name));
     if (!codec) return this.reply(msg.id, 'CODEC_UNSUPPORTED', `offered ${msg.codecs?.join(', ')}; supported: ${AUDIO_CODECS.map((c) => c.name).join(', ')}`);
-    const callId = randomBytes(9).toString('base64url');
+    const callId = newCallId();
     // video when the terminal asks for it and the driver carries one of its codecs
     const supported = driver.videoCodecs ?? [];
     const video = msg.video ? chooseVideoCodec(msg.video.filter((n) => supported.some((c) => c.name === n))) : undefined;
@@ -328,7 +329,7 @@ export class Terminal extends EventEmitter<TerminalEvents> {
 
   /** The PBX invites this terminal: ring it until it accepts, rejects, or the timeout. */
   offer(invite: IncomingCall): void {
-    const callId = randomBytes(9).toString('base64url');
+    const callId = newCallId();
     const timeoutMs = this.deps.config.limits.inviteTimeoutMs;
     const timer = setTimeout(() => {
       if (!this.takeInvite(callId)) return;

@@ -41,8 +41,15 @@ export interface AsteriskCallOptions {
 
 type Leg = WebSocketMediaLeg | RtpMediaLeg | SipMediaLeg;
 
+/** The prefix of every channel and bridge id a call of this app creates. */
+export function channelIdPrefix(app: string): string {
+  return `${app}-`;
+}
+
 /** see finishSoon() */
 const FINISH_GRACE_MS = 250;
+/** a set-up ends as failed after the dial timeout plus this many request timeouts */
+const SETUP_SLACK_REQUESTS = 4;
 
 /** A call the PBX placed: the inviting channel (in our app, not yet answered). */
 export interface InboundDial {
@@ -108,6 +115,7 @@ export class AsteriskCall extends EventEmitter<DriverCallEvents> implements Driv
   private readonly destroyWaiters = new Map<string, () => void>();
   private bridgeCreated = false;
   private endPromise: Promise<void> | null = null;
+  private setupTimer: NodeJS.Timeout | null = null;
   /** the set-up in progress; cleanup waits for it so nothing it creates late is left behind */
   private setup: Promise<void> = Promise.resolve();
 
@@ -122,10 +130,13 @@ export class AsteriskCall extends EventEmitter<DriverCallEvents> implements Driv
     // websocket: the leg carries the terminal's own codec and Asterisk transcodes; rtp and the
     // SIP leg of a video call: u-law only
     this.format = opts.transport === 'rtp' || this.videoFormat ? PCMU : req.codec;
-    this.emId = `confmux-${req.callId}-media`;
-    this.dialId = inbound ? inbound.channelId : `confmux-${req.callId}-dial`;
-    this.roomSideId = inbound ? null : `confmux-${req.callId}-dial2`;
-    this.bridgeId = `confmux-${req.callId}`;
+    // ids start with the app's name: the driver's sweep can tell its own channels from another
+    // bridge's on the same Asterisk (see channelIdPrefix)
+    const base = `${channelIdPrefix(opts.app)}${req.callId}`;
+    this.emId = `${base}-media`;
+    this.dialId = inbound ? inbound.channelId : `${base}-dial`;
+    this.roomSideId = inbound ? null : `${base}-dial2`;
+    this.bridgeId = base;
   }
 
   get ended(): boolean {
@@ -139,6 +150,15 @@ export class AsteriskCall extends EventEmitter<DriverCallEvents> implements Driv
 
   /** Runs the call set-up; failures end the call with a reason, never throw. */
   start(): Promise<void> {
+    // every step has its own timeout; this bounds them all, and an event that never comes
+    const deadlineMs = this.opts.dialTimeoutS * 1000 + SETUP_SLACK_REQUESTS * this.opts.requestTimeoutMs;
+    this.setupTimer = setTimeout(() => {
+      if (!this.answered && !this.ending) {
+        this.log.warn({ deadlineMs }, 'call set-up did not finish in time');
+        void this.finish({ reason: 'failed', message: `call set-up did not finish within ${deadlineMs} ms` });
+      }
+    }, deadlineMs);
+    this.setupTimer.unref();
     this.setup = this.run();
     return this.setup;
   }
@@ -212,6 +232,10 @@ export class AsteriskCall extends EventEmitter<DriverCallEvents> implements Driv
         if (cb !== null) cb(frame, ts, key);
       };
       leg.on('keyframeRequest', () => this.emit('keyframeRequest'));
+      // DTMF from the PBX arrives as RFC 4733 events on this leg's audio
+      leg.on('dtmf', (digit) => {
+        if (this.answered && !this.ending) this.emit('dtmf', digit);
+      });
       leg.once('close', (why) => this.finishSoon({ reason: 'remote', message: why }));
       if (this.ending) return;
       this.roomSideId = this.dialId;
@@ -349,8 +373,8 @@ export class AsteriskCall extends EventEmitter<DriverCallEvents> implements Driv
 
   sendDtmf(digits: string): Promise<void> {
     if (this.ending || !this.answered) return Promise.resolve();
-    // the SIP leg would need RFC 4733 events from our side; not carried yet on video calls
-    if (this.videoFormat) return Promise.reject(new Error('DTMF is not carried on video calls yet'));
+    // a video call's channel is our SIP leg itself: its DTMF goes as RFC 4733 events on the leg
+    if (this.leg instanceof SipMediaLeg) return this.leg.sendDtmf(digits);
     // DTMF sent to our half of the dial channel is received by the PBX's side
     return this.opts.link.sendDtmf(this.dialId, digits);
   }
@@ -382,7 +406,8 @@ export class AsteriskCall extends EventEmitter<DriverCallEvents> implements Driv
         else void this.onAnswered();
         break;
       case 'ChannelDtmfReceived':
-        if (event.channel.id === this.dialId && this.answered && !this.ending) this.emit('dtmf', event.digit);
+        // (a video call's channel receives the digits the terminal sends: not for the terminal)
+        if (event.channel.id === this.dialId && this.answered && !this.ending && !this.videoFormat) this.emit('dtmf', event.digit);
         break;
       case 'ChannelVarset':
         // ConfBridge sets CONFBRIDGE_RESULT=KICKED on the participant an operator kicked
@@ -482,6 +507,7 @@ export class AsteriskCall extends EventEmitter<DriverCallEvents> implements Driv
   }
 
   private release(): void {
+    if (this.setupTimer) clearTimeout(this.setupTimer);
     this.onAudio = null;
     this.onVideo = null;
     for (const id of [this.emId, this.dialId, this.roomSideId]) if (id) this.opts.track(id, null);

@@ -12,7 +12,7 @@ import type { AudioCodec } from '../../bridge/protocol/codecs.ts';
 import type { DriverEvents, MediaServerDriver, PlaceCallRequest, Presence } from '../driver.ts';
 import type { AriChannel, AriEvent, AriLink } from './AriLink.ts';
 import { AriClientLink } from './AriClientLink.ts';
-import { AsteriskCall, type InboundDial } from './AsteriskCall.ts';
+import { AsteriskCall, channelIdPrefix, type InboundDial } from './AsteriskCall.ts';
 import { AsteriskInvite } from './AsteriskInvite.ts';
 import { SipServer } from '../sip/SipServer.ts';
 import { H264, VP8, type VideoCodec } from '../../bridge/protocol/videoCodecs.ts';
@@ -63,7 +63,7 @@ export class AsteriskDriver extends EventEmitter<DriverEvents> implements MediaS
     // and from time to time: a channel whose clean-up failed (ARI briefly unreachable) goes too
     this.sweeper = setInterval(() => {
       if (this.link.isUp) void this.hangupOrphans();
-    }, 30_000);
+    }, this.cfg.orphanSweepMs);
     this.sweeper.unref();
     this.link.on('down', (err) => {
       this.log.warn({ err: err.message }, 'ARI link down');
@@ -138,14 +138,17 @@ export class AsteriskDriver extends EventEmitter<DriverEvents> implements MediaS
   }
 
   /**
-   * Channels this app created in an earlier life (a bridge that crashed or lost ARI) sit in Stasis
-   * with nobody to serve them: hang them up. Only ours: ids starting with confmux-, in our app.
+   * Channels this app created in an earlier life (a bridge that crashed or lost ARI), or whose
+   * clean-up failed, sit in Stasis with nobody to serve them: hang them up. Only ours: ids with our
+   * app's prefix, in our app (ARI lists `<app>` or `<app>,<args>` as their Stasis data: originated
+   * and externalMedia channels alike), and tracked by no call of this bridge.
    */
   private async hangupOrphans(): Promise<void> {
     try {
       const app = this.cfg.app;
+      const prefix = channelIdPrefix(app);
       const orphans = (await this.link.listChannels()).filter(
-        (c) => c.id.startsWith('confmux-') && !this.byChannel.has(c.id) && c.dialplan?.app_name === 'Stasis' && (c.dialplan.app_data === app || c.dialplan.app_data.startsWith(`${app},`)),
+        (c) => c.id.startsWith(prefix) && !this.byChannel.has(c.id) && c.dialplan?.app_name === 'Stasis' && (c.dialplan.app_data === app || c.dialplan.app_data.startsWith(`${app},`)),
       );
       if (orphans.length === 0) return;
       this.log.warn({ channels: orphans.map((c) => c.name) }, 'hanging up channels left by an earlier run');

@@ -12,6 +12,7 @@ import type { VideoCodec } from '../../bridge/protocol/videoCodecs.ts';
 import { RTP_HEADER_BYTES, newRtpView, readRtp, writeRtpHeader } from '../rtp/rtp.ts';
 import { H264Depacketizer, H264Packetizer } from '../rtp/h264.ts';
 import { Vp8Depacketizer, Vp8Packetizer } from '../rtp/vp8.ts';
+import { DtmfReceiver, DtmfSender } from '../rtp/dtmf.ts';
 import type { SipServer, IncomingLeg } from '../sip/SipServer.ts';
 import type { SipDialog } from '../sip/SipDialog.ts';
 import { buildSdp, parseSdp, type SdpFormat } from '../sip/sdp.ts';
@@ -28,6 +29,8 @@ interface Peer {
 
 export interface SipMediaLegEvents extends MediaLegEvents {
   keyframeRequest: [];
+  /** a DTMF digit from the media server (RFC 4733 events on the audio stream) */
+  dtmf: [string];
 }
 
 export class SipMediaLeg extends EventEmitter<SipMediaLegEvents> {
@@ -42,6 +45,10 @@ export class SipMediaLeg extends EventEmitter<SipMediaLegEvents> {
   private audioPeer: Peer | null = null;
   private videoPeer: Peer | null = null;
   private videoPt = -1;
+  /** telephone-event payload type the media server offered, or -1 */
+  private dtmfPt = -1;
+  private readonly dtmfIn = new DtmfReceiver((digit) => this.emit('dtmf', digit));
+  private readonly dtmfOut: DtmfSender;
   private readonly audioRing: Buffer[] = [];
   private ringIndex = 0;
   private aSeq = randomInt(0, 0x10000);
@@ -77,9 +84,21 @@ export class SipMediaLeg extends EventEmitter<SipMediaLegEvents> {
       this.packetizer = new Vp8Packetizer(VIDEO_MTU);
       this.depacketizer = new Vp8Depacketizer(sink);
     }
+    const leg = this;
+    this.dtmfOut = new DtmfSender({
+      sendEvent: (payload, marker, timestamp) => this.sendEvent(payload, marker, timestamp),
+      get timestamp(): number {
+        return leg.aTs;
+      },
+    });
     audioSocket.on('message', (msg: Buffer) => {
-      if (!readRtp(msg, this.view) || this.view.payloadType !== PT_PCMU) {
+      if (!readRtp(msg, this.view)) {
         this.rejected++;
+        return;
+      }
+      if (this.view.payloadType !== PT_PCMU) {
+        if (this.view.payloadType === this.dtmfPt) this.dtmfIn.push(msg.subarray(this.view.payloadStart, this.view.payloadEnd), this.view.timestamp);
+        else this.rejected++;
         return;
       }
       const cb = this.onAudio;
@@ -129,6 +148,7 @@ export class SipMediaLeg extends EventEmitter<SipMediaLegEvents> {
     const audio = offer.media.find((m) => m.kind === 'audio' && m.port > 0);
     const video = offer.media.find((m) => m.kind === 'video' && m.port > 0);
     const pcmu = audio?.formats.find((f) => f.name.toUpperCase() === 'PCMU');
+    const events = audio?.formats.find((f) => f.name.toLowerCase() === 'telephone-event' && f.clockRate === 8000);
     const vfmt: SdpFormat | undefined = video?.formats.find((f) => f.name.toUpperCase() === this.video.sdpName);
     if (!audio || !pcmu) {
       dialog.reply(invite, 488, 'Not Acceptable Here');
@@ -136,13 +156,14 @@ export class SipMediaLeg extends EventEmitter<SipMediaLegEvents> {
       return;
     }
     this.audioPeer = { host: audio.address, port: audio.port };
+    if (events) this.dtmfPt = events.payloadType;
     if (video && vfmt) {
       this.videoPeer = { host: video.address, port: video.port };
       this.videoPt = vfmt.payloadType;
     }
     const mux = (m: typeof audio): string[] => (m?.attributes.includes('rtcp-mux') ? ['rtcp-mux'] : []);
     const answer = buildSdp(this.audioSocket.address().address, randomInt(1, 2 ** 31), [
-      { kind: 'audio', port: this.audioSocket.address().port, formats: [pcmu], attributes: mux(audio) },
+      { kind: 'audio', port: this.audioSocket.address().port, formats: events ? [pcmu, events] : [pcmu], attributes: mux(audio) },
       ...(video ? [{ kind: 'video', port: this.videoSocket.address().port, formats: vfmt ? [vfmt] : [], attributes: mux(video) }] : []),
     ]);
     dialog.on('bye', () => this.close('the media server hung up (BYE)'));
@@ -167,6 +188,23 @@ export class SipMediaLeg extends EventEmitter<SipMediaLegEvents> {
     this.aSeq = (this.aSeq + 1) & 0xffff;
     this.aTs = (this.aTs + n) >>> 0;
     this.audioSocket.send(buf, 0, RTP_HEADER_BYTES + n, peer.port, peer.host);
+  }
+
+  /** DTMF towards the media server as RFC 4733 events; resolves once sent. */
+  sendDtmf(digits: string): Promise<void> {
+    if (this.dtmfPt < 0) return Promise.reject(new Error('the media server offered no telephone-event on this leg'));
+    return this.dtmfOut.send(digits);
+  }
+
+  private sendEvent(payload: Buffer, marker: boolean, timestamp: number): void {
+    const peer = this.audioPeer;
+    if (peer === null || this.closed) return;
+    // its own buffer: dgram sends asynchronously, and an event's end packets go out back to back
+    const pkt = Buffer.allocUnsafe(RTP_HEADER_BYTES + payload.length);
+    writeRtpHeader(pkt, this.dtmfPt, marker, this.aSeq, timestamp, this.aSsrc);
+    payload.copy(pkt, RTP_HEADER_BYTES);
+    this.aSeq = (this.aSeq + 1) & 0xffff;
+    this.audioSocket.send(pkt, peer.port, peer.host);
   }
 
   /** One whole video frame towards Asterisk, packetized; timestamps at 90 kHz. */
@@ -194,6 +232,7 @@ export class SipMediaLeg extends EventEmitter<SipMediaLegEvents> {
     this.open = false;
     this.onAudio = null;
     this.onVideo = null;
+    this.dtmfOut.close();
     this.sip.forget(this.user);
     const dialog = this.dialog;
     if (dialog && !dialog.ended) void dialog.bye();

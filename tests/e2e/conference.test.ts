@@ -91,14 +91,14 @@ test('the PBX ends the call (channel request hangup): the terminal is told, no c
   await terminal.register();
   const call = await terminal.call('701');
   await call.answered();
-  const mine = (await channels()).filter((l) => l.includes(`confmux-${call.id}`));
+  const mine = (await channels()).filter((l) => l.includes(`${call.id}-`));
   assert.ok(mine.length >= 2, `the call's channels exist: ${mine.join('\n')}`);
   const local2 = (await channels()).find((l) => l.startsWith('Local/701@confmux-rooms') && l.includes(';2'));
   assert.ok(local2, 'the room participant channel exists');
   await asteriskRx(`channel request hangup ${local2.split('!')[0]}`);
   const info = await call.ended();
   assert.equal(info.reason, 'remote');
-  assert.deepEqual(await waitNoChannels((l) => l.includes(`confmux-${call.id}`) || l.startsWith('Local/701@')), []);
+  assert.deepEqual(await waitNoChannels((l) => l.includes(`${call.id}-`) || l.startsWith('Local/701@')), []);
   terminal.close();
 });
 
@@ -109,7 +109,7 @@ test('a wrong extension ends the call with not_found and leaves nothing behind',
   const call = await terminal.call('999');
   const info = await call.ended();
   assert.equal(info.reason, 'not_found', JSON.stringify(info));
-  assert.deepEqual(await waitNoChannels((l) => l.includes(`confmux-${call.id}`)), []);
+  assert.deepEqual(await waitNoChannels((l) => l.includes(`${call.id}-`)), []);
   terminal.close();
 });
 

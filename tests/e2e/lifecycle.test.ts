@@ -4,8 +4,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createNodeTerminal } from '../../bridge/sdk/node.ts';
-import { ARI_PASSWORD, ensureSandbox } from '../helpers/sandbox.ts';
-import { CLI, channels, waitNoChannels } from '../helpers/bridge.ts';
+import { ARI_PASSWORD, ARI_WS_URL, ari, ariAuthHeader, ensureSandbox } from '../helpers/sandbox.ts';
+import { once } from 'node:events';
+import WebSocket from 'ws';
+import { CLI, channels, startBridge, waitNoChannels } from '../helpers/bridge.ts';
 
 interface Served {
   child: ChildProcess;
@@ -93,7 +95,7 @@ test('SIGTERM drains: new terminals refused, calls end with reason shutdown, no 
     const info = await call.ended();
     assert.equal(info.reason, 'shutdown');
     assert.equal(await s.exited, 0);
-    assert.deepEqual(await waitNoChannels((l) => l.includes(app) || l.includes(`confmux-${call.id}`)), []);
+    assert.deepEqual(await waitNoChannels((l) => l.includes(app) || l.includes(`${call.id}-`)), []);
     assert.doesNotMatch(s.log(), /sandbox-100\d|confmux-sandbox/, 'no password in the logs');
   } finally {
     s.child.kill('SIGKILL');
@@ -113,13 +115,41 @@ test('a bridge killed mid-call leaves channels; the next bridge with the same ap
   first.child.kill('SIGKILL');
   await first.exited;
   await new Promise((r) => setTimeout(r, 500));
-  const orphaned = (await channels()).filter((l) => l.includes(`confmux-${call.id}`));
+  const orphaned = (await channels()).filter((l) => l.includes(`${call.id}-`));
   assert.ok(orphaned.length >= 1, 'the killed bridge left its channels in Asterisk');
   const second = await serve(app);
   try {
-    assert.deepEqual(await waitNoChannels((l) => l.includes(`confmux-${call.id}`), 8000), [], 'the new bridge hung the orphans up');
+    assert.deepEqual(await waitNoChannels((l) => l.includes(`${call.id}-`), 8000), [], 'the new bridge hung the orphans up');
   } finally {
     second.child.kill('SIGTERM');
     await second.exited;
   }
+});
+
+test('the periodic sweep hangs up our externalMedia channels that belong to no call, and leaves another app\'s alone', async (t) => {
+  await ensureSandbox();
+  const app = `confmux-test-sweep-${process.pid}`;
+  const other = `${app}-b`;
+  const bridge = await startBridge({ asterisk: { app, orphanSweepMs: 1000 } });
+  t.after(() => bridge.close());
+  // another bridge's application on the same Asterisk, whose name extends ours
+  const otherApp = new WebSocket(`${ARI_WS_URL}?app=${encodeURIComponent(other)}`, { headers: { Authorization: ariAuthHeader() } });
+  await once(otherApp, 'open');
+  t.after(() => otherApp.close());
+  const create = async (inApp: string, id: string): Promise<void> => {
+    // as a clean-up that failed would leave it: an RTP externalMedia channel, up in the app
+    const res = await ari(`/ari/channels/externalMedia?app=${encodeURIComponent(inApp)}&channelId=${encodeURIComponent(id)}&external_host=127.0.0.1:9&format=ulaw`, { method: 'POST' });
+    assert.equal(res.status, 200, await res.text());
+  };
+  const ours = `${app}-ORPHAN000001-media`;
+  const theirs = `${other}-ORPHAN000002-media`;
+  await create(app, ours);
+  await create(other, theirs);
+  t.after(() => ari(`/ari/channels/${encodeURIComponent(theirs)}`, { method: 'DELETE' }).then(() => undefined));
+  const list = async (): Promise<string[]> => ((await (await ari('/ari/channels')).json()) as { id: string }[]).map((c) => c.id);
+  const deadline = Date.now() + 6000;
+  while (Date.now() < deadline && (await list()).includes(ours)) await new Promise((r) => setTimeout(r, 200));
+  const left = await list();
+  assert.ok(!left.includes(ours), 'our orphaned externalMedia channel was hung up');
+  assert.ok(left.includes(theirs), "the other app's channel is still there");
 });
