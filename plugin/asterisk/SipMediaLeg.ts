@@ -90,6 +90,10 @@ export class SipMediaLeg extends EventEmitter<SipMediaLegEvents> {
       get timestamp(): number {
         return leg.aTs;
       },
+      skipTo(ts: number): void {
+        // forward only (modulo 2^32)
+        if (((ts - leg.aTs) | 0) > 0) leg.aTs = ts;
+      },
     });
     audioSocket.on('message', (msg: Buffer) => {
       if (!readRtp(msg, this.view)) {

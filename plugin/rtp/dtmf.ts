@@ -50,6 +50,8 @@ export interface DtmfStream {
   sendEvent(payload: Buffer, marker: boolean, timestamp: number): void;
   /** the audio stream's current RTP timestamp */
   readonly timestamp: number;
+  /** moves the audio stream's timestamp on to at least `ts` (after an event, when no audio flowed) */
+  skipTo(ts: number): void;
 }
 
 const TONE_PACKETS = 5; // 100 ms of tone
@@ -85,6 +87,8 @@ export class DtmfSender {
   }
 
   private async sendOne(event: number): Promise<void> {
+    // each event needs its own timestamp (a receiver tells events apart by it), also when no
+    // audio moved the stream's clock on since the last one
     const ts = this.stream.timestamp;
     for (let i = 1; i <= TONE_PACKETS; i++) {
       if (this.closed) return;
@@ -96,6 +100,7 @@ export class DtmfSender {
       writeDtmfEvent(this.payload, 0, event, true, VOLUME, TONE_PACKETS * SAMPLES_PER_PACKET);
       this.stream.sendEvent(this.payload, false, ts);
     }
+    this.stream.skipTo((ts + (TONE_PACKETS + GAP_MS / PACKET_MS) * SAMPLES_PER_PACKET) >>> 0);
     await sleep(GAP_MS);
   }
 

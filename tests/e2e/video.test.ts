@@ -12,7 +12,7 @@ import type { CallSession } from '../../bridge/sdk/CallSession.ts';
 import type { TerminalClient } from '../../bridge/sdk/TerminalClient.ts';
 import { splitAccessUnits } from '../../bridge/media/h264Stream.ts';
 import { isH264Keyframe } from '../../plugin/rtp/h264.ts';
-import { asteriskRx, ensureSandbox } from '../helpers/sandbox.ts';
+import { ari, asteriskRx, ensureSandbox } from '../helpers/sandbox.ts';
 import { runCli, startBridge, waitNoChannels, type TestBridge } from '../helpers/bridge.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'confmux-video-'));
@@ -295,4 +295,22 @@ test('VP8 through video room 716: B receives A\'s VP8 frames whole, ffprobe deco
   console.log(`VP8: B kept ${got.length} frames from its first keyframe; ffprobe decoded ${p.width}x${p.height} x ${p.frames}`);
   assert.equal(p.width, 320);
   assert.ok(p.frames >= 20, `frames decoded: ${p.frames}`);
+});
+
+test('DTMF in a call with video: the dialplan reads the terminal digits, the terminal receives the PBX digits (RFC 4733 on the SIP leg)', async () => {
+  const t = await terminal('1018');
+  await ari(`/ari/asterisk/variable?variable=CONFMUX_DTMF_1018&value=`, { method: 'POST' });
+  const reader = await t.call('790', { video: ['H264/90000'] });
+  await reader.answered();
+  await new Promise((r) => setTimeout(r, 500));
+  reader.sendDtmf('5678#');
+  await reader.ended();
+  const res = await ari('/ari/asterisk/variable?variable=CONFMUX_DTMF_1018');
+  assert.equal(((await res.json()) as { value: string }).value, '5678', 'Read() in the dialplan got the digits');
+
+  const sender = await t.call('791', { video: ['H264/90000'] });
+  await sender.answered();
+  await new Promise((r) => setTimeout(r, 4000));
+  assert.equal(sender.digits, '42#', 'SendDTMF() digits reached the terminal, each once');
+  await sender.hangup();
 });

@@ -33,10 +33,15 @@ test('dtmf: the sender marks the first packet, keeps the timestamp, grows the du
     get timestamp() {
       return ts;
     },
+    skipTo(v: number) {
+      ts = Math.max(ts, v);
+    },
   });
   await sender.send('1');
+  // no audio moved the clock on: the next event still gets a later timestamp (100 ms tone + 80 ms gap)
+  assert.equal(ts, 48000 + 9 * 160);
   ts = 64000;
-  await sender.send('#');
+  await sender.send('#2');
   await assert.rejects(sender.send('1x'), /not DTMF/);
   assert.deepEqual(sent.slice(0, 8), [
     { hex: '010a00a0', marker: true, ts: 48000 },
@@ -48,6 +53,7 @@ test('dtmf: the sender marks the first packet, keeps the timestamp, grows the du
     { hex: '018a0320', marker: false, ts: 48000 },
     { hex: '018a0320', marker: false, ts: 48000 },
   ]);
-  assert.equal(sent.length, 16);
-  assert.ok(sent.slice(8).every((p) => p.ts === 64000 && p.hex.startsWith('0b')));
+  assert.equal(sent.length, 24);
+  assert.ok(sent.slice(8, 16).every((p) => p.ts === 64000 && p.hex.startsWith('0b')));
+  assert.ok(sent.slice(16).every((p) => p.ts === 64000 + 9 * 160 && p.hex.startsWith('02')));
 });
