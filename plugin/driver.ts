@@ -71,10 +71,12 @@ export interface IncomingCall extends EventEmitter<IncomingCallEvents> {
   readonly to: string;
   /** who is calling, as the media server knows it */
   readonly from: { number: string; name: string };
+  /** video codecs the inviting side can carry (empty: audio only) */
+  readonly videoCodecs: readonly VideoCodec[];
   /** Tells the media server's side that the terminal is ringing. */
   ring(): Promise<void>;
-  /** Takes the call; its progress (answered, ended) arrives on the returned call. */
-  accept(request: { callId: string; name: string; codec: AudioCodec }): DriverCall;
+  /** Takes the call, with video when `video` is given; its progress arrives on the returned call. */
+  accept(request: { callId: string; name: string; codec: AudioCodec; video?: VideoCodec }): DriverCall;
   /** Refuses the call with the cause the media server expects for `reason`. */
   reject(reason: RejectReason): Promise<void>;
 }

@@ -246,7 +246,9 @@ export async function runTerminalAnswer(o: TerminalAnswerOptions): Promise<numbe
         say(`rejected (${o.reject})`);
         continue;
       }
-      const call = await inv.accept({ codecs: [codecName] });
+      // video when asked for (--send-video / --record-video) and the invitation offers H.264
+      const wantVideo = Boolean(o.sendVideo || o.recordVideo) && inv.video.includes('H264/90000');
+      const call = await inv.accept(wantVideo ? { codecs: [codecName], video: ['H264/90000'] } : { codecs: [codecName] });
       await call.answered();
       say('answered');
       // with --count > 1, each recording gets the call's number before the extension

@@ -54,7 +54,16 @@ const Call = z
   .strict();
 const Hangup = z.object({ type: z.literal('hangup'), id: requestId, callId }).strict();
 const Ping = z.object({ type: z.literal('ping'), id: requestId }).strict();
-const Accept = z.object({ type: z.literal('accept'), id: requestId, callId, codecs: z.array(z.string().max(32)).min(1).max(8).optional() }).strict();
+const Accept = z
+  .object({
+    type: z.literal('accept'),
+    id: requestId,
+    callId,
+    codecs: z.array(z.string().max(32)).min(1).max(8).optional(),
+    /** the video codecs the terminal takes, best first (from the invitation's `video`); without it, audio only */
+    video: z.array(z.string().max(32)).min(1).max(4).optional(),
+  })
+  .strict();
 const Reject = z.object({ type: z.literal('reject'), id: requestId, callId, reason: z.enum(['busy', 'declined']).default('declined') }).strict();
 const Share = z.object({ type: z.literal('share'), id: requestId, callId }).strict();
 const Unshare = z.object({ type: z.literal('unshare'), id: requestId, callId }).strict();
@@ -123,6 +132,8 @@ export type ServerMessage =
       from: { number: string; name: string };
       to: string;
       codecs: string[];
+      /** video codecs the PBX's side can carry; absent when it offers audio only */
+      video?: string[];
       expiresInMs: number;
     }
   | {
@@ -130,7 +141,7 @@ export type ServerMessage =
       id?: number | string;
       callId: string;
       codec: string;
-      media: { audio: { token: string; expiresInMs: number } };
+      media: { audio: { token: string; expiresInMs: number }; video?: { token: string; codec: string; expiresInMs: number } };
     }
   | { type: 'dtmf'; callId: string; digit: string }
   | { type: 'sharing'; id?: number | string; callId: string; contentId: string; media: { content: { token?: string; codec: string; expiresInMs?: number; inline?: number } } }

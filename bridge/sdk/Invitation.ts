@@ -12,13 +12,15 @@ export class Invitation extends Emitter<InvitationEvents> {
   readonly from: { number: string; name: string };
   readonly to: string;
   readonly codecs: string[];
-  private readonly doAccept: (inv: Invitation, codecs?: string[]) => Promise<CallSession>;
+  /** video codecs the PBX's side offers (empty: an audio-only invitation) */
+  readonly video: string[];
+  private readonly doAccept: (inv: Invitation, options: { codecs?: string[]; video?: string[] }) => Promise<CallSession>;
   private readonly doReject: (inv: Invitation, reason: 'busy' | 'declined') => void;
   settled = false;
 
   constructor(
-    msg: { callId: string; from: { number: string; name: string }; to: string; codecs: string[] },
-    accept: (inv: Invitation, codecs?: string[]) => Promise<CallSession>,
+    msg: { callId: string; from: { number: string; name: string }; to: string; codecs: string[]; video?: string[] },
+    accept: (inv: Invitation, options: { codecs?: string[]; video?: string[] }) => Promise<CallSession>,
     reject: (inv: Invitation, reason: 'busy' | 'declined') => void,
   ) {
     super();
@@ -26,14 +28,18 @@ export class Invitation extends Emitter<InvitationEvents> {
     this.from = msg.from;
     this.to = msg.to;
     this.codecs = msg.codecs;
+    this.video = msg.video ?? [];
     this.doAccept = accept;
     this.doReject = reject;
   }
 
-  /** Answers; resolves with the call once its audio connection is bound. */
-  accept(options: { codecs?: string[] } = {}): Promise<CallSession> {
+  /**
+   * Answers; resolves with the call once its media connections are bound. `video`: the video codecs
+   * this terminal takes, best first; the call has video when the invitation offered one of them.
+   */
+  accept(options: { codecs?: string[]; video?: string[] } = {}): Promise<CallSession> {
     this.settled = true;
-    return this.doAccept(this, options.codecs);
+    return this.doAccept(this, options);
   }
 
   reject(reason: 'busy' | 'declined' = 'declined'): void {

@@ -252,7 +252,7 @@ export class TerminalClient extends Emitter<TerminalClientEvents> {
       case 'incoming': {
         const inv = new Invitation(
           msg,
-          (i, codecs) => this.accept(i, codecs),
+          (i, options) => this.accept(i, options),
           (i, reason) => {
             this.invitations.delete(i.callId);
             this.ws?.send(JSON.stringify({ type: 'reject', callId: i.callId, reason }));
@@ -366,16 +366,19 @@ export class TerminalClient extends Emitter<TerminalClientEvents> {
     return content;
   }
 
-  private async accept(inv: Invitation, codecs?: string[]): Promise<CallSession> {
+  private async accept(inv: Invitation, options: { codecs?: string[]; video?: string[] }): Promise<CallSession> {
     this.invitations.delete(inv.callId);
     let call: CallSession | null = null;
-    const msg = await this.request(codecs ? { type: 'accept', callId: inv.callId, codecs } : { type: 'accept', callId: inv.callId }, (m) => {
+    const body: Record<string, unknown> = { type: 'accept', callId: inv.callId };
+    if (options.codecs) body.codecs = options.codecs;
+    if (options.video) body.video = options.video;
+    const msg = await this.request(body, (m) => {
       if (m.type === 'accepted') call = this.addCall(m.callId, inv.from.number, m.codec);
     });
     if (msg.type !== 'accepted' || !call) throw new TerminalError('PROTOCOL', `unexpected ${msg.type}`);
     if (!msg.media.audio) throw new TerminalError('PROTOCOL', 'accepted without an audio token');
     const session: CallSession = call;
-    await this.openMedia(session, msg.media.audio.token);
+    await this.openMedia(session, msg.media.audio.token, msg.media.video);
     return session;
   }
 

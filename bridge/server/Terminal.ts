@@ -343,7 +343,8 @@ export class Terminal extends EventEmitter<TerminalEvents> {
       this.send({ type: 'hangup', callId, reason: 'cancelled', cause: end.cause, message: end.message });
     });
     this.log.info({ callId, from: invite.from.number }, 'invitation ringing');
-    this.send({ type: 'incoming', callId, from: invite.from, to: invite.to, codecs: AUDIO_CODECS.map((c) => c.name), expiresInMs: timeoutMs });
+    const video = invite.videoCodecs.map((c) => c.name);
+    this.send({ type: 'incoming', callId, from: invite.from, to: invite.to, codecs: AUDIO_CODECS.map((c) => c.name), ...(video.length ? { video } : {}), expiresInMs: timeoutMs });
     invite.ring().catch(() => undefined);
   }
 
@@ -360,10 +361,15 @@ export class Terminal extends EventEmitter<TerminalEvents> {
     if (!pending) return this.reply(msg.id, 'NO_SUCH_CALL', `no invitation ${msg.callId} is ringing`);
     const codec = chooseCodec(msg.codecs ?? AUDIO_CODECS.map((c) => c.name));
     if (!codec) return this.reply(msg.id, 'CODEC_UNSUPPORTED', `offered ${msg.codecs?.join(', ')}; supported: ${AUDIO_CODECS.map((c) => c.name).join(', ')}`);
+    const offered = pending.invite.videoCodecs;
+    const video = msg.video ? chooseVideoCodec(msg.video.filter((n) => offered.some((c) => c.name === n))) : undefined;
     this.takeInvite(msg.callId);
-    const leg = pending.invite.accept({ callId: msg.callId, name: this.name, codec });
+    const leg = pending.invite.accept(video ? { callId: msg.callId, name: this.name, codec, video } : { callId: msg.callId, name: this.name, codec });
     const token = this.adopt(msg.callId, pending.invite.from.number, codec, leg);
-    this.send({ type: 'accepted', id: msg.id, callId: msg.callId, codec: codec.name, media: { audio: { token, expiresInMs: this.deps.config.limits.mediaTokenTtlMs } } });
+    const ttl = this.deps.config.limits.mediaTokenTtlMs;
+    const media: Extract<ServerMessage, { type: 'accepted' }>['media'] = { audio: { token, expiresInMs: ttl } };
+    if (video && leg.videoFormat) media.video = { token: this.deps.tokens.issue(this.number, msg.callId, 'video'), codec: video.name, expiresInMs: ttl };
+    this.send({ type: 'accepted', id: msg.id, callId: msg.callId, codec: codec.name, media });
   }
 
   /** Ends every call, then the control connection (with `code` when given). Idempotent. */

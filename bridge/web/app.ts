@@ -158,7 +158,7 @@ ui.signin.addEventListener('submit', (ev) => {
   t.on('pbx', (s) => setState(s === 'up' ? 'registered' : 'conference server unreachable', s === 'up' ? 'ok' : 'bad'));
   t.on('incoming', (inv) => {
     invitation = inv;
-    ui.incomingText.textContent = `Incoming call from ${inv.from.name || inv.from.number || 'the PBX'}`;
+    ui.incomingText.textContent = `Incoming ${inv.video.length ? 'video ' : ''}call from ${inv.from.name || inv.from.number || 'the PBX'}`;
     ui.incoming.style.display = 'block';
     setState('ringing', 'ring');
     inv.once('ended', (info) => {
@@ -206,8 +206,11 @@ $('accept').addEventListener('click', () => {
   invitation = null;
   ui.incoming.style.display = 'none';
   ensureAudio()
-    .then(() => inv.accept({ codecs: ['L16/16000'] }))
-    .then(adopt)
+    .then(() => inv.accept(ui.videoOn.checked && inv.video.includes('H264/90000') ? { codecs: ['L16/16000'], video: ['H264/90000'] } : { codecs: ['L16/16000'] }))
+    .then((c) => {
+      adopt(c);
+      return startVideo(c);
+    })
     .catch(showError);
 });
 $('reject').addEventListener('click', () => {

@@ -164,7 +164,7 @@ export class AsteriskCall extends EventEmitter<DriverCallEvents> implements Driv
   }
 
   private async run(): Promise<void> {
-    if (this.videoFormat) return this.runVideo(this.videoFormat);
+    if (this.videoFormat) return this.inbound ? this.runInboundVideo(this.videoFormat) : this.runVideo(this.videoFormat);
     const { link, app } = this.opts;
     try {
       this.track(this.emId);
@@ -203,13 +203,17 @@ export class AsteriskCall extends EventEmitter<DriverCallEvents> implements Driv
       await link.createBridge(this.bridgeId, 'mixing');
       this.bridgeCreated = true;
       if (this.ending) return;
-      await link.addChannels(this.bridgeId, [this.emId]);
+      await this.addToBridge(this.emId);
       if (this.ending) return;
       if (this.inbound) await this.answerInbound();
       else await this.dial();
     } catch (err) {
       const message = (err as Error).message;
-      if (!this.ending) this.log.warn({ err: message }, 'call set-up failed');
+      if (!this.ending) {
+        // the likeliest cause when many calls are up: Asterisk's HTTP session limit (http.conf)
+        const hint = /media socket closed \(1006\)/.test(message) ? "Asterisk closed the media socket at once: is http.conf's sessionlimit (default 100) below the concurrent calls?" : undefined;
+        this.log.warn(hint ? { err: message, hint } : { err: message }, 'call set-up failed');
+      }
       void this.finish({ reason: 'failed', message });
     }
   }
@@ -221,22 +225,7 @@ export class AsteriskCall extends EventEmitter<DriverCallEvents> implements Driv
   private async runVideo(video: VideoCodec): Promise<void> {
     const { link, app } = this.opts;
     try {
-      const leg = await SipMediaLeg.create(this.opts.sip!, this.opts.rtpBindAddress, `confmux-${this.req.callId}`, video);
-      this.leg = leg;
-      leg.onAudio = (payload) => {
-        const cb = this.onAudio;
-        if (cb !== null) cb(payload);
-      };
-      leg.onVideo = (frame, ts, key) => {
-        const cb = this.onVideo;
-        if (cb !== null) cb(frame, ts, key);
-      };
-      leg.on('keyframeRequest', () => this.emit('keyframeRequest'));
-      // DTMF from the PBX arrives as RFC 4733 events on this leg's audio
-      leg.on('dtmf', (digit) => {
-        if (this.answered && !this.ending) this.emit('dtmf', digit);
-      });
-      leg.once('close', (why) => this.finishSoon({ reason: 'remote', message: why }));
+      const leg = await this.createSipLeg(video);
       if (this.ending) return;
       this.roomSideId = this.dialId;
       this.track(this.dialId);
@@ -259,6 +248,73 @@ export class AsteriskCall extends EventEmitter<DriverCallEvents> implements Driv
       const message = (err as Error).message;
       if (!this.ending) this.log.warn({ err: message }, 'video call set-up failed');
       void this.finish({ reason: 'failed', message });
+    }
+  }
+
+  /** The bridge's SIP user agent side of a call with video, wired to this call. */
+  private async createSipLeg(video: VideoCodec): Promise<SipMediaLeg> {
+    const leg = await SipMediaLeg.create(this.opts.sip!, this.opts.rtpBindAddress, `confmux-${this.req.callId}`, video);
+    this.leg = leg;
+    leg.onAudio = (payload) => {
+      const cb = this.onAudio;
+      if (cb !== null) cb(payload);
+    };
+    leg.onVideo = (frame, ts, key) => {
+      const cb = this.onVideo;
+      if (cb !== null) cb(frame, ts, key);
+    };
+    leg.on('keyframeRequest', () => this.emit('keyframeRequest'));
+    // DTMF from the PBX arrives as RFC 4733 events on this leg's audio
+    leg.on('dtmf', (digit) => {
+      if (this.answered && !this.ending) this.emit('dtmf', digit);
+    });
+    leg.once('close', (why) => this.finishSoon({ reason: 'remote', message: why }));
+    return leg;
+  }
+
+  /**
+   * An invitation taken with video: Asterisk dials the bridge's SIP leg into our app (channel
+   * emId); once it is up there, the inviting channel is answered and bridged with it, so the
+   * caller's audio and video reach the terminal through the leg.
+   */
+  private async runInboundVideo(video: VideoCodec): Promise<void> {
+    const { link, app } = this.opts;
+    try {
+      const leg = await this.createSipLeg(video);
+      if (this.ending) return;
+      this.track(this.emId);
+      this.track(this.dialId);
+      await link.createBridge(this.bridgeId, 'mixing');
+      this.bridgeCreated = true;
+      if (this.ending) return;
+      const name = this.req.name.replace(/["<>\\]/g, '');
+      await link.originate({
+        endpoint: `PJSIP/${this.opts.sipEndpoint}/${leg.uri}`,
+        app,
+        appArgs: `video,${this.req.callId}`,
+        channelId: this.emId,
+        otherChannelId: `${this.emId}-other`,
+        callerId: `"${name}" <${this.req.number}>`,
+        timeoutS: this.opts.dialTimeoutS,
+        formats: `ulaw,${video.sdpName.toLowerCase()}`,
+      });
+      this.created.add(this.emId);
+    } catch (err) {
+      const message = (err as Error).message;
+      if (!this.ending) this.log.warn({ err: message }, 'video call set-up failed');
+      void this.finish({ reason: 'failed', message });
+    }
+  }
+
+  /** The SIP leg of a video invitation is up in our app: bridge it, then answer the caller. */
+  private async onInboundVideoLegUp(): Promise<void> {
+    try {
+      await this.addToBridge(this.emId);
+      if (this.ending) return;
+      await this.answerInbound();
+      this.requestKeyframe();
+    } catch (err) {
+      void this.finish({ reason: 'failed', message: (err as Error).message });
     }
   }
 
@@ -324,7 +380,7 @@ export class AsteriskCall extends EventEmitter<DriverCallEvents> implements Driv
     this.created.add(this.dialId);
     await link.answer(this.dialId);
     if (this.ending) return;
-    await link.addChannels(this.bridgeId, [this.dialId]);
+    await this.addToBridge(this.dialId);
     if (this.ending) return;
     this.answered = true;
     this.emit('answered');
@@ -401,6 +457,10 @@ export class AsteriskCall extends EventEmitter<DriverCallEvents> implements Driv
   handleEvent(event: AriEvent): void {
     switch (event.type) {
       case 'StasisStart':
+        if (event.channel.id === this.emId && this.inbound && this.videoFormat && !this.answered && !this.ending) {
+          void this.onInboundVideoLegUp();
+          break;
+        }
         if (event.channel.id !== this.dialId || this.inbound || this.answered || this.ending) break;
         if (this.videoFormat) void this.onVideoLegUp();
         else void this.onAnswered();
@@ -455,23 +515,30 @@ export class AsteriskCall extends EventEmitter<DriverCallEvents> implements Driv
     }, FINISH_GRACE_MS).unref();
   }
 
-  private async onAnswered(): Promise<void> {
-    this.created.add(this.dialId);
-    // seen once in CI: right after StasisStart, ARI said the channel was not in the app yet; a
-    // channel that really went away ends the call through its ChannelDestroyed instead
+  /**
+   * Adds a channel to the call's bridge. Seen in CI and under load: a channel just created (or just
+   * in StasisStart) is "not in Stasis application" yet for a moment; that is retried. A channel
+   * that really went away ends the call through its ChannelDestroyed instead.
+   */
+  private async addToBridge(channelId: string): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       try {
-        await this.opts.link.addChannels(this.bridgeId, [this.dialId]);
-        break;
-      } catch (err) {
-        if (this.ending) return;
-        if (attempt < 3 && /not in Stasis/i.test((err as Error).message)) {
-          await new Promise((r) => setTimeout(r, 100 * (attempt + 1)));
-          continue;
-        }
-        void this.finish({ reason: 'failed', message: (err as Error).message });
+        await this.opts.link.addChannels(this.bridgeId, [channelId]);
         return;
+      } catch (err) {
+        if (this.ending || attempt >= 4 || !/not in Stasis/i.test((err as Error).message)) throw err;
+        await new Promise((r) => setTimeout(r, 100 * (attempt + 1)));
       }
+    }
+  }
+
+  private async onAnswered(): Promise<void> {
+    this.created.add(this.dialId);
+    try {
+      await this.addToBridge(this.dialId);
+    } catch (err) {
+      if (!this.ending) void this.finish({ reason: 'failed', message: (err as Error).message });
+      return;
     }
     if (this.ending) return;
     this.answered = true;

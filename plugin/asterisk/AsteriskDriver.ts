@@ -13,7 +13,7 @@ import type { DriverEvents, MediaServerDriver, PlaceCallRequest, Presence } from
 import type { AriChannel, AriEvent, AriLink } from './AriLink.ts';
 import { AriClientLink } from './AriClientLink.ts';
 import { AsteriskCall, channelIdPrefix, type InboundDial } from './AsteriskCall.ts';
-import { AsteriskInvite } from './AsteriskInvite.ts';
+import { AsteriskInvite, type AcceptRequest } from './AsteriskInvite.ts';
 import { SipServer } from '../sip/SipServer.ts';
 import { H264, VP8, type VideoCodec } from '../../bridge/protocol/videoCodecs.ts';
 
@@ -107,17 +107,35 @@ export class AsteriskDriver extends EventEmitter<DriverEvents> implements MediaS
       void invite.reject('unavailable').catch(() => undefined);
       return;
     }
-    this.emit('incoming', invite);
+    // a caller with video (a video phone, a terminal's video call dialling this one) can bring its
+    // video to the terminal; the channel's native formats say whether it has any
+    void this.videoOf(channel.id).then((codecs) => {
+      if (this.byChannel.get(channel.id) !== invite) return; // gone meanwhile
+      invite.videoCodecs = codecs;
+      this.emit('incoming', invite);
+    });
+  }
+
+  /** The video codecs a channel carries, from CHANNEL(videonativeformat) ("(h264|vp8)", "(nothing)"). */
+  private async videoOf(channelId: string): Promise<VideoCodec[]> {
+    if (!this.sip) return [];
+    try {
+      const formats = (await this.link.getVariable(channelId, 'CHANNEL(videonativeformat)')).toLowerCase();
+      return this.videoCodecs.filter((c) => formats.includes(c.sdpName.toLowerCase()));
+    } catch (err) {
+      this.log.debug({ err: (err as Error).message }, 'video formats of the inviting channel unknown');
+      return [];
+    }
   }
 
   private forget(channelId: string, owner: AsteriskCall | AsteriskInvite): void {
     if (this.byChannel.get(channelId) === owner) this.byChannel.delete(channelId);
   }
 
-  private acceptInvite(invite: AsteriskInvite, req: { callId: string; name: string; codec: AudioCodec }): AsteriskCall {
+  private acceptInvite(invite: AsteriskInvite, req: AcceptRequest): AsteriskCall {
     this.forget(invite.channelId, invite);
     const inbound: InboundDial = { channelId: invite.channelId, channelName: invite.channelName };
-    return this.startCall({ callId: req.callId, number: invite.to, name: req.name, to: invite.to, codec: req.codec }, inbound);
+    return this.startCall({ callId: req.callId, number: invite.to, name: req.name, to: invite.to, codec: req.codec, ...(req.video ? { video: req.video } : {}) }, inbound);
   }
 
   async setPresence(number: string, presence: Presence): Promise<void> {

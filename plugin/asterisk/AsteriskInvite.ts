@@ -5,6 +5,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { AudioCodec } from '../../bridge/protocol/codecs.ts';
+import type { VideoCodec } from '../../bridge/protocol/videoCodecs.ts';
 import type { DriverCall, IncomingCall, IncomingCallEvents, RejectReason } from '../driver.ts';
 import type { AriChannel, AriEvent, AriLink } from './AriLink.ts';
 
@@ -16,16 +17,25 @@ export const REJECT_CAUSES: Readonly<Record<RejectReason, number>> = Object.free
   unavailable: 20, // SUBSCRIBER_ABSENT -> DIALSTATUS CHANUNAVAIL
 });
 
+export interface AcceptRequest {
+  callId: string;
+  name: string;
+  codec: AudioCodec;
+  video?: VideoCodec;
+}
+
 export class AsteriskInvite extends EventEmitter<IncomingCallEvents> implements IncomingCall {
   readonly id: string;
   readonly to: string;
   readonly from: { number: string; name: string };
+  /** the video codecs the inviting channel carries (its native formats), found before it rings */
+  videoCodecs: readonly VideoCodec[] = [];
   private readonly channel: AriChannel;
   private readonly link: AriLink;
-  private readonly acceptCall: (invite: AsteriskInvite, req: { callId: string; name: string; codec: AudioCodec }) => DriverCall;
+  private readonly acceptCall: (invite: AsteriskInvite, req: AcceptRequest) => DriverCall;
   private settled = false;
 
-  constructor(channel: AriChannel, number: string, link: AriLink, accept: (invite: AsteriskInvite, req: { callId: string; name: string; codec: AudioCodec }) => DriverCall) {
+  constructor(channel: AriChannel, number: string, link: AriLink, accept: (invite: AsteriskInvite, req: AcceptRequest) => DriverCall) {
     super();
     this.id = channel.id;
     this.channel = channel;
@@ -56,7 +66,7 @@ export class AsteriskInvite extends EventEmitter<IncomingCallEvents> implements 
     return this.link.ring(this.channel.id);
   }
 
-  accept(req: { callId: string; name: string; codec: AudioCodec }): DriverCall {
+  accept(req: AcceptRequest): DriverCall {
     this.settled = true;
     return this.acceptCall(this, req);
   }

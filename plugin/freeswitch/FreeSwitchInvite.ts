@@ -11,6 +11,7 @@
  * transcript and were written from FreeSWITCH's documentation.
  */
 import { EventEmitter } from 'node:events';
+import type { VideoCodec } from '../../bridge/protocol/videoCodecs.ts';
 import type { AudioCodec } from '../../bridge/protocol/codecs.ts';
 import type { DriverCall, IncomingCall, IncomingCallEvents, RejectReason } from '../driver.ts';
 import type { EslEvent, EslLink } from './EslLink.ts';
@@ -27,6 +28,8 @@ export const REJECT_CAUSES: Readonly<Record<RejectReason, string>> = Object.free
 export type AcceptInvite = (invite: FreeSwitchInvite, req: { callId: string; name: string; codec: AudioCodec }) => DriverCall;
 
 export class FreeSwitchInvite extends EventEmitter<IncomingCallEvents> implements IncomingCall {
+  /** video is not carried on FreeSWITCH (its unicast streaming is audio only) */
+  readonly videoCodecs: readonly VideoCodec[] = [];
   readonly id: string;
   readonly to: string;
   readonly from: { number: string; name: string };
