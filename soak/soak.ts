@@ -54,6 +54,7 @@ const bridge = spawn(process.execPath, ['bin/confmux.mjs', 'serve', '--config', 
 });
 // whatever happens, the bridge this run started goes with it
 process.once('exit', () => bridge.kill('SIGKILL'));
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
 const port = await new Promise<number>((resolve, reject) => {
   let out: string | null = '';
   const timer = setTimeout(() => reject(new Error('bridge did not start')), 20000);

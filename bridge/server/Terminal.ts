@@ -238,7 +238,7 @@ export class Terminal extends EventEmitter<TerminalEvents> {
   }
 
   private placeCall(msg: Extract<ControlRequest, { type: 'call' }>): void {
-    const { config, driver, tokens } = this.deps;
+    const { config, driver } = this.deps;
     if (!this.registered) return this.reply(msg.id, 'NOT_REGISTERED');
     if (!this.deps.acceptingCalls()) return this.reply(msg.id, 'SHUTTING_DOWN');
     if (!driver.isUp) return this.reply(msg.id, 'PBX_UNAVAILABLE');

@@ -223,25 +223,14 @@ export class AsteriskCall extends EventEmitter<DriverCallEvents> implements Driv
    * channel goes on into the dialed extension (a video room), carrying audio and video itself.
    */
   private async runVideo(video: VideoCodec): Promise<void> {
-    const { link, app } = this.opts;
     try {
       const leg = await this.createSipLeg(video);
       if (this.ending) return;
       this.roomSideId = this.dialId;
       this.track(this.dialId);
       const name = this.req.name.replace(/["<>\\]/g, '') + (this.req.content ? ' (content)' : '');
-      await link.originate({
-        endpoint: `PJSIP/${this.opts.sipEndpoint}/${leg.uri}`,
-        app,
-        appArgs: `video,${this.req.callId}`,
-        channelId: this.dialId,
-        otherChannelId: `${this.dialId}-other`,
-        callerId: `"${name}" <${this.req.number}>`,
-        timeoutS: this.opts.dialTimeoutS,
-        formats: `ulaw,${video.sdpName.toLowerCase()}`,
-        // CONFMUX_CONTENT=1 makes the room's dialplan pick the marked presenter profile
-        variables: { CONFMUX_TERMINAL: this.req.number, CONFMUX_TERMINAL_NAME: name, CONFMUX_CALL: this.req.callId, CONFMUX_CONTENT: this.req.content ? '1' : '0' },
-      });
+      // CONFMUX_CONTENT=1 makes the room's dialplan pick the marked presenter profile
+      await this.dialSipLeg(leg, this.dialId, name, { CONFMUX_TERMINAL: this.req.number, CONFMUX_TERMINAL_NAME: name, CONFMUX_CALL: this.req.callId, CONFMUX_CONTENT: this.req.content ? '1' : '0' });
       this.created.add(this.dialId);
       if (!this.ending && !this.answered) this.emit('ringing');
     } catch (err) {
@@ -249,6 +238,21 @@ export class AsteriskCall extends EventEmitter<DriverCallEvents> implements Driv
       if (!this.ending) this.log.warn({ err: message }, 'video call set-up failed');
       void this.finish({ reason: 'failed', message });
     }
+  }
+
+  /** Asterisk dials the SIP leg (PJSIP, u-law and the leg's video codec) into our app as `channelId`. */
+  private async dialSipLeg(leg: SipMediaLeg, channelId: string, name: string, variables?: Record<string, string>): Promise<void> {
+    await this.opts.link.originate({
+      endpoint: `PJSIP/${this.opts.sipEndpoint}/${leg.uri}`,
+      app: this.opts.app,
+      appArgs: `video,${this.req.callId}`,
+      channelId,
+      otherChannelId: `${channelId}-other`,
+      callerId: `"${name}" <${this.req.number}>`,
+      timeoutS: this.opts.dialTimeoutS,
+      formats: `ulaw,${leg.video.sdpName.toLowerCase()}`,
+      ...(variables ? { variables } : {}),
+    });
   }
 
   /** The bridge's SIP user agent side of a call with video, wired to this call. */
@@ -278,7 +282,7 @@ export class AsteriskCall extends EventEmitter<DriverCallEvents> implements Driv
    * caller's audio and video reach the terminal through the leg.
    */
   private async runInboundVideo(video: VideoCodec): Promise<void> {
-    const { link, app } = this.opts;
+    const { link } = this.opts;
     try {
       const leg = await this.createSipLeg(video);
       if (this.ending) return;
@@ -287,17 +291,7 @@ export class AsteriskCall extends EventEmitter<DriverCallEvents> implements Driv
       await link.createBridge(this.bridgeId, 'mixing');
       this.bridgeCreated = true;
       if (this.ending) return;
-      const name = this.req.name.replace(/["<>\\]/g, '');
-      await link.originate({
-        endpoint: `PJSIP/${this.opts.sipEndpoint}/${leg.uri}`,
-        app,
-        appArgs: `video,${this.req.callId}`,
-        channelId: this.emId,
-        otherChannelId: `${this.emId}-other`,
-        callerId: `"${name}" <${this.req.number}>`,
-        timeoutS: this.opts.dialTimeoutS,
-        formats: `ulaw,${video.sdpName.toLowerCase()}`,
-      });
+      await this.dialSipLeg(leg, this.emId, this.req.name.replace(/["<>\\]/g, ''));
       this.created.add(this.emId);
     } catch (err) {
       const message = (err as Error).message;

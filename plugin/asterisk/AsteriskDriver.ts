@@ -8,7 +8,6 @@ import { createHash } from 'node:crypto';
 import { safeEqual } from '../credentials.ts';
 import type { Logger } from '../../bridge/logger.ts';
 import type { Config } from '../../bridge/config.ts';
-import type { AudioCodec } from '../../bridge/protocol/codecs.ts';
 import type { DriverEvents, MediaServerDriver, PlaceCallRequest, Presence } from '../driver.ts';
 import type { AriChannel, AriEvent, AriLink } from './AriLink.ts';
 import { AriClientLink } from './AriClientLink.ts';

@@ -125,7 +125,6 @@ export class FreeSwitchCall extends EventEmitter<DriverCallEvents> implements Dr
   private leg: UnicastMediaLeg | null = null;
   private created = false;
   private rang = false;
-  private parked = false;
   private mediaStarted = false;
   private answered = false;
   private kicked = false;
@@ -220,7 +219,7 @@ export class FreeSwitchCall extends EventEmitter<DriverCallEvents> implements Dr
     this.created = true;
     await this.opts.link.api(`uuid_answer ${this.mediaUuid}`);
     if (this.ending) return;
-    this.parked = true; // it waits in park() in the dialplan (the invitation extension)
+    // it waits in park() in the dialplan (the invitation extension)
     await this.startMedia();
   }
 
@@ -260,7 +259,6 @@ export class FreeSwitchCall extends EventEmitter<DriverCallEvents> implements Dr
         break;
       case 'CHANNEL_PARK':
         if (uuid === this.mediaUuid && !this.inbound) {
-          this.parked = true;
           void this.startMedia().catch((err: unknown) => {
             if (!this.ending) void this.finish({ reason: 'failed', message: `unicast: ${(err as Error).message}` });
           });
