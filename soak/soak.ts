@@ -10,7 +10,7 @@
  */
 import { spawn } from 'node:child_process';
 import { createWriteStream, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createNodeTerminal } from '../bridge/sdk/node.ts';
@@ -156,12 +156,19 @@ function percentiles(v: number[]): { p50: number; p99: number; max: number; n: n
   return { p50: at(0.5), p99: at(0.99), max: s[s.length - 1] ?? 0, n: s.length };
 }
 
+bridge.once('exit', (code, signal) => {
+  process.stdout.write(`the bridge exited (${signal ?? code}) before the soak ended: see ${bridgeLog}\n`);
+  process.exit(1);
+});
+
 const progress = setInterval(() => {
   const now = procStats(bridge.pid!);
-  process.stdout.write(`[${new Date().toISOString().slice(11, 19)}] calls ${stats.callsCompleted} ok / ${stats.callsFailed} failed, errors ${stats.errors}, bridge RSS ${now.rssMb} MB, fds ${now.fds}\n`);
+  const top = [...stats.messages].sort((a, b) => b[1] - a[1]).slice(0, 3).map(([m, n]) => `${n}x ${m}`);
+  process.stdout.write(`[${new Date().toISOString().slice(11, 19)}] calls ${stats.callsCompleted} ok / ${stats.callsFailed} failed, errors ${stats.errors}, bridge RSS ${now.rssMb} MB, fds ${now.fds}, load ${loadavg()[0]!.toFixed(1)}${top.length ? `\n    ${top.join('\n    ')}` : ''}\n`);
 }, 60_000);
 await Promise.all(Array.from({ length: terminals }, (_, i) => worker(i)));
 clearInterval(progress);
+bridge.removeAllListeners('exit');
 await new Promise((r) => setTimeout(r, 2000));
 const end = procStats(bridge.pid!);
 const left = (await asteriskRx('core show channels concise')).split('\n').filter((l) => l.includes(app) || l.includes('!confmux-'));
