@@ -14,6 +14,8 @@ export interface AriClientLinkOptions {
   user: string;
   password: string;
   app: string;
+  /** more Stasis applications served on the same events socket (a worker's shared invitation app) */
+  extraApps?: readonly string[];
   requestTimeoutMs: number;
   log: Logger;
 }
@@ -92,7 +94,7 @@ export class AriClientLink extends EventEmitter<AriLinkEvents> implements AriLin
     });
     this.client = client;
     try {
-      await client.start(this.opts.app);
+      await client.start(this.opts.extraApps?.length ? [this.opts.app, ...this.opts.extraApps] : this.opts.app);
     } catch (err) {
       this.discard(client);
       throw err;
@@ -269,6 +271,10 @@ export class AriClientLink extends EventEmitter<AriLinkEvents> implements AriLin
 
   continueInDialplan(channelId: string, context: string, extension: string, priority: number): Promise<void> {
     return this.request('continue', (c) => c.channels.continueInDialplan!({ channelId, context, extension, priority }), () => undefined);
+  }
+
+  move(channelId: string, app: string, appArgs: string): Promise<void> {
+    return this.request('move', (c) => c.channels.move!({ channelId, app, appArgs }), () => undefined);
   }
 
   ring(channelId: string): Promise<void> {

@@ -71,6 +71,8 @@ export interface AriLink extends EventEmitter<AriLinkEvents> {
   getVariable(channelId: string, variable: string): Promise<string>;
   setVariable(channelId: string, variable: string, value: string): Promise<void>;
   answer(channelId: string): Promise<void>;
+  /** Moves a channel in one of our apps into another Stasis app (ARI channels/{id}/move). */
+  move(channelId: string, app: string, appArgs: string): Promise<void>;
   /** Sends a channel in our app on into the dialplan (it leaves the app). */
   continueInDialplan(channelId: string, context: string, extension: string, priority: number): Promise<void>;
   /** Indicates ringing to the channel's caller. */

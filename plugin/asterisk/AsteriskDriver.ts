@@ -20,11 +20,25 @@ const DEVICE_STATES: Readonly<Record<Presence, string>> = Object.freeze({ availa
 /** Terminal device states are Stasis:<number>; a hint `exten => 1001,hint,Stasis:1001` shows them. */
 export const DEVICE_PREFIX = 'Stasis:';
 
+/**
+ * With several worker processes each has its own Stasis app (`<app>-w<k>`), but the dialplan
+ * invites terminals into one shared app (`Stasis(<app>,invite,N)`). One worker also serves the
+ * shared app and moves each invitation into the app of the worker that holds the terminal.
+ */
+export interface InviteRouting {
+  /** the shared application the dialplan names */
+  sharedApp: string;
+  /** the app of the worker that holds `number`, or null when it is this worker */
+  appFor(number: string): string | null;
+}
+
 export interface AsteriskDriverOptions {
   config: Config['asterisk'];
   log: Logger;
   /** for tests: another AriLink implementation */
   link?: AriLink;
+  /** this worker also serves the shared invitation app (server.workers > 1) */
+  inviteRouting?: InviteRouting;
 }
 
 export class AsteriskDriver extends EventEmitter<DriverEvents> implements MediaServerDriver {
@@ -38,10 +52,12 @@ export class AsteriskDriver extends EventEmitter<DriverEvents> implements MediaS
   private readonly calls = new Set<AsteriskCall>();
   private closed = false;
   private readonly sweeper: NodeJS.Timeout;
+  private readonly inviteRouting: InviteRouting | null;
 
   constructor(opts: AsteriskDriverOptions) {
     super();
     this.cfg = opts.config;
+    this.inviteRouting = opts.inviteRouting ?? null;
     this.log = opts.log.child({ driver: 'asterisk' });
     this.link =
       opts.link ??
@@ -50,6 +66,7 @@ export class AsteriskDriver extends EventEmitter<DriverEvents> implements MediaS
         user: this.cfg.user,
         password: this.cfg.password,
         app: this.cfg.app,
+        ...(this.inviteRouting ? { extraApps: [this.inviteRouting.sharedApp] } : {}),
         requestTimeoutMs: this.cfg.requestTimeoutMs,
         log: this.log,
       });
@@ -92,7 +109,20 @@ export class AsteriskDriver extends EventEmitter<DriverEvents> implements MediaS
       owner.handleEvent(event);
       return;
     }
-    if (event.type === 'StasisStart' && event.args[0] === 'invite') this.onInvite(event.channel, event.args[1] ?? '');
+    if (event.type === 'StasisStart' && event.args[0] === 'invite') {
+      const number = event.args[1] ?? '';
+      const target = this.inviteRouting && event.application === this.inviteRouting.sharedApp ? this.inviteRouting.appFor(number) : null;
+      if (target) this.moveInvite(event.channel, number, target);
+      else this.onInvite(event.channel, number);
+    }
+  }
+
+  /** An invitation for a terminal held by another worker: into that worker's app it goes. */
+  private moveInvite(channel: AriChannel, number: string, app: string): void {
+    this.link.move(channel.id, app, `invite,${number}`).catch((err: unknown) => {
+      this.log.warn({ err: (err as Error).message, terminal: number, app }, 'invitation not handed to its worker');
+      void this.link.hangup(channel.id, 20).catch(() => undefined);
+    });
   }
 
   /** Stasis(<app>,invite,<number>): the PBX invites a terminal. */

@@ -203,6 +203,66 @@ test('video room 715: the page camera reaches another terminal and its video is 
   assert.match(h1, /^320x240:/, "the canvas shows the other terminal's 320x240 picture");
 });
 
+test('a terminal video-calls the page through the PBX: the page rings "video call", accepts, and each sees the other', async () => {
+  const { execFileSync } = await import('node:child_process');
+  const { readFileSync, writeFileSync: write } = await import('node:fs');
+  const { createNodeTerminal } = await import('../../bridge/sdk/node.ts');
+  const { splitAccessUnits } = await import('../../bridge/media/h264Stream.ts');
+  const { isH264Keyframe } = await import('../../plugin/rtp/h264.ts');
+  const file = join(dir, 'caller-cam.h264');
+  execFileSync('ffmpeg', ['-loglevel', 'error', '-y', '-f', 'lavfi', '-i', 'testsrc=size=320x240:rate=15', '-t', '4', '-c:v', 'libx264', '-profile:v', 'baseline', '-pix_fmt', 'yuv420p', '-g', '15', '-bf', '0', '-f', 'h264', file]);
+  const aus = splitAccessUnits(readFileSync(file));
+  const { page } = browser;
+  await page.goto(httpUrl());
+  assert.match(await signIn(page, '1007', 'sandbox-1007'), /registered/);
+  await page.check('#video-on');
+  const node = createNodeTerminal({ url: bridge.url, number: '1006', password: 'sandbox-1006' });
+  await node.connect();
+  await node.register();
+  // 1007 in confmux-rooms: Dial(Local/1007@confmux-terminals) carries the caller's video formats
+  const call = await node.call('1007', { video: ['H264/90000'] });
+  await page.waitForSelector('#incoming', { state: 'visible', timeout: 5000 });
+  assert.match((await page.textContent('#incoming-text')) ?? '', /video call from .*1006/i);
+  await page.click('#accept');
+  await page
+    .waitForFunction(() => /in call/.test(document.getElementById('state')?.textContent ?? ''), undefined, { timeout: 10000 })
+    .catch(async (err: Error) => assert.fail(`${err.message}: state ${await stateText(page)}, error ${await page.textContent('#error')}`));
+  await call.answered();
+  const fromPage: Uint8Array[] = [];
+  let key = false;
+  call.on('video', (f, k) => {
+    key ||= k;
+    if (key) fromPage.push(Uint8Array.from(f));
+  });
+  let i = 0;
+  call.on('keyframeRequest', () => {
+    while (!isH264Keyframe(aus[i % aus.length]!)) i++;
+  });
+  const tone = new Uint8Array(640);
+  const timer = setInterval(() => {
+    call.sendAudio(tone);
+    if (i % 3 === 0) {
+      const au = aus[(i / 3) % aus.length]!;
+      call.sendVideo(au, isH264Keyframe(au), (i * 2000) >>> 0);
+    }
+    i++;
+  }, 22);
+  await new Promise((r) => setTimeout(r, 4000));
+  const stats = await page.evaluate(() => (window as unknown as { confmux: { stats(): Record<string, number> } }).confmux.stats());
+  await screenshot('video-invitation');
+  clearInterval(timer);
+  await call.hangup();
+  node.close();
+  const rec = join(dir, 'from-invited-page.h264');
+  write(rec, Buffer.concat(fromPage));
+  const probe = execFileSync('ffprobe', ['-v', 'quiet', '-count_frames', '-select_streams', 'v:0', '-show_entries', 'stream=width,height,nb_read_frames', '-of', 'csv=p=0', rec]).toString().trim();
+  console.log(`the caller got ${fromPage.length} frames from the page (ffprobe: ${probe}); page stats ${JSON.stringify(stats)}`);
+  const [w, h, frames] = probe.split(',').map(Number);
+  assert.ok(w! > 0 && h! > 0 && frames! >= 20, "the page's camera reaches the caller as decodable H.264");
+  assert.ok(stats.videoDrawn! >= 10, "the page draws the caller's video");
+  assert.deepEqual(await waitNoChannels((l) => l.startsWith('Local/1007@') || l.includes(`${call.id}-`), 5000), [], 'no channel left behind');
+});
+
 test('screen sharing from the page: another terminal in presentation room 721 sees it while shared', async () => {
   const { createNodeTerminal } = await import('../../bridge/sdk/node.ts');
   const { page } = browser;
