@@ -116,7 +116,9 @@ interface Bridge {
 }
 
 async function startBridge(): Promise<Bridge> {
-  const child = spawn(process.execPath, ['--import', TSX, SERVER], {
+  // CONFMUX_BENCH_BRIDGE_NODE_ARGS: extra node options for the bridge, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
+  const extra = (process.env.CONFMUX_BENCH_BRIDGE_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...extra, '--import', TSX, SERVER], {
     stdio: ['pipe', 'pipe', 'inherit'],
     env: { ...process.env, CONFMUX_BENCH_PASSWORD: PASSWORD },
   });
