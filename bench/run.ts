@@ -6,18 +6,24 @@
  * measures what comes back through the echo: messages/s each way, loss, round-trip latency, and
  * the bridge's CPU and RSS from /proc/<pid>.
  *
- * Raw `ws` clients (not the SDK) keep the generator's own cost low: no per-frame objects beyond the
- * frame buffer, a zero masking key (a valid RFC 6455 key; the bridge still unmasks every frame).
+ * Raw `ws` clients (not the SDK) keep the generator's own cost low: once a terminal's audio is
+ * bound, its frames are written straight to the socket as whole WebSocket frames (masked with a
+ * zero key: a valid RFC 6455 key; the bridge still checks and unmasks every frame) and read back
+ * by MediaFrameReader (the bridge's own fast frame reader), so the generator costs less than the
+ * bridge and leaves it the CPU.
  * Loopback only; every run is bounded in streams and time and stops by itself.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
+import { EventEmitter, once } from 'node:events';
 import { cpus } from 'node:os';
-import { performance } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
+import type { Socket } from 'node:net';
 import { FRAME_HEADER_BYTES, writeFrameHeader } from '../bridge/protocol/frame.ts';
+import { MediaFrameReader } from '../bridge/server/MediaFrameReader.ts';
+import { rawSocket } from '../bridge/server/wsFrames.ts';
 import { Histogram, cpuModel, cpuSeconds, rssBytes } from './proc.ts';
 
 export interface BenchOptions {
@@ -82,6 +88,10 @@ export interface StepResult {
   rssPerTerminalBytes: number;
   /** connections that closed while they should not have */
   unexpectedCloses: number;
+  /** the bridge's event loop in the window: its delay is its share of the latency tail */
+  bridgeLoop: LoopStats | null;
+  /** the load generator's own event-loop delay in the window (its share of the tail) */
+  loadLoopDelayMs: { p50: number; p99: number; max: number };
   held: boolean;
 }
 
@@ -113,6 +123,26 @@ interface Bridge {
   child: ChildProcess;
   pid: number;
   port: number;
+  /** the bridge's JSON lines on stdout ('json' events; anything else it prints goes to stderr) */
+  lines: EventEmitter;
+}
+
+export interface LoopStats {
+  /** event-loop delay in the window, ms (its 1 ms sampling timer's own interval included) */
+  loopDelayMs: { p50: number; p99: number; max: number };
+  /** fraction of the window the event loop was busy */
+  loopUtilization: number;
+}
+
+async function bridgeStats(bridge: Bridge): Promise<LoopStats | null> {
+  try {
+    const answer = once(bridge.lines, 'json');
+    bridge.child.stdin!.write('stats\n');
+    const [line] = (await Promise.race([answer, sleep(2000).then(() => [null])])) as [string | null];
+    return line ? (JSON.parse(line) as LoopStats) : null;
+  } catch {
+    return null;
+  }
 }
 
 async function startBridge(): Promise<Bridge> {
@@ -122,16 +152,20 @@ async function startBridge(): Promise<Bridge> {
     stdio: ['pipe', 'pipe', 'inherit'],
     env: { ...process.env, CONFMUX_BENCH_PASSWORD: PASSWORD },
   });
-  const lines = createInterface({ input: child.stdout! });
+  const lines = new EventEmitter();
+  createInterface({ input: child.stdout! }).on('line', (line) => {
+    if (line.startsWith('{')) lines.emit('json', line);
+    else process.stderr.write(`bridge: ${line}\n`);
+  });
   const first = await Promise.race([
-    once(lines, 'line').then(([l]) => l as string),
+    once(lines, 'json').then(([l]) => l as string),
     once(child, 'exit').then(() => {
       throw new Error('the bridge under benchmark exited before it listened');
     }),
     new Promise<never>((_, reject) => setTimeout(() => reject(new Error('the bridge under benchmark did not start within 20 s')), 20000).unref()),
   ]);
   const { port, pid } = JSON.parse(first) as { port: number; pid: number };
-  return { child, pid, port };
+  return { child, pid, port, lines };
 }
 
 async function stopBridge(bridge: Bridge): Promise<void> {
@@ -147,6 +181,8 @@ async function stopBridge(bridge: Bridge): Promise<void> {
 class Lane {
   ctl: WebSocket | null = null;
   audio: WebSocket | null = null;
+  /** the audio connection's TCP socket, written to directly once bound */
+  socket: Socket | null = null;
   frame = 0;
   received = 0;
   closing = false;
@@ -219,9 +255,15 @@ class Load {
             });
             audio.on('open', () => audio.send(JSON.stringify({ type: 'bind', v: 1, kind: 'audio', number: lane.number, callId: msg.callId, token: msg.media!.audio!.token })));
             audio.on('message', (d: Buffer, bin: boolean) => {
-              if (bin) return this.onFrame(lane, d);
+              if (bin) return this.onFrame(lane, d, 0, d.length);
               if ((JSON.parse(d.toString()) as { type: string }).type === 'bound') {
                 audioBound = true;
+                // from now on: frames read by the fast reader, written whole to the socket
+                const socket = rawSocket(audio);
+                if (socket) {
+                  new MediaFrameReader(socket, audio, (buf, start, end) => this.onFrame(lane, buf, start, end), 65535, false);
+                  lane.socket = socket;
+                }
                 ready();
               }
             });
@@ -239,31 +281,42 @@ class Load {
     });
   }
 
-  /** a frame back from the bridge: its payload carries the send time, lane and frame number */
-  private onFrame(lane: Lane, data: Buffer): void {
+  /** a frame back from the bridge, at data[start, end): its payload carries the send time, lane and frame number */
+  private onFrame(lane: Lane, data: Buffer, start: number, end: number): void {
     const now = performance.now();
     lane.received++;
     this.receivedTotal++;
     if (now >= this.windowStart && now < this.windowEnd) this.receivedInWindow++;
-    if (data.length < FRAME_HEADER_BYTES + 8) return;
-    const sentAt = data.readDoubleLE(FRAME_HEADER_BYTES);
+    if (end - start < FRAME_HEADER_BYTES + 8) return;
+    const sentAt = data.readDoubleLE(start + FRAME_HEADER_BYTES);
     if (sentAt >= this.windowStart && sentAt < this.windowEnd) this.hist.add(now - sentAt);
   }
 
   private send(lane: Lane): void {
     const ws = lane.audio;
-    if (ws === null || ws.readyState !== WebSocket.OPEN) return;
+    const socket = lane.socket;
+    if (ws === null || socket === null || ws.readyState !== WebSocket.OPEN) return;
     const now = performance.now();
     const n = lane.frame++;
-    const buf = Buffer.allocUnsafe(FRAME_HEADER_BYTES + this.payloadBytes);
-    writeFrameHeader(buf, 0, 0, n === 0 ? 1 : 0, n & 0xffff, (n * 160) >>> 0);
-    buf.fill(0xff, FRAME_HEADER_BYTES); // u-law silence
-    buf.writeDoubleLE(now, FRAME_HEADER_BYTES);
-    buf.writeUInt32LE(lane.index, FRAME_HEADER_BYTES + 8);
-    buf.writeUInt32LE(n, FRAME_HEADER_BYTES + 12);
+    // one buffer: WebSocket header (FIN + binary, masked, zero key), confmux header, payload
+    const size = FRAME_HEADER_BYTES + this.payloadBytes;
+    const at = size < 126 ? 6 : 8;
+    const buf = Buffer.allocUnsafe(at + size);
+    buf[0] = 0x82;
+    if (size < 126) buf[1] = 0x80 | size;
+    else {
+      buf[1] = 0x80 | 126;
+      buf.writeUInt16BE(size, 2);
+    }
+    buf.fill(0, at - 4, at);
+    writeFrameHeader(buf, 0, 0, n === 0 ? 1 : 0, n & 0xffff, (n * 160) >>> 0, at);
+    buf.fill(0xff, at + FRAME_HEADER_BYTES); // u-law silence
+    buf.writeDoubleLE(now, at + FRAME_HEADER_BYTES);
+    buf.writeUInt32LE(lane.index, at + FRAME_HEADER_BYTES + 8);
+    buf.writeUInt32LE(n, at + FRAME_HEADER_BYTES + 12);
     this.sentTotal++;
     if (now >= this.windowStart && now < this.windowEnd) this.sentInWindow++;
-    ws.send(buf);
+    socket.write(buf);
   }
 
   /**
@@ -323,9 +376,12 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
   const stepBy = options.stepBy ?? options.streams;
   const concurrency = options.connectConcurrency ?? 64;
   if (payloadBytes < 16) throw new Error('payloadBytes must be at least 16 (send time, lane, frame number)');
+  if (payloadBytes > 4086) throw new Error('payloadBytes must be at most 4086 (the bridge\'s maxAudioFrameBytes of 4096, header included)');
   const deadline = performance.now() + (options.timeLimitSeconds ?? 240) * 1000;
 
   const bridge = await startBridge();
+  const loadDelay = monitorEventLoopDelay({ resolution: 1 });
+  loadDelay.enable();
   const hardStop = setTimeout(() => {
     log('time limit reached: stopping');
     bridge.child.kill('SIGKILL');
@@ -382,6 +438,8 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       const sampler = setTimeout(() => {
         cpu0 = cpuSeconds(bridge.pid);
         load0 = process.cpuUsage();
+        bridge.child.stdin!.write('reset\n');
+        loadDelay.reset();
       }, warmup * 1000);
       let cpu1 = 0;
       let load1 = load0;
@@ -399,6 +457,8 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         load1 = process.cpuUsage(load0);
         rss = rssBytes(bridge.pid);
       }
+      const bridgeLoop = await bridgeStats(bridge);
+      const loadLoopDelayMs = { p50: loadDelay.percentile(50) / 1e6, p99: loadDelay.percentile(99) / 1e6, max: loadDelay.max / 1e6 };
       const windowS = options.seconds;
       // let the last frames come back
       const graceEnd = performance.now() + 1000;
@@ -431,6 +491,8 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         bridgeRssBytes: rss,
         rssPerTerminalBytes: (rss - result.baselineRssBytes) / target,
         unexpectedCloses: load.unexpectedCloses,
+        bridgeLoop,
+        loadLoopDelayMs,
         held: false,
       };
       droppedBefore = droppedNow ?? droppedBefore;
@@ -457,6 +519,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     load.closeAll();
     await sleep(100);
     await stopBridge(bridge);
+    loadDelay.disable();
     clearTimeout(hardStop);
   }
   return result;
@@ -473,6 +536,7 @@ export function formatStep(s: StepResult): string {
     `bridge CPU ${f2(s.bridgeCpu)} core (${f2(s.cpuMicrosPerMessage)} µs/msg), load generator ${f2(s.loadCpu)} core`,
     `bridge RSS ${f1(s.bridgeRssBytes / 1048576)} MiB, ${f1(s.rssPerTerminalBytes / 1024)} kB per terminal`,
     `round trip p50 ${f2(s.rttMs.p50)} p99 ${f2(s.rttMs.p99)} p999 ${f2(s.rttMs.p999)} max ${f2(s.rttMs.max)} ms (one way ≈ half: p99 ${f2(s.rttMs.p99 / 2)} ms)`,
+    `event-loop delay p99 / max: bridge ${s.bridgeLoop ? `${f2(s.bridgeLoop.loopDelayMs.p99)} / ${f2(s.bridgeLoop.loopDelayMs.max)} ms (loop busy ${f2(s.bridgeLoop.loopUtilization)})` : '-'}, load generator ${f2(s.loadLoopDelayMs.p99)} / ${f2(s.loadLoopDelayMs.max)} ms`,
   ].join('\n  ');
 }
 

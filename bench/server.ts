@@ -5,7 +5,13 @@
  *
  * Listens on 127.0.0.1, port 0; prints one JSON line {"port":N} on stdout when ready. Exits when
  * its stdin closes (the benchmark ended or died) or on SIGTERM / SIGINT.
+ *
+ * Lines on stdin: "reset" starts a measurement window, "stats" answers with one JSON line: the
+ * event-loop delay (p50, p99, max, ms) and utilisation since the last reset. A frame that arrives
+ * while the loop is busy waits that long: the delay is the bridge's share of the latency tail.
  */
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
+import { createInterface } from 'node:readline';
 import { loadConfig } from '../bridge/config.ts';
 import { createLogger } from '../bridge/logger.ts';
 import { BridgeServer } from '../bridge/server/BridgeServer.ts';
@@ -40,8 +46,22 @@ async function stop(): Promise<void> {
   await driver.close();
   process.exit(0);
 }
+// 1 ms resolution: the delay histogram's own timer wakes the loop 1000 times a second (cheap next
+// to the load; the same in every run)
+const delay = monitorEventLoopDelay({ resolution: 1 });
+delay.enable();
+let elu = performance.eventLoopUtilization();
+createInterface({ input: process.stdin }).on('line', (line) => {
+  if (line === 'reset') {
+    delay.reset();
+    elu = performance.eventLoopUtilization();
+  } else if (line === 'stats') {
+    const ms = (ns: number): number => ns / 1e6;
+    const u = performance.eventLoopUtilization(elu);
+    process.stdout.write(`${JSON.stringify({ loopDelayMs: { p50: ms(delay.percentile(50)), p99: ms(delay.percentile(99)), max: ms(delay.max) }, loopUtilization: u.utilization })}\n`);
+  }
+});
 process.stdin.on('end', () => void stop());
 process.stdin.on('error', () => void stop());
-process.stdin.resume();
 process.on('SIGTERM', () => void stop());
 process.on('SIGINT', () => void stop());

@@ -10,7 +10,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { createServer, connect, type Socket } from 'node:net';
-import { performance } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -307,6 +307,8 @@ export async function runCoturn(o: CoturnOptions): Promise<StepResult> {
     '--total-quota', '0', '--user-quota', '0', '--max-bps', '0', '--stale-nonce', '0',
   ], { stdio: 'ignore' });
   const load = new TurnLoad(o.dataBytes);
+  const loadDelay = monitorEventLoopDelay({ resolution: 1 });
+  loadDelay.enable();
   try {
     // wait for coturn to listen
     const up = performance.now() + 10000;
@@ -346,6 +348,7 @@ export async function runCoturn(o: CoturnOptions): Promise<StepResult> {
     const s0 = setTimeout(() => {
       cpu0 = cpuSeconds(turn.pid!);
       l0 = process.cpuUsage();
+      loadDelay.reset();
     }, o.warmupSeconds * 1000);
     const s1 = setTimeout(() => {
       cpu1 = cpuSeconds(turn.pid!);
@@ -379,6 +382,8 @@ export async function runCoturn(o: CoturnOptions): Promise<StepResult> {
       bridgeRssBytes: rss,
       rssPerTerminalBytes: (rss - baseline) / o.streams,
       unexpectedCloses: load.unexpectedCloses,
+      bridgeLoop: null,
+      loadLoopDelayMs: { p50: loadDelay.percentile(50) / 1e6, p99: loadDelay.percentile(99) / 1e6, max: loadDelay.max / 1e6 },
       held: false,
     };
   } finally {
@@ -386,6 +391,7 @@ export async function runCoturn(o: CoturnOptions): Promise<StepResult> {
       lane.closing = true;
       lane.sock?.destroy();
     }
+    loadDelay.disable();
     await Promise.all([stop(turn), stop(peer)]);
     rmSync(dir, { recursive: true, force: true });
   }
