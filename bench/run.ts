@@ -110,7 +110,7 @@ export interface BenchResult {
   stoppedBy: string;
 }
 
-const PASSWORD = 'bench-echo-password';
+export const PASSWORD = 'bench-echo-password';
 const FRAME_MS = 20;
 const SERVER = fileURLToPath(new URL('./server.ts', import.meta.url));
 const TSX = import.meta.resolve('tsx');
@@ -119,7 +119,7 @@ const zeroMask = (mask: Buffer): void => {
   mask.fill(0);
 };
 
-interface Bridge {
+export interface Bridge {
   child: ChildProcess;
   pid: number;
   port: number;
@@ -132,9 +132,14 @@ export interface LoopStats {
   loopDelayMs: { p50: number; p99: number; max: number };
   /** fraction of the window the event loop was busy */
   loopUtilization: number;
+  /** V8 heap in use and memory outside it (Buffers) when asked */
+  heapUsedBytes?: number;
+  externalBytes?: number;
+  /** terminals with a bound control connection */
+  terminals?: number;
 }
 
-async function bridgeStats(bridge: Bridge): Promise<LoopStats | null> {
+export async function bridgeStats(bridge: Bridge): Promise<LoopStats | null> {
   try {
     const answer = once(bridge.lines, 'json');
     bridge.child.stdin!.write('stats\n');
@@ -145,12 +150,16 @@ async function bridgeStats(bridge: Bridge): Promise<LoopStats | null> {
   }
 }
 
-async function startBridge(): Promise<Bridge> {
+/**
+ * Starts bench/server.ts. Its open-files limit is raised to the hard limit first (a shell's
+ * `ulimit -n`), so that it can hold as many terminals as the load generator opens.
+ */
+export async function startBridge(env: Record<string, string> = {}): Promise<Bridge> {
   // CONFMUX_BENCH_BRIDGE_NODE_ARGS: extra node options for the bridge, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
   const extra = (process.env.CONFMUX_BENCH_BRIDGE_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const child = spawn(process.execPath, [...extra, '--import', TSX, SERVER], {
+  const child = spawn('/bin/sh', ['-c', 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$0" "$@"', process.execPath, ...extra, '--import', TSX, SERVER], {
     stdio: ['pipe', 'pipe', 'inherit'],
-    env: { ...process.env, CONFMUX_BENCH_PASSWORD: PASSWORD },
+    env: { ...process.env, ...env, CONFMUX_BENCH_PASSWORD: PASSWORD },
   });
   const lines = new EventEmitter();
   createInterface({ input: child.stdout! }).on('line', (line) => {
@@ -168,7 +177,7 @@ async function startBridge(): Promise<Bridge> {
   return { child, pid, port, lines };
 }
 
-async function stopBridge(bridge: Bridge): Promise<void> {
+export async function stopBridge(bridge: Bridge): Promise<void> {
   if (bridge.child.exitCode !== null) return;
   const exited = once(bridge.child, 'exit');
   bridge.child.stdin!.end();
@@ -365,7 +374,7 @@ async function bridgeDropped(port: number): Promise<number | null> {
   }
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 export async function runBench(options: BenchOptions): Promise<BenchResult> {
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));

@@ -26,7 +26,14 @@ const config = loadConfig({
     asterisk: { password: 'unused-by-the-echo-stand-in' },
     log: { level: process.env.CONFMUX_BENCH_LOG ?? 'silent' },
     // the load generator opens every terminal from 127.0.0.1: lift the per-address admission limits
-    limits: { maxConnectionsPerIp: 1_000_000, maxUnauthenticated: 1_000_000, connectionsPerSecondPerIp: 1_000_000, connectionBurstPerIp: 1_000_000 },
+    limits: {
+      maxConnectionsPerIp: 1_000_000,
+      maxUnauthenticated: 1_000_000,
+      connectionsPerSecondPerIp: 1_000_000,
+      connectionBurstPerIp: 1_000_000,
+      // idle mode pings more often than the default 15 s, to see heartbeats within its window
+      ...(process.env.CONFMUX_BENCH_HEARTBEAT_MS ? { heartbeatIntervalMs: Number(process.env.CONFMUX_BENCH_HEARTBEAT_MS) } : {}),
+    },
   },
 });
 const log = createLogger(config.log.level);
@@ -58,7 +65,8 @@ createInterface({ input: process.stdin }).on('line', (line) => {
   } else if (line === 'stats') {
     const ms = (ns: number): number => ns / 1e6;
     const u = performance.eventLoopUtilization(elu);
-    process.stdout.write(`${JSON.stringify({ loopDelayMs: { p50: ms(delay.percentile(50)), p99: ms(delay.percentile(99)), max: ms(delay.max) }, loopUtilization: u.utilization })}\n`);
+    const mem = process.memoryUsage();
+    process.stdout.write(`${JSON.stringify({ loopDelayMs: { p50: ms(delay.percentile(50)), p99: ms(delay.percentile(99)), max: ms(delay.max) }, loopUtilization: u.utilization, heapUsedBytes: mem.heapUsed, externalBytes: mem.external, terminals: server.terminalCount })}\n`);
   }
 });
 process.stdin.on('end', () => void stop());

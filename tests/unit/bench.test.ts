@@ -3,6 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { runBench } from '../../bench/run.ts';
+import { formatIdle, runIdle } from '../../bench/idle.ts';
 
 const quiet = (): void => undefined;
 
@@ -39,4 +40,18 @@ test('bench --step: adds streams per step up to --max-streams and reports the hi
   for (const s of r.steps) assert.equal(s.lost, 0);
   assert.equal(r.highestHeld, 20);
   assert.match(r.stoppedBy, /max-streams/);
+});
+
+test('bench --idle: terminals bind and register, are heartbeaten and stay; memory and CPU are sane', async () => {
+  const r = await runIdle({ terminals: 50, seconds: 2, heartbeatMs: 500, log: quiet, timeLimitSeconds: 40 });
+  assert.equal(r.terminals, 50);
+  assert.equal(r.registered, 50);
+  assert.equal(r.unexpectedCloses, 0);
+  // 4 heartbeats in 2 s at 500 ms, give or take the one at a window edge
+  assert.ok(r.pings >= r.expectedPings - 50 && r.pings <= r.expectedPings + 50, `pings ${r.pings} of ${r.expectedPings}`);
+  assert.ok(r.rssBytes > r.baselineRssBytes / 2 && r.rssBytes < 1024 ** 3, `RSS ${r.rssBytes}`);
+  assert.ok(Number.isFinite(r.rssPerTerminalBytes));
+  assert.ok(r.bridgeCpu >= 0 && r.bridgeCpu < 2, `bridge CPU ${r.bridgeCpu}`);
+  assert.ok(r.heapUsedBytes !== null && r.heapUsedBytes > 0);
+  assert.match(formatIdle(r), /\| 50 \| 50 \|/);
 });
