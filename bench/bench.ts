@@ -13,6 +13,7 @@ const { values } = parseArgs({
     seconds: { type: 'string' },
     idle: { type: 'string' },
     'heartbeat-ms': { type: 'string', default: '5000' },
+    workers: { type: 'string', default: '1' },
     warmup: { type: 'string', default: '1' },
     step: { type: 'boolean', default: false },
     'step-by': { type: 'string' },
@@ -36,6 +37,8 @@ if (values.help) {
                      held while the bridge heartbeats them; prints the bridge's
                      RSS (total, per terminal) and CPU. Needs ulimit -n > N + 200
   --heartbeat-ms MS  the bridge's heartbeat interval in --idle mode          [5000]
+  --workers N        the bridge's server.workers: a primary routing the port
+                     to N worker processes (CPU and RSS summed over all)    [1]
   --warmup S         seconds of load before each measurement                [1]
   --step             add --step-by streams per step until the round-trip p99
                      passes --p99-bound-ms (or a frame is lost); report the
@@ -68,6 +71,7 @@ if (values.idle !== undefined) {
       seconds: num('seconds', values.seconds ?? '20', 1),
       heartbeatMs: Math.floor(num('heartbeat-ms', values['heartbeat-ms'], 100)),
       timeLimitSeconds: num('time-limit', values['time-limit'], 5),
+      workers: Math.floor(num('workers', values.workers, 1)),
     });
     process.stdout.write(values.json ? `${JSON.stringify(r, null, 2)}\n` : `${formatIdle(r)}\n`);
     process.exit(0);
@@ -87,6 +91,7 @@ const result = await runBench({
   p99BoundMs: num('p99-bound-ms', values['p99-bound-ms'], 0.01),
   payloadBytes: Math.floor(num('payload-bytes', values['payload-bytes'], 16)),
   timeLimitSeconds: num('time-limit', values['time-limit'], 5),
+  workers: Math.floor(num('workers', values.workers, 1)),
 });
 if (values.coturn) {
   if (values.step) {

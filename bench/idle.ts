@@ -24,6 +24,8 @@ export interface IdleOptions {
   heartbeatMs: number;
   connectConcurrency?: number;
   timeLimitSeconds?: number;
+  /** the bridge's server.workers */
+  workers?: number;
   log?: (line: string) => void;
 }
 
@@ -122,7 +124,7 @@ export async function runIdle(o: IdleOptions): Promise<IdleResult> {
   if (o.terminals + 200 > limit) {
     throw new Error(`--idle ${o.terminals} needs about ${o.terminals + 200} open files in the load generator; this shell allows ${limit}: raise it first (ulimit -n ${o.terminals + 1000})`);
   }
-  const bridge = await startBridge({ CONFMUX_BENCH_HEARTBEAT_MS: String(o.heartbeatMs) });
+  const bridge = await startBridge({ CONFMUX_BENCH_HEARTBEAT_MS: String(o.heartbeatMs) }, o.workers ?? 1);
   const hardStop = setTimeout(() => {
     log('time limit reached: stopping');
     bridge.child.kill('SIGKILL');
@@ -132,7 +134,7 @@ export async function runIdle(o: IdleOptions): Promise<IdleResult> {
   const load = new IdleLoad(bridge.port);
   try {
     await sleep(300);
-    const baseline = rssBytes(bridge.pid);
+    const baseline = rssBytes(bridge.pids);
     const t = performance.now();
     let next = 0;
     let done = 0;
@@ -153,13 +155,13 @@ export async function runIdle(o: IdleOptions): Promise<IdleResult> {
     log(`${o.terminals} idle terminals registered in ${connectSeconds.toFixed(1)} s; holding them ${o.seconds} s (heartbeat every ${o.heartbeatMs} ms)`);
     // let the set-up's garbage go before the window
     await sleep(1000);
-    const cpu0 = cpuSeconds(bridge.pid);
+    const cpu0 = cpuSeconds(bridge.pids);
     bridge.child.stdin!.write('reset\n');
     load.countPings = true;
     await sleep(o.seconds * 1000);
     load.countPings = false;
-    const cpu1 = cpuSeconds(bridge.pid);
-    const rss = rssBytes(bridge.pid);
+    const cpu1 = cpuSeconds(bridge.pids);
+    const rss = rssBytes(bridge.pids);
     const stats = await bridgeStats(bridge);
     return {
       date: new Date().toISOString(),
@@ -167,7 +169,7 @@ export async function runIdle(o: IdleOptions): Promise<IdleResult> {
       cpus: cpus().length,
       cpuModel: cpuModel(),
       terminals: o.terminals,
-      registered: stats?.terminals ?? done,
+      registered: stats?.terminals !== undefined && stats.terminals >= 0 ? stats.terminals : done,
       connectSeconds,
       heartbeatMs: o.heartbeatMs,
       seconds: o.seconds,

@@ -47,6 +47,8 @@ export interface BenchOptions {
   timeLimitSeconds?: number;
   /** terminals connecting at once during set-up */
   connectConcurrency?: number;
+  /** the bridge's server.workers (1: one process; more: a primary and that many workers) */
+  workers?: number;
   /** progress lines (default: stderr) */
   log?: (line: string) => void;
 }
@@ -97,6 +99,8 @@ export interface StepResult {
 
 export interface BenchResult {
   date: string;
+  /** server.workers of the bridge under load */
+  workers: number;
   node: string;
   cpus: number;
   cpuModel: string;
@@ -122,6 +126,8 @@ const zeroMask = (mask: Buffer): void => {
 export interface Bridge {
   child: ChildProcess;
   pid: number;
+  /** every process of the bridge: the primary and its workers with --workers, else just pid */
+  pids: number[];
   port: number;
   /** the bridge's JSON lines on stdout ('json' events; anything else it prints goes to stderr) */
   lines: EventEmitter;
@@ -154,12 +160,12 @@ export async function bridgeStats(bridge: Bridge): Promise<LoopStats | null> {
  * Starts bench/server.ts. Its open-files limit is raised to the hard limit first (a shell's
  * `ulimit -n`), so that it can hold as many terminals as the load generator opens.
  */
-export async function startBridge(env: Record<string, string> = {}): Promise<Bridge> {
+export async function startBridge(env: Record<string, string> = {}, workers = 1): Promise<Bridge> {
   // CONFMUX_BENCH_BRIDGE_NODE_ARGS: extra node options for the bridge, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
   const extra = (process.env.CONFMUX_BENCH_BRIDGE_NODE_ARGS ?? '').split(' ').filter(Boolean);
   const child = spawn('/bin/sh', ['-c', 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$0" "$@"', process.execPath, ...extra, '--import', TSX, SERVER], {
     stdio: ['pipe', 'pipe', 'inherit'],
-    env: { ...process.env, ...env, CONFMUX_BENCH_PASSWORD: PASSWORD },
+    env: { ...process.env, ...env, CONFMUX_BENCH_PASSWORD: PASSWORD, CONFMUX_BENCH_WORKERS: String(workers) },
   });
   const lines = new EventEmitter();
   createInterface({ input: child.stdout! }).on('line', (line) => {
@@ -173,8 +179,8 @@ export async function startBridge(env: Record<string, string> = {}): Promise<Bri
     }),
     new Promise<never>((_, reject) => setTimeout(() => reject(new Error('the bridge under benchmark did not start within 20 s')), 20000).unref()),
   ]);
-  const { port, pid } = JSON.parse(first) as { port: number; pid: number };
-  return { child, pid, port, lines };
+  const { port, pid, pids } = JSON.parse(first) as { port: number; pid: number; pids?: number[] };
+  return { child, pid, pids: pids ?? [pid], port, lines };
 }
 
 export async function stopBridge(bridge: Bridge): Promise<void> {
@@ -388,7 +394,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
   if (payloadBytes > 4086) throw new Error('payloadBytes must be at most 4086 (the bridge\'s maxAudioFrameBytes of 4096, header included)');
   const deadline = performance.now() + (options.timeLimitSeconds ?? 240) * 1000;
 
-  const bridge = await startBridge();
+  const bridge = await startBridge({}, options.workers ?? 1);
   const loadDelay = monitorEventLoopDelay({ resolution: 1 });
   loadDelay.enable();
   const hardStop = setTimeout(() => {
@@ -400,6 +406,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
   const load = new Load(bridge.port, payloadBytes);
   const result: BenchResult = {
     date: new Date().toISOString(),
+    workers: options.workers ?? 1,
     node: process.version,
     cpus: cpus().length,
     cpuModel: cpuModel(),
@@ -413,7 +420,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
   };
   try {
     await sleep(300);
-    result.baselineRssBytes = rssBytes(bridge.pid);
+    result.baselineRssBytes = rssBytes(bridge.pids);
     let target = Math.min(options.streams, maxStreams);
     let droppedBefore = (await bridgeDropped(bridge.port)) ?? 0;
     for (;;) {
@@ -445,7 +452,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       let cpu0 = 0;
       let load0 = process.cpuUsage();
       const sampler = setTimeout(() => {
-        cpu0 = cpuSeconds(bridge.pid);
+        cpu0 = cpuSeconds(bridge.pids);
         load0 = process.cpuUsage();
         bridge.child.stdin!.write('reset\n');
         loadDelay.reset();
@@ -454,17 +461,17 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       let load1 = load0;
       let rss = 0;
       const sampler2 = setTimeout(() => {
-        cpu1 = cpuSeconds(bridge.pid);
+        cpu1 = cpuSeconds(bridge.pids);
         load1 = process.cpuUsage(load0);
-        rss = rssBytes(bridge.pid);
+        rss = rssBytes(bridge.pids);
       }, (warmup + options.seconds) * 1000);
       await load.pace((warmup + options.seconds) * 1000 + 5);
       clearTimeout(sampler);
       clearTimeout(sampler2);
       if (cpu1 === 0) {
-        cpu1 = cpuSeconds(bridge.pid);
+        cpu1 = cpuSeconds(bridge.pids);
         load1 = process.cpuUsage(load0);
-        rss = rssBytes(bridge.pid);
+        rss = rssBytes(bridge.pids);
       }
       const bridgeLoop = await bridgeStats(bridge);
       const loadLoopDelayMs = { p50: loadDelay.percentile(50) / 1e6, p99: loadDelay.percentile(99) / 1e6, max: loadDelay.max / 1e6 };
@@ -553,6 +560,7 @@ export function formatResult(r: BenchResult): string {
   const lines = [
     `confmux bench: bridge with the echo stand-in (plugin/echo), loopback, ${r.frameBytes}-byte frames (10-byte header + ${r.payloadBytes} bytes PCMU) every 20 ms each way per stream`,
     `machine: ${r.cpus} cores, ${r.cpuModel}; node ${r.node}; ${r.date}`,
+    `bridge: ${r.workers === 1 ? 'one process (server.workers 1)' : `a primary and ${r.workers} workers (server.workers ${r.workers}); CPU and RSS are their sums`}`,
     `bridge RSS before any terminal: ${(r.baselineRssBytes / 1048576).toFixed(1)} MiB`,
     '',
     '| streams | msg/s to bridge | msg/s from bridge | lost | bridge CPU (core) | µs CPU/msg | load gen CPU | RSS/terminal | RTT p50 | RTT p99 | RTT p999 | RTT max | held |',

@@ -55,3 +55,14 @@ test('bench --idle: terminals bind and register, are heartbeaten and stay; memor
   assert.ok(r.heapUsedBytes !== null && r.heapUsedBytes > 0);
   assert.match(formatIdle(r), /\| 50 \| 50 \|/);
 });
+
+test('bench --workers 2: calls land with their media on the worker that holds them; nothing lost', async () => {
+  const r = await runBench({ streams: 20, seconds: 2, warmupSeconds: 0.5, workers: 2, log: quiet, timeLimitSeconds: 60 });
+  const s = r.steps[0]!;
+  assert.equal(r.workers, 2);
+  assert.equal(s.unexpectedCloses, 0);
+  assert.ok(s.sent >= 2000, `sent ${s.sent}`);
+  assert.equal(s.lost, 0, `lost ${s.lost} of ${s.sent}`);
+  assert.equal(s.received, s.sent);
+  assert.ok(s.bridgeCpu > 0 && s.bridgeCpu < 4, `bridge CPU ${s.bridgeCpu}`);
+});
