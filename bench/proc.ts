@@ -24,6 +24,18 @@ export function cpuSeconds(pid: number | number[]): number {
   return (Number(rest[11]) + Number(rest[12])) / clkTck();
 }
 
+/** user and system CPU seconds so far, apart (of each process, summed) */
+export function cpuSplit(pid: number | number[]): { user: number; system: number } {
+  const out = { user: 0, system: 0 };
+  for (const p of Array.isArray(pid) ? pid : [pid]) {
+    const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    out.user += Number(rest[11]) / clkTck();
+    out.system += Number(rest[12]) / clkTck();
+  }
+  return out;
+}
+
 /** resident set size in bytes (VmRSS; of each process, summed) */
 export function rssBytes(pid: number | number[]): number {
   if (Array.isArray(pid)) return pid.reduce((sum, p) => sum + rssBytes(p), 0);

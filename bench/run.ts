@@ -24,7 +24,7 @@ import type { Socket } from 'node:net';
 import { FRAME_HEADER_BYTES, writeFrameHeader } from '../bridge/protocol/frame.ts';
 import { MediaFrameReader } from '../bridge/server/MediaFrameReader.ts';
 import { rawSocket } from '../bridge/server/wsFrames.ts';
-import { Histogram, cpuModel, cpuSeconds, rssBytes } from './proc.ts';
+import { Histogram, cpuModel, cpuSeconds, cpuSplit, rssBytes } from './proc.ts';
 
 export interface BenchOptions {
   /** streams (terminals in a call) of the first (or only) step */
@@ -81,6 +81,8 @@ export interface StepResult {
   rttMs: Latency;
   /** bridge CPU in the window, as a fraction of one core (all its threads) */
   bridgeCpu: number;
+  /** the part of bridgeCpu in user space (the rest is the kernel: system calls, and loopback TCP work the kernel charges to whichever process runs) */
+  bridgeUserCpu?: number;
   /** the load generator's CPU in the window, as a fraction of one core */
   loadCpu: number;
   /** bridge CPU seconds per relayed message (each frame counts once in each direction) */
@@ -450,9 +452,12 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       load.windowStart = start + warmup * 1000;
       load.windowEnd = load.windowStart + options.seconds * 1000;
       let cpu0 = 0;
+      let user0 = 0;
+      let user1 = 0;
       let load0 = process.cpuUsage();
       const sampler = setTimeout(() => {
         cpu0 = cpuSeconds(bridge.pids);
+        user0 = cpuSplit(bridge.pids).user;
         load0 = process.cpuUsage();
         bridge.child.stdin!.write('reset\n');
         loadDelay.reset();
@@ -462,6 +467,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       let rss = 0;
       const sampler2 = setTimeout(() => {
         cpu1 = cpuSeconds(bridge.pids);
+        user1 = cpuSplit(bridge.pids).user;
         load1 = process.cpuUsage(load0);
         rss = rssBytes(bridge.pids);
       }, (warmup + options.seconds) * 1000);
@@ -470,6 +476,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       clearTimeout(sampler2);
       if (cpu1 === 0) {
         cpu1 = cpuSeconds(bridge.pids);
+        user1 = cpuSplit(bridge.pids).user;
         load1 = process.cpuUsage(load0);
         rss = rssBytes(bridge.pids);
       }
@@ -502,6 +509,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
           samples: load.hist.count,
         },
         bridgeCpu,
+        bridgeUserCpu: (user1 - user0) / windowS,
         loadCpu: (load1.user + load1.system) / 1e6 / windowS,
         cpuMicrosPerMessage: messages > 0 ? ((cpu1 - cpu0) / messages) * 1e6 : NaN,
         bridgeRssBytes: rss,
@@ -549,7 +557,7 @@ export function formatStep(s: StepResult): string {
     `streams ${s.streams}`,
     `msg/s to bridge ${Math.round(s.sentPerSecond)}, from bridge ${Math.round(s.receivedPerSecond)}`,
     `lost ${s.lost}/${s.sent}${s.bridgeDropped ? ` (bridge dropped ${s.bridgeDropped})` : ''}`,
-    `bridge CPU ${f2(s.bridgeCpu)} core (${f2(s.cpuMicrosPerMessage)} µs/msg), load generator ${f2(s.loadCpu)} core`,
+    `bridge CPU ${f2(s.bridgeCpu)} core (${f2(s.cpuMicrosPerMessage)} µs/msg; user space ${f2(s.bridgeUserCpu ?? NaN)} core), load generator ${f2(s.loadCpu)} core`,
     `bridge RSS ${f1(s.bridgeRssBytes / 1048576)} MiB, ${f1(s.rssPerTerminalBytes / 1024)} kB per terminal`,
     `round trip p50 ${f2(s.rttMs.p50)} p99 ${f2(s.rttMs.p99)} p999 ${f2(s.rttMs.p999)} max ${f2(s.rttMs.max)} ms (one way ≈ half: p99 ${f2(s.rttMs.p99 / 2)} ms)`,
     `event-loop delay p99 / max: bridge ${s.bridgeLoop ? `${f2(s.bridgeLoop.loopDelayMs.p99)} / ${f2(s.bridgeLoop.loopDelayMs.max)} ms (loop busy ${f2(s.bridgeLoop.loopUtilization)})` : '-'}, load generator ${f2(s.loadLoopDelayMs.p99)} / ${f2(s.loadLoopDelayMs.max)} ms`,

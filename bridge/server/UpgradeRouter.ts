@@ -103,6 +103,7 @@ export class UpgradeRouter {
       clearTimeout(timer);
       socket.removeListener('data', onData);
       socket.removeListener('error', onError);
+      socket.removeListener('close', onClose);
       socket.pause();
       // whatever the stream already holds goes with the socket
       for (let c = socket.read() as Buffer | null; c !== null; c = socket.read() as Buffer | null) buf = Buffer.concat([buf, c]);
@@ -110,9 +111,16 @@ export class UpgradeRouter {
       this.sink(worker, socket, { kind, head: buf });
     };
     const onError = (): void => {
+      done = true;
       clearTimeout(timer);
       this.pending.delete(socket);
       socket.destroy();
+    };
+    // the client went before it was routed
+    const onClose = (): void => {
+      done = true;
+      clearTimeout(timer);
+      this.pending.delete(socket);
     };
     // no complete request in time: the worker's HTTP server applies its own timeouts and answers
     let timer = setTimeout(() => finish(this.roundRobin(), 'http'), this.config.limits.handshakeTimeoutMs);
@@ -142,6 +150,7 @@ export class UpgradeRouter {
     };
     socket.on('data', onData);
     socket.on('error', onError);
+    socket.on('close', onClose);
   }
 
   /**
