@@ -14,6 +14,7 @@ const { values } = parseArgs({
     idle: { type: 'string' },
     'heartbeat-ms': { type: 'string', default: '5000' },
     workers: { type: 'string', default: '1' },
+    'udp-echo': { type: 'boolean', default: false },
     warmup: { type: 'string', default: '1' },
     step: { type: 'boolean', default: false },
     'step-by': { type: 'string' },
@@ -37,6 +38,9 @@ if (values.help) {
                      held while the bridge heartbeats them; prints the bridge's
                      RSS (total, per terminal) and CPU. Needs ulimit -n > N + 200
   --heartbeat-ms MS  the bridge's heartbeat interval in --idle mode          [5000]
+  --udp-echo         the echo stand-in relays every payload over a UDP socket
+                     per call to coturn's UDP echo peer (turnutils_peer) and
+                     back, as the RTP leg to a media server does (needs coturn)
   --workers N        the bridge's server.workers: a primary routing the port
                      to N worker processes (CPU and RSS summed over all)    [1]
   --warmup S         seconds of load before each measurement                [1]
@@ -81,6 +85,11 @@ if (values.idle !== undefined) {
   }
 }
 
+if (values['udp-echo'] && !coturnAvailable()) {
+  process.stderr.write('error USAGE: --udp-echo needs coturn\'s UDP echo peer (turnutils_peer): apt-get install coturn\n');
+  process.exit(2);
+}
+
 const result = await runBench({
   streams: Math.floor(num('streams', values.streams, 1)),
   seconds: num('seconds', values.seconds ?? '10', 0.5),
@@ -92,6 +101,7 @@ const result = await runBench({
   payloadBytes: Math.floor(num('payload-bytes', values['payload-bytes'], 16)),
   timeLimitSeconds: num('time-limit', values['time-limit'], 5),
   workers: Math.floor(num('workers', values.workers, 1)),
+  udpEcho: values['udp-echo'],
 });
 if (values.coturn) {
   if (values.step) {

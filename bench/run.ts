@@ -25,6 +25,7 @@ import { FRAME_HEADER_BYTES, writeFrameHeader } from '../bridge/protocol/frame.t
 import { MediaFrameReader } from '../bridge/server/MediaFrameReader.ts';
 import { rawSocket } from '../bridge/server/wsFrames.ts';
 import { Histogram, cpuModel, cpuSeconds, cpuSplit, rssBytes } from './proc.ts';
+import { startUdpPeer } from './turn.ts';
 
 export interface BenchOptions {
   /** streams (terminals in a call) of the first (or only) step */
@@ -49,6 +50,8 @@ export interface BenchOptions {
   connectConcurrency?: number;
   /** the bridge's server.workers (1: one process; more: a primary and that many workers) */
   workers?: number;
+  /** the echo stand-in relays through a UDP echo peer (coturn's turnutils_peer) instead of in process */
+  udpEcho?: boolean;
   /** progress lines (default: stderr) */
   log?: (line: string) => void;
 }
@@ -101,6 +104,8 @@ export interface StepResult {
 
 export interface BenchResult {
   date: string;
+  /** the echo stand-in relayed through a UDP echo peer */
+  udpEcho: boolean;
   /** server.workers of the bridge under load */
   workers: number;
   node: string;
@@ -396,7 +401,11 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
   if (payloadBytes > 4086) throw new Error('payloadBytes must be at most 4086 (the bridge\'s maxAudioFrameBytes of 4096, header included)');
   const deadline = performance.now() + (options.timeLimitSeconds ?? 240) * 1000;
 
-  const bridge = await startBridge({}, options.workers ?? 1);
+  const udpPeer = options.udpEcho ? await startUdpPeer() : null;
+  const bridge = await startBridge(udpPeer ? { CONFMUX_BENCH_UDP_PEER: `127.0.0.1:${udpPeer.port}` } : {}, options.workers ?? 1).catch(async (err: unknown) => {
+    await udpPeer?.stop();
+    throw err;
+  });
   const loadDelay = monitorEventLoopDelay({ resolution: 1 });
   loadDelay.enable();
   const hardStop = setTimeout(() => {
@@ -409,6 +418,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
   const result: BenchResult = {
     date: new Date().toISOString(),
     workers: options.workers ?? 1,
+    udpEcho: options.udpEcho ?? false,
     node: process.version,
     cpus: cpus().length,
     cpuModel: cpuModel(),
@@ -543,6 +553,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     load.closeAll();
     await sleep(100);
     await stopBridge(bridge);
+    await udpPeer?.stop();
     loadDelay.disable();
     clearTimeout(hardStop);
   }
@@ -566,7 +577,7 @@ export function formatStep(s: StepResult): string {
 
 export function formatResult(r: BenchResult): string {
   const lines = [
-    `confmux bench: bridge with the echo stand-in (plugin/echo), loopback, ${r.frameBytes}-byte frames (10-byte header + ${r.payloadBytes} bytes PCMU) every 20 ms each way per stream`,
+    `confmux bench: bridge with the echo stand-in (plugin/echo${r.udpEcho ? ', through a UDP echo peer: turnutils_peer' : ', in process'}), loopback, ${r.frameBytes}-byte frames (10-byte header + ${r.payloadBytes} bytes PCMU) every 20 ms each way per stream`,
     `machine: ${r.cpus} cores, ${r.cpuModel}; node ${r.node}; ${r.date}`,
     `bridge: ${r.workers === 1 ? 'one process (server.workers 1)' : `a primary and ${r.workers} workers (server.workers ${r.workers}); CPU and RSS are their sums`}`,
     `bridge RSS before any terminal: ${(r.baselineRssBytes / 1048576).toFixed(1)} MiB`,
@@ -594,10 +605,12 @@ export function formatSideBySide(r: BenchResult, coturn: StepResult): string {
     'side by side, same streams, frame size and rate:',
     '| relay | streams | msg/s in | msg/s out | lost | relay CPU (core) | µs CPU/msg | load gen CPU | RSS/stream | RTT p50 | RTT p99 | RTT p999 | RTT mean |',
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
-    row('confmux (ws, echo stand-in in process)', c),
+    row(r.udpEcho ? 'confmux (ws, echo through a UDP peer)' : 'confmux (ws, echo stand-in in process)', c),
     row('coturn (TURN/TCP, UDP echo peer)', coturn),
     '',
     `CPU per relayed message, confmux / coturn: ${f2(c.cpuMicrosPerMessage / coturn.cpuMicrosPerMessage)} (below 1: confmux spends less)`,
-    'coturn relays each message over a UDP socket to its peer and back; confmux here hands it to the in-process echo stand-in, so its figure leaves out the media-server socket.',
+    r.udpEcho
+      ? 'both relay each message over a UDP socket to the same echo peer (turnutils_peer) and back.'
+      : 'coturn relays each message over a UDP socket to its peer and back; confmux here hands it to the in-process echo stand-in, so its figure leaves out the media-server socket (--udp-echo puts it in).',
   ].join('\n');
 }

@@ -27,6 +27,9 @@ import { WorkerPool } from '../bridge/server/WorkerPool.ts';
 import { EchoDriver } from '../plugin/echo/EchoDriver.ts';
 
 const password = process.env.CONFMUX_BENCH_PASSWORD ?? 'bench';
+// --udp-echo: the echo stand-in relays every payload through this UDP echo peer (host:port)
+const udpPeerEnv = process.env.CONFMUX_BENCH_UDP_PEER;
+const udpPeer = udpPeerEnv ? { host: udpPeerEnv.split(':')[0]!, port: Number(udpPeerEnv.split(':')[1]) } : undefined;
 const config = loadConfig({
   env: {},
   overrides: {
@@ -50,7 +53,7 @@ const worker = workerIdentity();
 
 if (worker) {
   // a worker behind the primary: no port, no stdin; the primary stops it with SIGTERM
-  const driver = new EchoDriver({ password });
+  const driver = new EchoDriver({ password, udpPeer });
   await driver.start();
   const server = new BridgeServer(config, driver, log, { owns: ownsNumber(worker.index, worker.count) });
   const link = new WorkerLink(server);
@@ -79,7 +82,7 @@ async function main(): Promise<void> {
       script: fileURLToPath(import.meta.url),
       count: config.server.workers,
       execArgv: process.execArgv,
-      env: { CONFMUX_BENCH_PASSWORD: password },
+      env: { CONFMUX_BENCH_PASSWORD: password, ...(udpPeerEnv ? { CONFMUX_BENCH_UDP_PEER: udpPeerEnv } : {}) },
       log,
     });
     await pool.start();
@@ -91,7 +94,7 @@ async function main(): Promise<void> {
       terminalCount: -1,
     };
   } else {
-    const driver = new EchoDriver({ password });
+    const driver = new EchoDriver({ password, udpPeer });
     await driver.start();
     const bridge = new BridgeServer(config, driver, log);
     port = (await bridge.listen()).port;

@@ -117,6 +117,15 @@ async function freePort(): Promise<number> {
   });
 }
 
+/** coturn's UDP echo (turnutils_peer) on 127.0.0.1, for `--udp-echo`: the bridge's echo stand-in relays through it. */
+export async function startUdpPeer(): Promise<{ port: number; stop(): Promise<void> }> {
+  const port = await freePort();
+  const peer = spawn('/usr/bin/turnutils_peer', ['-L', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' });
+  await sleep(300);
+  if (peer.exitCode !== null) throw new Error('turnutils_peer did not start');
+  return { port, stop: () => stop(peer) };
+}
+
 /** One TURN-over-TCP client with one channel to the peer. */
 class TurnLane {
   sock!: Socket;
