@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { runBench } from '../../bench/run.ts';
 import { formatIdle, runIdle } from '../../bench/idle.ts';
+import { coturnAvailable } from '../../bench/turn.ts';
 
 const quiet = (): void => undefined;
 
@@ -65,4 +66,15 @@ test('bench --workers 2: calls land with their media on the worker that holds th
   assert.equal(s.lost, 0, `lost ${s.lost} of ${s.sent}`);
   assert.equal(s.received, s.sent);
   assert.ok(s.bridgeCpu > 0 && s.bridgeCpu < 4, `bridge CPU ${s.bridgeCpu}`);
+});
+
+test('bench --udp-echo: every frame goes through a UDP socket to the echo peer and back; nothing lost', { skip: coturnAvailable() ? false : 'needs coturn (turnutils_peer)' }, async () => {
+  const r = await runBench({ streams: 20, seconds: 2, warmupSeconds: 0.5, udpEcho: true, log: quiet, timeLimitSeconds: 40 });
+  const s = r.steps[0]!;
+  assert.equal(r.udpEcho, true);
+  assert.equal(s.unexpectedCloses, 0);
+  assert.ok(s.sent >= 2000, `sent ${s.sent}`);
+  assert.equal(s.lost, 0, `lost ${s.lost} of ${s.sent}`);
+  assert.equal(s.received, s.sent);
+  assert.ok(s.rttMs.samples > 0 && s.rttMs.max < 2000);
 });
