@@ -9,8 +9,8 @@
  * to ws.
  *
  * ws keeps one 'data' listener on its socket (websocket.js socketOnData); if the socket does not
- * look like that (another ws version), the reader does not take over and ws's 'message' events
- * carry the media as before (`active` is false).
+ * look like that (another ws version), or ws's reader holds part of a frame, the reader does not
+ * take over and ws's 'message' events carry the media as before (`active` is false).
  */
 import type { Socket } from 'node:net';
 import type WebSocket from 'ws';
@@ -47,7 +47,11 @@ export class MediaFrameReader {
     this.maxBytes = maxBytes;
     this.masked = masked ? 0x80 : 0;
     const listeners = socket.listeners('data');
-    this.wsOnData = listeners.length === 1 ? (listeners[0] as (chunk: Buffer) => void) : null;
+    // ws's reader must be at a frame boundary (a client that sent more right behind its bind, before
+    // 'bound', leaves bytes there): otherwise ws keeps reading this connection
+    const receiver = (ws as unknown as { _receiver?: { _bufferedBytes?: number } })._receiver;
+    const idle = (receiver?._bufferedBytes ?? 0) === 0;
+    this.wsOnData = listeners.length === 1 && idle ? (listeners[0] as (chunk: Buffer) => void) : null;
     this.active = this.wsOnData !== null;
     if (this.wsOnData) {
       socket.removeListener('data', this.wsOnData);
