@@ -5,11 +5,16 @@
 import { parseArgs } from 'node:util';
 import { formatResult, formatSideBySide, runBench } from './run.ts';
 import { coturnAvailable, runCoturn } from './turn.ts';
+import { formatIdle, runIdle } from './idle.ts';
 
 const { values } = parseArgs({
   options: {
     streams: { type: 'string', default: '200' },
-    seconds: { type: 'string', default: '10' },
+    seconds: { type: 'string' },
+    idle: { type: 'string' },
+    'heartbeat-ms': { type: 'string', default: '5000' },
+    workers: { type: 'string', default: '1' },
+    'udp-echo': { type: 'boolean', default: false },
     warmup: { type: 'string', default: '1' },
     step: { type: 'boolean', default: false },
     'step-by': { type: 'string' },
@@ -28,6 +33,16 @@ if (values.help) {
 
   --streams N        terminals in a call (first step in --step mode)        [200]
   --seconds S        measured seconds (per step), after --warmup            [10]
+                     (--idle: seconds the idle terminals are held           [20])
+  --idle N           idle mode: N terminals bind and register, no call, and are
+                     held while the bridge heartbeats them; prints the bridge's
+                     RSS (total, per terminal) and CPU. Needs ulimit -n > N + 200
+  --heartbeat-ms MS  the bridge's heartbeat interval in --idle mode          [5000]
+  --udp-echo         the echo stand-in relays every payload over a UDP socket
+                     per call to coturn's UDP echo peer (turnutils_peer) and
+                     back, as the RTP leg to a media server does (needs coturn)
+  --workers N        the bridge's server.workers: a primary routing the port
+                     to N worker processes (CPU and RSS summed over all)    [1]
   --warmup S         seconds of load before each measurement                [1]
   --step             add --step-by streams per step until the round-trip p99
                      passes --p99-bound-ms (or a frame is lost); report the
@@ -53,9 +68,31 @@ function num(name: string, v: string | undefined, min: number): number {
   return n;
 }
 
+if (values.idle !== undefined) {
+  try {
+    const r = await runIdle({
+      terminals: Math.floor(num('idle', values.idle, 1)),
+      seconds: num('seconds', values.seconds ?? '20', 1),
+      heartbeatMs: Math.floor(num('heartbeat-ms', values['heartbeat-ms'], 100)),
+      timeLimitSeconds: num('time-limit', values['time-limit'], 5),
+      workers: Math.floor(num('workers', values.workers, 1)),
+    });
+    process.stdout.write(values.json ? `${JSON.stringify(r, null, 2)}\n` : `${formatIdle(r)}\n`);
+    process.exit(0);
+  } catch (err) {
+    process.stderr.write(`error: ${(err as Error).message}\n`);
+    process.exit(1);
+  }
+}
+
+if (values['udp-echo'] && !coturnAvailable()) {
+  process.stderr.write('error USAGE: --udp-echo needs coturn\'s UDP echo peer (turnutils_peer): apt-get install coturn\n');
+  process.exit(2);
+}
+
 const result = await runBench({
   streams: Math.floor(num('streams', values.streams, 1)),
-  seconds: num('seconds', values.seconds, 0.5),
+  seconds: num('seconds', values.seconds ?? '10', 0.5),
   warmupSeconds: num('warmup', values.warmup, 0),
   step: values.step,
   stepBy: values['step-by'] === undefined ? undefined : Math.floor(num('step-by', values['step-by'], 1)),
@@ -63,6 +100,8 @@ const result = await runBench({
   p99BoundMs: num('p99-bound-ms', values['p99-bound-ms'], 0.01),
   payloadBytes: Math.floor(num('payload-bytes', values['payload-bytes'], 16)),
   timeLimitSeconds: num('time-limit', values['time-limit'], 5),
+  workers: Math.floor(num('workers', values.workers, 1)),
+  udpEcho: values['udp-echo'],
 });
 if (values.coturn) {
   if (values.step) {

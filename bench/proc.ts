@@ -15,16 +15,30 @@ export function clkTck(): number {
   return clockTicks;
 }
 
-/** user + system CPU seconds of every thread of the process so far */
-export function cpuSeconds(pid: number): number {
+/** user + system CPU seconds of every thread of the process (of each process, summed) so far */
+export function cpuSeconds(pid: number | number[]): number {
+  if (Array.isArray(pid)) return pid.reduce((sum, p) => sum + cpuSeconds(p), 0);
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   // fields after "(comm)": state is field 3; utime and stime are fields 14 and 15
   const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(rest[11]) + Number(rest[12])) / clkTck();
 }
 
-/** resident set size in bytes (VmRSS) */
-export function rssBytes(pid: number): number {
+/** user and system CPU seconds so far, apart (of each process, summed) */
+export function cpuSplit(pid: number | number[]): { user: number; system: number } {
+  const out = { user: 0, system: 0 };
+  for (const p of Array.isArray(pid) ? pid : [pid]) {
+    const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    out.user += Number(rest[11]) / clkTck();
+    out.system += Number(rest[12]) / clkTck();
+  }
+  return out;
+}
+
+/** resident set size in bytes (VmRSS; of each process, summed) */
+export function rssBytes(pid: number | number[]): number {
+  if (Array.isArray(pid)) return pid.reduce((sum, p) => sum + rssBytes(p), 0);
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const m = /VmRSS:\s+(\d+)\s+kB/.exec(status);
   return m ? Number(m[1]) * 1024 : 0;

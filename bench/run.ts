@@ -6,19 +6,26 @@
  * measures what comes back through the echo: messages/s each way, loss, round-trip latency, and
  * the bridge's CPU and RSS from /proc/<pid>.
  *
- * Raw `ws` clients (not the SDK) keep the generator's own cost low: no per-frame objects beyond the
- * frame buffer, a zero masking key (a valid RFC 6455 key; the bridge still unmasks every frame).
+ * Raw `ws` clients (not the SDK) keep the generator's own cost low: once a terminal's audio is
+ * bound, its frames are written straight to the socket as whole WebSocket frames (masked with a
+ * zero key: a valid RFC 6455 key; the bridge still checks and unmasks every frame) and read back
+ * by MediaFrameReader (the bridge's own fast frame reader), so the generator costs less than the
+ * bridge and leaves it the CPU.
  * Loopback only; every run is bounded in streams and time and stops by itself.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
+import { EventEmitter, once } from 'node:events';
 import { cpus } from 'node:os';
-import { performance } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
+import type { Socket } from 'node:net';
 import { FRAME_HEADER_BYTES, writeFrameHeader } from '../bridge/protocol/frame.ts';
-import { Histogram, cpuModel, cpuSeconds, rssBytes } from './proc.ts';
+import { MediaFrameReader } from '../bridge/server/MediaFrameReader.ts';
+import { rawSocket } from '../bridge/server/wsFrames.ts';
+import { Histogram, cpuModel, cpuSeconds, cpuSplit, rssBytes } from './proc.ts';
+import { startUdpPeer } from './turn.ts';
 
 export interface BenchOptions {
   /** streams (terminals in a call) of the first (or only) step */
@@ -41,6 +48,10 @@ export interface BenchOptions {
   timeLimitSeconds?: number;
   /** terminals connecting at once during set-up */
   connectConcurrency?: number;
+  /** the bridge's server.workers (1: one process; more: a primary and that many workers) */
+  workers?: number;
+  /** the echo stand-in relays through a UDP echo peer (coturn's turnutils_peer) instead of in process */
+  udpEcho?: boolean;
   /** progress lines (default: stderr) */
   log?: (line: string) => void;
 }
@@ -73,6 +84,8 @@ export interface StepResult {
   rttMs: Latency;
   /** bridge CPU in the window, as a fraction of one core (all its threads) */
   bridgeCpu: number;
+  /** the part of bridgeCpu in user space (the rest is the kernel: system calls, and loopback TCP work the kernel charges to whichever process runs) */
+  bridgeUserCpu?: number;
   /** the load generator's CPU in the window, as a fraction of one core */
   loadCpu: number;
   /** bridge CPU seconds per relayed message (each frame counts once in each direction) */
@@ -82,11 +95,19 @@ export interface StepResult {
   rssPerTerminalBytes: number;
   /** connections that closed while they should not have */
   unexpectedCloses: number;
+  /** the bridge's event loop in the window: its delay is its share of the latency tail */
+  bridgeLoop: LoopStats | null;
+  /** the load generator's own event-loop delay in the window (its share of the tail) */
+  loadLoopDelayMs: { p50: number; p99: number; max: number };
   held: boolean;
 }
 
 export interface BenchResult {
   date: string;
+  /** the echo stand-in relayed through a UDP echo peer */
+  udpEcho: boolean;
+  /** server.workers of the bridge under load */
+  workers: number;
   node: string;
   cpus: number;
   cpuModel: string;
@@ -100,7 +121,7 @@ export interface BenchResult {
   stoppedBy: string;
 }
 
-const PASSWORD = 'bench-echo-password';
+export const PASSWORD = 'bench-echo-password';
 const FRAME_MS = 20;
 const SERVER = fileURLToPath(new URL('./server.ts', import.meta.url));
 const TSX = import.meta.resolve('tsx');
@@ -109,30 +130,67 @@ const zeroMask = (mask: Buffer): void => {
   mask.fill(0);
 };
 
-interface Bridge {
+export interface Bridge {
   child: ChildProcess;
   pid: number;
+  /** every process of the bridge: the primary and its workers with --workers, else just pid */
+  pids: number[];
   port: number;
+  /** the bridge's JSON lines on stdout ('json' events; anything else it prints goes to stderr) */
+  lines: EventEmitter;
 }
 
-async function startBridge(): Promise<Bridge> {
-  const child = spawn(process.execPath, ['--import', TSX, SERVER], {
+export interface LoopStats {
+  /** event-loop delay in the window, ms (its 1 ms sampling timer's own interval included) */
+  loopDelayMs: { p50: number; p99: number; max: number };
+  /** fraction of the window the event loop was busy */
+  loopUtilization: number;
+  /** V8 heap in use and memory outside it (Buffers) when asked */
+  heapUsedBytes?: number;
+  externalBytes?: number;
+  /** terminals with a bound control connection */
+  terminals?: number;
+}
+
+export async function bridgeStats(bridge: Bridge): Promise<LoopStats | null> {
+  try {
+    const answer = once(bridge.lines, 'json');
+    bridge.child.stdin!.write('stats\n');
+    const [line] = (await Promise.race([answer, sleep(2000).then(() => [null])])) as [string | null];
+    return line ? (JSON.parse(line) as LoopStats) : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Starts bench/server.ts. Its open-files limit is raised to the hard limit first (a shell's
+ * `ulimit -n`), so that it can hold as many terminals as the load generator opens.
+ */
+export async function startBridge(env: Record<string, string> = {}, workers = 1): Promise<Bridge> {
+  // CONFMUX_BENCH_BRIDGE_NODE_ARGS: extra node options for the bridge, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
+  const extra = (process.env.CONFMUX_BENCH_BRIDGE_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const child = spawn('/bin/sh', ['-c', 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$0" "$@"', process.execPath, ...extra, '--import', TSX, SERVER], {
     stdio: ['pipe', 'pipe', 'inherit'],
-    env: { ...process.env, CONFMUX_BENCH_PASSWORD: PASSWORD },
+    env: { ...process.env, ...env, CONFMUX_BENCH_PASSWORD: PASSWORD, CONFMUX_BENCH_WORKERS: String(workers) },
   });
-  const lines = createInterface({ input: child.stdout! });
+  const lines = new EventEmitter();
+  createInterface({ input: child.stdout! }).on('line', (line) => {
+    if (line.startsWith('{')) lines.emit('json', line);
+    else process.stderr.write(`bridge: ${line}\n`);
+  });
   const first = await Promise.race([
-    once(lines, 'line').then(([l]) => l as string),
+    once(lines, 'json').then(([l]) => l as string),
     once(child, 'exit').then(() => {
       throw new Error('the bridge under benchmark exited before it listened');
     }),
     new Promise<never>((_, reject) => setTimeout(() => reject(new Error('the bridge under benchmark did not start within 20 s')), 20000).unref()),
   ]);
-  const { port, pid } = JSON.parse(first) as { port: number; pid: number };
-  return { child, pid, port };
+  const { port, pid, pids } = JSON.parse(first) as { port: number; pid: number; pids?: number[] };
+  return { child, pid, pids: pids ?? [pid], port, lines };
 }
 
-async function stopBridge(bridge: Bridge): Promise<void> {
+export async function stopBridge(bridge: Bridge): Promise<void> {
   if (bridge.child.exitCode !== null) return;
   const exited = once(bridge.child, 'exit');
   bridge.child.stdin!.end();
@@ -145,6 +203,8 @@ async function stopBridge(bridge: Bridge): Promise<void> {
 class Lane {
   ctl: WebSocket | null = null;
   audio: WebSocket | null = null;
+  /** the audio connection's TCP socket, written to directly once bound */
+  socket: Socket | null = null;
   frame = 0;
   received = 0;
   closing = false;
@@ -217,9 +277,15 @@ class Load {
             });
             audio.on('open', () => audio.send(JSON.stringify({ type: 'bind', v: 1, kind: 'audio', number: lane.number, callId: msg.callId, token: msg.media!.audio!.token })));
             audio.on('message', (d: Buffer, bin: boolean) => {
-              if (bin) return this.onFrame(lane, d);
+              if (bin) return this.onFrame(lane, d, 0, d.length);
               if ((JSON.parse(d.toString()) as { type: string }).type === 'bound') {
                 audioBound = true;
+                // from now on: frames read by the fast reader, written whole to the socket
+                const socket = rawSocket(audio);
+                if (socket) {
+                  new MediaFrameReader(socket, audio, (buf, start, end) => this.onFrame(lane, buf, start, end), 65535, false);
+                  lane.socket = socket;
+                }
                 ready();
               }
             });
@@ -237,31 +303,42 @@ class Load {
     });
   }
 
-  /** a frame back from the bridge: its payload carries the send time, lane and frame number */
-  private onFrame(lane: Lane, data: Buffer): void {
+  /** a frame back from the bridge, at data[start, end): its payload carries the send time, lane and frame number */
+  private onFrame(lane: Lane, data: Buffer, start: number, end: number): void {
     const now = performance.now();
     lane.received++;
     this.receivedTotal++;
     if (now >= this.windowStart && now < this.windowEnd) this.receivedInWindow++;
-    if (data.length < FRAME_HEADER_BYTES + 8) return;
-    const sentAt = data.readDoubleLE(FRAME_HEADER_BYTES);
+    if (end - start < FRAME_HEADER_BYTES + 8) return;
+    const sentAt = data.readDoubleLE(start + FRAME_HEADER_BYTES);
     if (sentAt >= this.windowStart && sentAt < this.windowEnd) this.hist.add(now - sentAt);
   }
 
   private send(lane: Lane): void {
     const ws = lane.audio;
-    if (ws === null || ws.readyState !== WebSocket.OPEN) return;
+    const socket = lane.socket;
+    if (ws === null || socket === null || ws.readyState !== WebSocket.OPEN) return;
     const now = performance.now();
     const n = lane.frame++;
-    const buf = Buffer.allocUnsafe(FRAME_HEADER_BYTES + this.payloadBytes);
-    writeFrameHeader(buf, 0, 0, n === 0 ? 1 : 0, n & 0xffff, (n * 160) >>> 0);
-    buf.fill(0xff, FRAME_HEADER_BYTES); // u-law silence
-    buf.writeDoubleLE(now, FRAME_HEADER_BYTES);
-    buf.writeUInt32LE(lane.index, FRAME_HEADER_BYTES + 8);
-    buf.writeUInt32LE(n, FRAME_HEADER_BYTES + 12);
+    // one buffer: WebSocket header (FIN + binary, masked, zero key), confmux header, payload
+    const size = FRAME_HEADER_BYTES + this.payloadBytes;
+    const at = size < 126 ? 6 : 8;
+    const buf = Buffer.allocUnsafe(at + size);
+    buf[0] = 0x82;
+    if (size < 126) buf[1] = 0x80 | size;
+    else {
+      buf[1] = 0x80 | 126;
+      buf.writeUInt16BE(size, 2);
+    }
+    buf.fill(0, at - 4, at);
+    writeFrameHeader(buf, 0, 0, n === 0 ? 1 : 0, n & 0xffff, (n * 160) >>> 0, at);
+    buf.fill(0xff, at + FRAME_HEADER_BYTES); // u-law silence
+    buf.writeDoubleLE(now, at + FRAME_HEADER_BYTES);
+    buf.writeUInt32LE(lane.index, at + FRAME_HEADER_BYTES + 8);
+    buf.writeUInt32LE(n, at + FRAME_HEADER_BYTES + 12);
     this.sentTotal++;
     if (now >= this.windowStart && now < this.windowEnd) this.sentInWindow++;
-    ws.send(buf);
+    socket.write(buf);
   }
 
   /**
@@ -310,7 +387,7 @@ async function bridgeDropped(port: number): Promise<number | null> {
   }
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 export async function runBench(options: BenchOptions): Promise<BenchResult> {
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
@@ -321,9 +398,16 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
   const stepBy = options.stepBy ?? options.streams;
   const concurrency = options.connectConcurrency ?? 64;
   if (payloadBytes < 16) throw new Error('payloadBytes must be at least 16 (send time, lane, frame number)');
+  if (payloadBytes > 4086) throw new Error('payloadBytes must be at most 4086 (the bridge\'s maxAudioFrameBytes of 4096, header included)');
   const deadline = performance.now() + (options.timeLimitSeconds ?? 240) * 1000;
 
-  const bridge = await startBridge();
+  const udpPeer = options.udpEcho ? await startUdpPeer() : null;
+  const bridge = await startBridge(udpPeer ? { CONFMUX_BENCH_UDP_PEER: `127.0.0.1:${udpPeer.port}` } : {}, options.workers ?? 1).catch(async (err: unknown) => {
+    await udpPeer?.stop();
+    throw err;
+  });
+  const loadDelay = monitorEventLoopDelay({ resolution: 1 });
+  loadDelay.enable();
   const hardStop = setTimeout(() => {
     log('time limit reached: stopping');
     bridge.child.kill('SIGKILL');
@@ -333,6 +417,8 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
   const load = new Load(bridge.port, payloadBytes);
   const result: BenchResult = {
     date: new Date().toISOString(),
+    workers: options.workers ?? 1,
+    udpEcho: options.udpEcho ?? false,
     node: process.version,
     cpus: cpus().length,
     cpuModel: cpuModel(),
@@ -346,7 +432,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
   };
   try {
     await sleep(300);
-    result.baselineRssBytes = rssBytes(bridge.pid);
+    result.baselineRssBytes = rssBytes(bridge.pids);
     let target = Math.min(options.streams, maxStreams);
     let droppedBefore = (await bridgeDropped(bridge.port)) ?? 0;
     for (;;) {
@@ -376,27 +462,36 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       load.windowStart = start + warmup * 1000;
       load.windowEnd = load.windowStart + options.seconds * 1000;
       let cpu0 = 0;
+      let user0 = 0;
+      let user1 = 0;
       let load0 = process.cpuUsage();
       const sampler = setTimeout(() => {
-        cpu0 = cpuSeconds(bridge.pid);
+        cpu0 = cpuSeconds(bridge.pids);
+        user0 = cpuSplit(bridge.pids).user;
         load0 = process.cpuUsage();
+        bridge.child.stdin!.write('reset\n');
+        loadDelay.reset();
       }, warmup * 1000);
       let cpu1 = 0;
       let load1 = load0;
       let rss = 0;
       const sampler2 = setTimeout(() => {
-        cpu1 = cpuSeconds(bridge.pid);
+        cpu1 = cpuSeconds(bridge.pids);
+        user1 = cpuSplit(bridge.pids).user;
         load1 = process.cpuUsage(load0);
-        rss = rssBytes(bridge.pid);
+        rss = rssBytes(bridge.pids);
       }, (warmup + options.seconds) * 1000);
       await load.pace((warmup + options.seconds) * 1000 + 5);
       clearTimeout(sampler);
       clearTimeout(sampler2);
       if (cpu1 === 0) {
-        cpu1 = cpuSeconds(bridge.pid);
+        cpu1 = cpuSeconds(bridge.pids);
+        user1 = cpuSplit(bridge.pids).user;
         load1 = process.cpuUsage(load0);
-        rss = rssBytes(bridge.pid);
+        rss = rssBytes(bridge.pids);
       }
+      const bridgeLoop = await bridgeStats(bridge);
+      const loadLoopDelayMs = { p50: loadDelay.percentile(50) / 1e6, p99: loadDelay.percentile(99) / 1e6, max: loadDelay.max / 1e6 };
       const windowS = options.seconds;
       // let the last frames come back
       const graceEnd = performance.now() + 1000;
@@ -424,11 +519,14 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
           samples: load.hist.count,
         },
         bridgeCpu,
+        bridgeUserCpu: (user1 - user0) / windowS,
         loadCpu: (load1.user + load1.system) / 1e6 / windowS,
         cpuMicrosPerMessage: messages > 0 ? ((cpu1 - cpu0) / messages) * 1e6 : NaN,
         bridgeRssBytes: rss,
         rssPerTerminalBytes: (rss - result.baselineRssBytes) / target,
         unexpectedCloses: load.unexpectedCloses,
+        bridgeLoop,
+        loadLoopDelayMs,
         held: false,
       };
       droppedBefore = droppedNow ?? droppedBefore;
@@ -455,6 +553,8 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     load.closeAll();
     await sleep(100);
     await stopBridge(bridge);
+    await udpPeer?.stop();
+    loadDelay.disable();
     clearTimeout(hardStop);
   }
   return result;
@@ -468,16 +568,18 @@ export function formatStep(s: StepResult): string {
     `streams ${s.streams}`,
     `msg/s to bridge ${Math.round(s.sentPerSecond)}, from bridge ${Math.round(s.receivedPerSecond)}`,
     `lost ${s.lost}/${s.sent}${s.bridgeDropped ? ` (bridge dropped ${s.bridgeDropped})` : ''}`,
-    `bridge CPU ${f2(s.bridgeCpu)} core (${f2(s.cpuMicrosPerMessage)} µs/msg), load generator ${f2(s.loadCpu)} core`,
+    `bridge CPU ${f2(s.bridgeCpu)} core (${f2(s.cpuMicrosPerMessage)} µs/msg; user space ${f2(s.bridgeUserCpu ?? NaN)} core), load generator ${f2(s.loadCpu)} core`,
     `bridge RSS ${f1(s.bridgeRssBytes / 1048576)} MiB, ${f1(s.rssPerTerminalBytes / 1024)} kB per terminal`,
     `round trip p50 ${f2(s.rttMs.p50)} p99 ${f2(s.rttMs.p99)} p999 ${f2(s.rttMs.p999)} max ${f2(s.rttMs.max)} ms (one way ≈ half: p99 ${f2(s.rttMs.p99 / 2)} ms)`,
+    `event-loop delay p99 / max: bridge ${s.bridgeLoop ? `${f2(s.bridgeLoop.loopDelayMs.p99)} / ${f2(s.bridgeLoop.loopDelayMs.max)} ms (loop busy ${f2(s.bridgeLoop.loopUtilization)})` : '-'}, load generator ${f2(s.loadLoopDelayMs.p99)} / ${f2(s.loadLoopDelayMs.max)} ms`,
   ].join('\n  ');
 }
 
 export function formatResult(r: BenchResult): string {
   const lines = [
-    `confmux bench: bridge with the echo stand-in (plugin/echo), loopback, ${r.frameBytes}-byte frames (10-byte header + ${r.payloadBytes} bytes PCMU) every 20 ms each way per stream`,
+    `confmux bench: bridge with the echo stand-in (plugin/echo${r.udpEcho ? ', through a UDP echo peer: turnutils_peer' : ', in process'}), loopback, ${r.frameBytes}-byte frames (10-byte header + ${r.payloadBytes} bytes PCMU) every 20 ms each way per stream`,
     `machine: ${r.cpus} cores, ${r.cpuModel}; node ${r.node}; ${r.date}`,
+    `bridge: ${r.workers === 1 ? 'one process (server.workers 1)' : `a primary and ${r.workers} workers (server.workers ${r.workers}); CPU and RSS are their sums`}`,
     `bridge RSS before any terminal: ${(r.baselineRssBytes / 1048576).toFixed(1)} MiB`,
     '',
     '| streams | msg/s to bridge | msg/s from bridge | lost | bridge CPU (core) | µs CPU/msg | load gen CPU | RSS/terminal | RTT p50 | RTT p99 | RTT p999 | RTT max | held |',
@@ -503,10 +605,12 @@ export function formatSideBySide(r: BenchResult, coturn: StepResult): string {
     'side by side, same streams, frame size and rate:',
     '| relay | streams | msg/s in | msg/s out | lost | relay CPU (core) | µs CPU/msg | load gen CPU | RSS/stream | RTT p50 | RTT p99 | RTT p999 | RTT mean |',
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
-    row('confmux (ws, echo stand-in in process)', c),
+    row(r.udpEcho ? 'confmux (ws, echo through a UDP peer)' : 'confmux (ws, echo stand-in in process)', c),
     row('coturn (TURN/TCP, UDP echo peer)', coturn),
     '',
     `CPU per relayed message, confmux / coturn: ${f2(c.cpuMicrosPerMessage / coturn.cpuMicrosPerMessage)} (below 1: confmux spends less)`,
-    'coturn relays each message over a UDP socket to its peer and back; confmux here hands it to the in-process echo stand-in, so its figure leaves out the media-server socket.',
+    r.udpEcho
+      ? 'both relay each message over a UDP socket to the same echo peer (turnutils_peer) and back.'
+      : 'coturn relays each message over a UDP socket to its peer and back; confmux here hands it to the in-process echo stand-in, so its figure leaves out the media-server socket (--udp-echo puts it in).',
   ].join('\n');
 }

@@ -5,43 +5,132 @@
  *
  * Listens on 127.0.0.1, port 0; prints one JSON line {"port":N} on stdout when ready. Exits when
  * its stdin closes (the benchmark ended or died) or on SIGTERM / SIGINT.
+ *
+ * Lines on stdin: "reset" starts a measurement window, "stats" answers with one JSON line: the
+ * event-loop delay (p50, p99, max, ms) and utilisation since the last reset. A frame that arrives
+ * while the loop is busy waits that long: the delay is the bridge's share of the latency tail.
+ *
+ * CONFMUX_BENCH_WORKERS=N (N > 1): server.workers = N. This process is then the primary (the
+ * UpgradeRouter on the port) and forks N workers, each this same script with the echo stand-in;
+ * the JSON line lists every pid ("pids") so that the load generator sums their CPU and RSS. The
+ * event-loop figures are then the primary's only.
  */
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
+import { createInterface } from 'node:readline';
 import { loadConfig } from '../bridge/config.ts';
 import { createLogger } from '../bridge/logger.ts';
+import { fileURLToPath } from 'node:url';
 import { BridgeServer } from '../bridge/server/BridgeServer.ts';
+import { UpgradeRouter } from '../bridge/server/UpgradeRouter.ts';
+import { WorkerLink, ownsNumber, workerIdentity } from '../bridge/server/WorkerLink.ts';
+import { WorkerPool } from '../bridge/server/WorkerPool.ts';
 import { EchoDriver } from '../plugin/echo/EchoDriver.ts';
 
 const password = process.env.CONFMUX_BENCH_PASSWORD ?? 'bench';
+// --udp-echo: the echo stand-in relays every payload through this UDP echo peer (host:port)
+const udpPeerEnv = process.env.CONFMUX_BENCH_UDP_PEER;
+const udpPeer = udpPeerEnv ? { host: udpPeerEnv.split(':')[0]!, port: Number(udpPeerEnv.split(':')[1]) } : undefined;
 const config = loadConfig({
   env: {},
   overrides: {
-    server: { host: '127.0.0.1', port: 0 },
+    server: { host: '127.0.0.1', port: 0, plain: true, workers: Number(process.env.CONFMUX_BENCH_WORKERS ?? '1') },
     // never used: the echo stand-in replaces the Asterisk driver, but the schema wants a password
     asterisk: { password: 'unused-by-the-echo-stand-in' },
     log: { level: process.env.CONFMUX_BENCH_LOG ?? 'silent' },
     // the load generator opens every terminal from 127.0.0.1: lift the per-address admission limits
-    limits: { maxConnectionsPerIp: 1_000_000, maxUnauthenticated: 1_000_000, connectionsPerSecondPerIp: 1_000_000, connectionBurstPerIp: 1_000_000 },
+    limits: {
+      maxConnectionsPerIp: 1_000_000,
+      maxUnauthenticated: 1_000_000,
+      connectionsPerSecondPerIp: 1_000_000,
+      connectionBurstPerIp: 1_000_000,
+      // idle mode pings more often than the default 15 s, to see heartbeats within its window
+      ...(process.env.CONFMUX_BENCH_HEARTBEAT_MS ? { heartbeatIntervalMs: Number(process.env.CONFMUX_BENCH_HEARTBEAT_MS) } : {}),
+    },
   },
 });
 const log = createLogger(config.log.level);
-const driver = new EchoDriver({ password });
-await driver.start();
-const server = new BridgeServer(config, driver, log);
-const address = await server.listen();
-process.stdout.write(`${JSON.stringify({ port: address.port, pid: process.pid })}\n`);
+const worker = workerIdentity();
 
-let stopping = false;
-async function stop(): Promise<void> {
-  if (stopping) return;
-  stopping = true;
-  const force = setTimeout(() => process.exit(0), 3000);
-  force.unref();
-  await server.close();
-  await driver.close();
-  process.exit(0);
+if (worker) {
+  // a worker behind the primary: no port, no stdin; the primary stops it with SIGTERM
+  const driver = new EchoDriver({ password, udpPeer });
+  await driver.start();
+  const server = new BridgeServer(config, driver, log, { owns: ownsNumber(worker.index, worker.count) });
+  const link = new WorkerLink(server);
+  link.start();
+  const stop = (): void => {
+    link.close();
+    void server
+      .close()
+      .then(() => driver.close())
+      .finally(() => process.exit(0));
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  process.on('disconnect', stop);
+} else {
+  await main();
 }
-process.stdin.on('end', () => void stop());
-process.stdin.on('error', () => void stop());
-process.stdin.resume();
-process.on('SIGTERM', () => void stop());
-process.on('SIGINT', () => void stop());
+
+async function main(): Promise<void> {
+  let server: { close(): Promise<void>; terminalCount: number };
+  let closeDriver = (): Promise<void> => Promise.resolve();
+  let pids = [process.pid];
+  let port: number;
+  if (config.server.workers > 1) {
+    const pool = new WorkerPool({
+      script: fileURLToPath(import.meta.url),
+      count: config.server.workers,
+      execArgv: process.execArgv,
+      env: { CONFMUX_BENCH_PASSWORD: password, ...(udpPeerEnv ? { CONFMUX_BENCH_UDP_PEER: udpPeerEnv } : {}) },
+      log,
+    });
+    await pool.start();
+    const router = new UpgradeRouter(config, config.server.workers, (k, socket, handoff) => pool.handOff(k, socket, handoff));
+    port = (await router.listen()).port;
+    pids = [process.pid, ...pool.pids];
+    server = {
+      close: () => router.close().then(() => pool.stop()),
+      terminalCount: -1,
+    };
+  } else {
+    const driver = new EchoDriver({ password, udpPeer });
+    await driver.start();
+    const bridge = new BridgeServer(config, driver, log);
+    port = (await bridge.listen()).port;
+    server = bridge;
+    closeDriver = () => driver.close();
+  }
+  process.stdout.write(`${JSON.stringify({ port, pid: process.pid, pids })}\n`);
+
+  let stopping = false;
+  async function stop(): Promise<void> {
+    if (stopping) return;
+    stopping = true;
+    const force = setTimeout(() => process.exit(0), 3000);
+    force.unref();
+    await server.close();
+    await closeDriver();
+    process.exit(0);
+  }
+  // 1 ms resolution: the delay histogram's own timer wakes the loop 1000 times a second (cheap next
+  // to the load; the same in every run)
+  const delay = monitorEventLoopDelay({ resolution: 1 });
+  delay.enable();
+  let elu = performance.eventLoopUtilization();
+  createInterface({ input: process.stdin }).on('line', (line) => {
+    if (line === 'reset') {
+      delay.reset();
+      elu = performance.eventLoopUtilization();
+    } else if (line === 'stats') {
+      const ms = (ns: number): number => ns / 1e6;
+      const u = performance.eventLoopUtilization(elu);
+      const mem = process.memoryUsage();
+      process.stdout.write(`${JSON.stringify({ loopDelayMs: { p50: ms(delay.percentile(50)), p99: ms(delay.percentile(99)), max: ms(delay.max) }, loopUtilization: u.utilization, heapUsedBytes: mem.heapUsed, externalBytes: mem.external, terminals: server.terminalCount })}\n`);
+    }
+  });
+  process.stdin.on('end', () => void stop());
+  process.stdin.on('error', () => void stop());
+  process.on('SIGTERM', () => void stop());
+  process.on('SIGINT', () => void stop());
+}

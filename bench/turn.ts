@@ -10,7 +10,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { createServer, connect, type Socket } from 'node:net';
-import { performance } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -115,6 +115,15 @@ async function freePort(): Promise<number> {
       s.close(() => resolve(port));
     });
   });
+}
+
+/** coturn's UDP echo (turnutils_peer) on 127.0.0.1, for `--udp-echo`: the bridge's echo stand-in relays through it. */
+export async function startUdpPeer(): Promise<{ port: number; stop(): Promise<void> }> {
+  const port = await freePort();
+  const peer = spawn('/usr/bin/turnutils_peer', ['-L', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' });
+  await sleep(300);
+  if (peer.exitCode !== null) throw new Error('turnutils_peer did not start');
+  return { port, stop: () => stop(peer) };
 }
 
 /** One TURN-over-TCP client with one channel to the peer. */
@@ -307,6 +316,8 @@ export async function runCoturn(o: CoturnOptions): Promise<StepResult> {
     '--total-quota', '0', '--user-quota', '0', '--max-bps', '0', '--stale-nonce', '0',
   ], { stdio: 'ignore' });
   const load = new TurnLoad(o.dataBytes);
+  const loadDelay = monitorEventLoopDelay({ resolution: 1 });
+  loadDelay.enable();
   try {
     // wait for coturn to listen
     const up = performance.now() + 10000;
@@ -346,6 +357,7 @@ export async function runCoturn(o: CoturnOptions): Promise<StepResult> {
     const s0 = setTimeout(() => {
       cpu0 = cpuSeconds(turn.pid!);
       l0 = process.cpuUsage();
+      loadDelay.reset();
     }, o.warmupSeconds * 1000);
     const s1 = setTimeout(() => {
       cpu1 = cpuSeconds(turn.pid!);
@@ -379,6 +391,8 @@ export async function runCoturn(o: CoturnOptions): Promise<StepResult> {
       bridgeRssBytes: rss,
       rssPerTerminalBytes: (rss - baseline) / o.streams,
       unexpectedCloses: load.unexpectedCloses,
+      bridgeLoop: null,
+      loadLoopDelayMs: { p50: loadDelay.percentile(50) / 1e6, p99: loadDelay.percentile(99) / 1e6, max: loadDelay.max / 1e6 },
       held: false,
     };
   } finally {
@@ -386,6 +400,7 @@ export async function runCoturn(o: CoturnOptions): Promise<StepResult> {
       lane.closing = true;
       lane.sock?.destroy();
     }
+    loadDelay.disable();
     await Promise.all([stop(turn), stop(peer)]);
     rmSync(dir, { recursive: true, force: true });
   }

@@ -25,6 +25,8 @@ export const ConfigSchema = z
         plain: bool.default(false),
         /** browser origins allowed besides the page's own (e.g. https://portal.example.com); requests without Origin (non-browsers) are not affected */
         allowedOrigins: z.array(z.string().url()).default([]),
+        /** worker processes behind the one port (one per core); above 1 a primary routes each connection by its terminal number, and plain mode is required (docs/performance.md) */
+        workers: z.coerce.number().int().min(1).max(64).default(1),
       })
       .strict()
       .default({}),
@@ -181,6 +183,7 @@ export const ENV_OVERRIDES: Readonly<Record<string, readonly string[]>> = Object
   CONFMUX_TLS_CERT: ['server', 'tls', 'cert'],
   CONFMUX_TLS_KEY: ['server', 'tls', 'key'],
   CONFMUX_PLAIN: ['server', 'plain'],
+  CONFMUX_WORKERS: ['server', 'workers'],
   CONFMUX_MEDIA_SERVER: ['mediaServer'],
   CONFMUX_ARI_URL: ['asterisk', 'url'],
   CONFMUX_ARI_USER: ['asterisk', 'user'],
@@ -264,6 +267,11 @@ export function loadConfig(options: { file?: string; env?: NodeJS.ProcessEnv; ov
   // the one port faces the internet: TLS, or plain only when asked for (behind a TLS proxy)
   if (options.forServe && result.success && !result.data.server.tls && !result.data.server.plain) {
     problems.push('server.tls: give a certificate and key (CONFMUX_TLS_CERT, CONFMUX_TLS_KEY), or set server.plain=true (CONFMUX_PLAIN=true) behind a TLS-terminating proxy');
+  }
+  // the primary reads each connection's HTTP request and first WebSocket message to route it: it
+  // cannot read them through TLS
+  if (result.success && result.data.server.workers > 1 && result.data.server.tls) {
+    problems.push('server.workers: more than one worker needs plain mode behind a TLS-terminating proxy (server.plain=true, no server.tls): the primary routes each connection by what it reads from it');
   }
   if (problems.length > 0 || !result.success) throw new ConfigError(problems);
   return deepFreeze(result.data);

@@ -6,9 +6,11 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError } from 'commander';
-import { ConfigError, loadConfig } from '../config.ts';
-import { createLogger } from '../logger.ts';
+import { ConfigError, loadConfig, type Config } from '../config.ts';
+import { createLogger, type Logger } from '../logger.ts';
 import { BridgeServer } from '../server/BridgeServer.ts';
+import { UpgradeRouter } from '../server/UpgradeRouter.ts';
+import { WorkerPool } from '../server/WorkerPool.ts';
 import { AsteriskDriver } from '../../plugin/asterisk/AsteriskDriver.ts';
 import { FreeSwitchDriver } from '../../plugin/freeswitch/FreeSwitchDriver.ts';
 import { TerminalError } from '../sdk/TerminalError.ts';
@@ -39,6 +41,7 @@ program
       throw err;
     }
     const log = createLogger(config.log.level);
+    if (config.server.workers > 1) return servePrimary(config, log);
     const driver = config.mediaServer === 'freeswitch' ? new FreeSwitchDriver({ config: config.freeswitch, log }) : new AsteriskDriver({ config: config.asterisk, log });
     const server = new BridgeServer(config, driver, log);
     driver.start().catch((err: unknown) => log.warn({ err: (err as Error).message }, 'media server not reachable yet; retrying'));
@@ -63,6 +66,43 @@ program
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
   });
+
+/**
+ * server.workers > 1: this process owns the port (UpgradeRouter) and forks the workers
+ * (bridge/cli/worker.ts), each with its own media-server link and BridgeServer.
+ */
+async function servePrimary(config: Config, log: Logger): Promise<void> {
+  const pool = new WorkerPool({
+    script: fileURLToPath(new URL('./worker.ts', import.meta.url)),
+    count: config.server.workers,
+    execArgv: ['--import', import.meta.resolve('tsx')],
+    env: { CONFMUX_WORKER_CONFIG: JSON.stringify(config) },
+    log,
+  });
+  log.warn('serving plain ws:// without TLS (server.plain): only do this behind a TLS-terminating proxy');
+  await pool.start();
+  const router = new UpgradeRouter(config, config.server.workers, (k, socket, handoff) => pool.handOff(k, socket, handoff));
+  const address = await router.listen();
+  log.info({ host: address.address, port: address.port, path: config.server.path, workers: config.server.workers }, 'listening (primary)');
+  let stopping = false;
+  const stop = (signal: 'SIGTERM' | 'SIGINT'): void => {
+    if (stopping) {
+      log.warn('second signal: exiting now');
+      process.exit(1);
+    }
+    stopping = true;
+    log.info({ signal, drainTimeoutMs: config.shutdown.drainTimeoutMs }, 'draining the workers');
+    void router
+      .close()
+      .then(() => pool.stop(signal))
+      .then(() => {
+        log.info('stopped');
+        process.exit(0);
+      });
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
 
 const terminal = program
   .command('terminal')

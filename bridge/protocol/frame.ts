@@ -34,7 +34,7 @@ export interface FrameHeader {
   timestamp: number;
 }
 
-/** Writes a header into buf at offset 0. */
+/** Writes a header into buf at `offset` (0 by default). */
 export function writeFrameHeader(
   buf: Uint8Array,
   stream: number,
@@ -42,17 +42,18 @@ export function writeFrameHeader(
   flags: number,
   seq: number,
   timestamp: number,
+  offset = 0,
 ): void {
-  buf[0] = (FRAME_VERSION << 4) | FRAME_TYPE_MEDIA;
-  buf[1] = stream;
-  buf[2] = codec;
-  buf[3] = flags;
-  buf[4] = (seq >>> 8) & 0xff;
-  buf[5] = seq & 0xff;
-  buf[6] = (timestamp >>> 24) & 0xff;
-  buf[7] = (timestamp >>> 16) & 0xff;
-  buf[8] = (timestamp >>> 8) & 0xff;
-  buf[9] = timestamp & 0xff;
+  buf[offset] = (FRAME_VERSION << 4) | FRAME_TYPE_MEDIA;
+  buf[offset + 1] = stream;
+  buf[offset + 2] = codec;
+  buf[offset + 3] = flags;
+  buf[offset + 4] = (seq >>> 8) & 0xff;
+  buf[offset + 5] = seq & 0xff;
+  buf[offset + 6] = (timestamp >>> 24) & 0xff;
+  buf[offset + 7] = (timestamp >>> 16) & 0xff;
+  buf[offset + 8] = (timestamp >>> 8) & 0xff;
+  buf[offset + 9] = timestamp & 0xff;
 }
 
 /** Result of checking a frame: 0 when valid, otherwise why not. */
@@ -64,13 +65,19 @@ export const FRAME_BAD_TYPE = 3;
 export const FRAME_KEYFRAME_REQUEST = 4;
 
 export function checkFrame(buf: Uint8Array): number {
-  if (buf.length < FRAME_HEADER_BYTES) return FRAME_SHORT;
-  const b0 = buf[0]!;
+  return checkFrameAt(buf, 0, buf.length);
+}
+
+/** checkFrame for the frame at buf[start, end) (no subarray needed on the media path). */
+export function checkFrameAt(buf: Uint8Array, start: number, end: number): number {
+  const length = end - start;
+  if (length < FRAME_HEADER_BYTES) return FRAME_SHORT;
+  const b0 = buf[start]!;
   if (b0 >> 4 !== FRAME_VERSION) return FRAME_BAD_VERSION;
   const type = b0 & 0x0f;
   if (type === FRAME_TYPE_KEYFRAME_REQUEST) return FRAME_KEYFRAME_REQUEST;
   if (type !== FRAME_TYPE_MEDIA) return FRAME_BAD_TYPE;
-  if (buf.length === FRAME_HEADER_BYTES) return FRAME_SHORT;
+  if (length === FRAME_HEADER_BYTES) return FRAME_SHORT;
   return FRAME_OK;
 }
 

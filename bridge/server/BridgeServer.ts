@@ -7,9 +7,9 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createTlsServer, type Server as HttpsServer } from 'node:https';
 import { readFileSync, unwatchFile, watchFile } from 'node:fs';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { WebSocketServer, type WebSocket } from 'ws';
+import { WebSocket, WebSocketServer } from 'ws';
 import type { Config } from '../config.ts';
 import type { Logger } from '../logger.ts';
 import { ConfmuxError, closeReason, type ErrorCode } from '../errors.ts';
@@ -22,6 +22,15 @@ import { VideoRooms } from './VideoRooms.ts';
 import { WebAssets } from './WebAssets.ts';
 import { Admission } from './Admission.ts';
 import { safeEqual } from '../../plugin/credentials.ts';
+import type { Handoff } from './UpgradeRouter.ts';
+
+export interface BridgeServerOptions {
+  /**
+   * As a worker behind a primary (server.workers > 1): whether a terminal number is this worker's.
+   * Presence left by an earlier bridge is cleared only for this worker's numbers.
+   */
+  owns?: (number: string) => boolean;
+}
 
 interface Tracked extends WebSocket {
   confmuxAlive?: boolean;
@@ -47,8 +56,11 @@ export class BridgeServer {
   private readonly web = new WebAssets();
   private draining = false;
   private closed = false;
+  private serving = false;
+  private readonly owns: (number: string) => boolean;
 
-  constructor(config: Readonly<Config>, driver: MediaServerDriver, log: Logger) {
+  constructor(config: Readonly<Config>, driver: MediaServerDriver, log: Logger, options: BridgeServerOptions = {}) {
+    this.owns = options.owns ?? (() => true);
     this.config = config;
     this.driver = driver;
     this.log = log;
@@ -130,7 +142,7 @@ export class BridgeServer {
     for (const t of this.terminals.values()) if (t.registered) this.publishPresence(t.number);
     if (!this.config.presence.clearStale) return;
     try {
-      const stale = (await this.driver.listPresent()).filter((n) => !this.terminals.get(n)?.registered);
+      const stale = (await this.driver.listPresent()).filter((n) => this.owns(n) && !this.terminals.get(n)?.registered);
       for (const number of stale) this.publishPresence(number);
       if (stale.length) this.log.info({ terminals: stale }, 'cleared presence left by an earlier bridge');
     } catch (err) {
@@ -174,13 +186,47 @@ export class BridgeServer {
         resolve();
       });
     });
+    this.startServing();
+    const address = this.http.address() as AddressInfo;
+    this.log.info({ host: address.address, port: address.port, path: this.config.server.path }, 'listening');
+    return address;
+  }
+
+  /** Heartbeats and presence; listen() does this, a worker (which does not listen) calls it. */
+  startServing(): void {
+    if (this.serving) return;
+    this.serving = true;
     // the link may have come up before this server listened for it
     if (this.driver.isUp) void this.republish();
     this.heartbeat = setInterval(() => this.beat(), this.config.limits.heartbeatIntervalMs);
     this.heartbeat.unref();
-    const address = this.http.address() as AddressInfo;
-    this.log.info({ host: address.address, port: address.port, path: this.config.server.path }, 'listening');
-    return address;
+  }
+
+  /**
+   * A connection the primary accepted and handed over (server.workers > 1), with the bytes it
+   * read: an HTTP request to serve, or a WebSocket whose 101 the primary sent.
+   */
+  adopt(socket: Socket, handoff: Handoff): void {
+    if (this.closed) {
+      socket.destroy();
+      return;
+    }
+    if (handoff.kind === 'http') {
+      this.http.emit('connection', socket);
+      if (handoff.head.length > 0) socket.emit('data', handoff.head);
+      socket.resume();
+      return;
+    }
+    socket.on('error', () => socket.destroy());
+    // what ws's WebSocketServer does after its own handshake (ws: websocket-server.js completeUpgrade)
+    const ws = new WebSocket(null as unknown as string, undefined, { autoPong: true } as WebSocket.ClientOptions) as Tracked & { setSocket(socket: Socket, head: Buffer, options: object): void };
+    ws.setSocket(socket, handoff.head, { allowSynchronousEvents: true, maxPayload: this.config.limits.maxMessageBytes, skipUTF8Validation: false });
+    if (this.draining) {
+      this.metrics.refusals.inc({ code: 'SHUTTING_DOWN' });
+      ws.close(1001, closeReason('SHUTTING_DOWN'));
+      return;
+    }
+    this.onConnection(ws, socket.remoteAddress);
   }
 
   get address(): AddressInfo {
@@ -251,7 +297,7 @@ export class BridgeServer {
       socket.end('HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
       return;
     }
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws as Tracked, req));
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws as Tracked, req.socket.remoteAddress));
   }
 
   private refuse(ws: WebSocket, code: ErrorCode, message?: string, remote?: string): void {
@@ -265,8 +311,7 @@ export class BridgeServer {
     ws.once('close', () => clearTimeout(kill));
   }
 
-  private onConnection(ws: Tracked, req: IncomingMessage): void {
-    const remote = req.socket.remoteAddress;
+  private onConnection(ws: Tracked, remote: string | undefined): void {
     const ip = remote ?? 'unknown';
     const refused = this.admission.admit(ip);
     if (refused) {

@@ -2,20 +2,26 @@
  * A terminal's call as the bridge sees it: the driver's leg on the media server, the terminal's
  * audio connection, and the conversion between the codec the terminal agreed and the leg's
  * format. The media path here is binary only: no JSON, no logging, one pooled buffer per frame
- * towards the terminal (the socket may hold it), none towards the media server.
+ * towards the terminal (the socket may hold it), none towards the media server. On a dedicated
+ * audio connection, frames from the terminal are read by MediaFrameReader (no 'message' event, no
+ * Buffer per frame but the payload's view), and frames to the terminal are written whole (WebSocket
+ * header, confmux header, payload in one buffer) in one socket write (wsFrames.ts).
  */
+import type { Socket } from 'node:net';
 import { EventEmitter } from 'node:events';
 import type WebSocket from 'ws';
 import type { Logger } from '../logger.ts';
 import type { AudioCodec } from '../protocol/codecs.ts';
-import { FLAG_KEYFRAME, FRAME_HEADER_BYTES, FRAME_KEYFRAME_REQUEST, FRAME_OK, STREAM_AUDIO, STREAM_CONTENT, STREAM_OWN, STREAM_VIDEO, checkFrame, frameTimestamp, writeFrameHeader, writeKeyframeRequest } from '../protocol/frame.ts';
+import { FLAG_KEYFRAME, FRAME_HEADER_BYTES, FRAME_KEYFRAME_REQUEST, FRAME_OK, STREAM_AUDIO, STREAM_CONTENT, STREAM_OWN, STREAM_VIDEO, checkFrame, checkFrameAt, frameTimestamp, writeFrameHeader, writeKeyframeRequest } from '../protocol/frame.ts';
 import type { VideoCodec } from '../protocol/videoCodecs.ts';
 import type { HangupReason } from '../protocol/messages.ts';
 import { AudioConverter } from '../media/AudioConverter.ts';
 import { ConfmuxError, closeReason, type ErrorCode } from '../errors.ts';
 import type { CallEnd, DriverCall } from '../../plugin/driver.ts';
 import { TokenBucket } from './TokenBucket.ts';
+import { MediaFrameReader } from './MediaFrameReader.ts';
 import { mediaStats } from './metrics.ts';
+import { rawSocket, wsHeaderBytes, writeWsBinaryHeader } from './wsFrames.ts';
 import type { VideoParticipant, VideoRooms } from './VideoRooms.ts';
 
 export interface CallLimits {
@@ -48,6 +54,8 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
   private readonly up: AudioConverter;
   private readonly down: AudioConverter;
   private audio: WebSocket | null = null;
+  /** the TCP socket under `audio`, written to directly (null: through ws) */
+  private audioSocket: Socket | null = null;
   private video: WebSocket | null = null;
   /** the agreed video codec, or null for an audio-only call */
   readonly videoCodec: VideoCodec | null;
@@ -123,6 +131,7 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
   attachInline(control: WebSocket): void {
     this.inline = true;
     this.audio = this.contentOnly ? null : control;
+    this.audioSocket = this.audio ? rawSocket(this.audio) : null;
     this.audioStream = STREAM_AUDIO;
     if (this.videoCodec) {
       this.video = control;
@@ -273,12 +282,17 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
     }
     if (this.audio) this.audio.close(1000, 'replaced');
     this.audio = ws;
+    const socket = rawSocket(ws);
+    this.audioSocket = socket;
     this.stopGrace();
     if (this.unboundTimer) clearTimeout(this.unboundTimer);
+    // frames the fast reader does not take (or all of them, without it) arrive as messages
     ws.on('message', (data: Buffer, isBinary: boolean) => this.fromTerminal(ws, data, isBinary));
+    if (socket) new MediaFrameReader(socket, ws, (buf, start, end) => this.audioFromTerminal(ws, buf, start, end), this.limits.maxAudioFrameBytes);
     ws.once('close', (code: number) => {
       if (this.audio !== ws) return;
       this.audio = null;
+      this.audioSocket = null;
       if (this.ended) return;
       // the terminal closing its audio on purpose, or bad input, ends the call; a dropped
       // connection may come back
@@ -297,18 +311,24 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
     ws.close(err.closeCode, closeReason(code, message));
   }
 
-  /** Hot path: a frame from the terminal. */
+  /** A message from the terminal's audio connection (inline frames too) that the fast reader did not take. */
   private fromTerminal(ws: WebSocket, data: Buffer, isBinary: boolean): void {
     if (!isBinary) return this.refuse(ws, 'BAD_FRAME', 'media connections carry binary frames only');
-    if (data.length > this.limits.maxAudioFrameBytes) return this.refuse(ws, 'FRAME_TOO_LARGE', `audio frame of ${data.length} bytes; the limit is ${this.limits.maxAudioFrameBytes}`);
-    if (checkFrame(data) !== FRAME_OK) return this.refuse(ws, 'BAD_FRAME', 'bad frame header (version 1, type media, payload after a 10-byte header)');
-    if (data[2] !== this.codec.id) return this.refuse(ws, 'BAD_FRAME', `codec id ${data[2]} is not the call's codec ${this.codec.id} (${this.codec.name})`);
+    this.audioFromTerminal(ws, data, 0, data.length);
+  }
+
+  /** Hot path: a frame from the terminal, at buf[start, end). */
+  private audioFromTerminal(ws: WebSocket, buf: Buffer, start: number, end: number): void {
+    const length = end - start;
+    if (length > this.limits.maxAudioFrameBytes) return this.refuse(ws, 'FRAME_TOO_LARGE', `audio frame of ${length} bytes; the limit is ${this.limits.maxAudioFrameBytes}`);
+    if (checkFrameAt(buf, start, end) !== FRAME_OK) return this.refuse(ws, 'BAD_FRAME', 'bad frame header (version 1, type media, payload after a 10-byte header)');
+    if (buf[start + 2] !== this.codec.id) return this.refuse(ws, 'BAD_FRAME', `codec id ${buf[start + 2]} is not the call's codec ${this.codec.id} (${this.codec.name})`);
     if (!this.audioBucket.take()) {
       mediaStats.droppedRateLimit++;
       return;
     }
     mediaStats.framesFromTerminals++;
-    const payload = data.subarray(FRAME_HEADER_BYTES);
+    const payload = buf.subarray(start + FRAME_HEADER_BYTES, end);
     this.leg.sendAudio(this.up.isPassThrough ? payload : this.up.convert(payload));
   }
 
@@ -316,20 +336,27 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
   private toTerminal(payload: Buffer): void {
     const ws = this.audio;
     if (ws === null) return;
-    if (ws.bufferedAmount > this.limits.sendHighWaterBytes) {
+    const socket = this.audioSocket;
+    if ((socket !== null ? socket.writableLength : ws.bufferedAmount) > this.limits.sendHighWaterBytes) {
       mediaStats.droppedSlowTerminal++;
       return;
     }
+    if (ws.readyState !== 1) return;
     const data = this.down.isPassThrough ? payload : this.down.convert(payload);
     const n = data.length;
-    const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + n);
-    writeFrameHeader(frame, this.audioStream, this.codec.id, this.marker ? 1 : 0, this.seq, this.timestamp);
-    data.copy(frame, FRAME_HEADER_BYTES);
+    const size = FRAME_HEADER_BYTES + n;
+    // one buffer: [WebSocket header] confmux header, payload
+    const at = socket !== null ? wsHeaderBytes(size) : 0;
+    const frame = Buffer.allocUnsafe(at + size);
+    if (at !== 0) writeWsBinaryHeader(frame, size);
+    writeFrameHeader(frame, this.audioStream, this.codec.id, this.marker ? 1 : 0, this.seq, this.timestamp, at);
+    data.copy(frame, at + FRAME_HEADER_BYTES);
     this.marker = false;
     this.seq = (this.seq + 1) & 0xffff;
     this.timestamp = (this.timestamp + n / this.codec.bytesPerSample) >>> 0;
     mediaStats.framesToTerminals++;
-    ws.send(frame);
+    if (socket !== null) socket.write(frame);
+    else ws.send(frame);
   }
 
   sendDtmf(digits: string): Promise<void> {

@@ -10,10 +10,13 @@ import { EventEmitter } from 'node:events';
 import type { DriverCall, DriverEvents, MediaServerDriver, PlaceCallRequest, Presence } from '../driver.ts';
 import { safeEqual } from '../credentials.ts';
 import { EchoCall } from './EchoCall.ts';
+import { UdpEchoCall } from './UdpEchoCall.ts';
 
 export interface EchoDriverOptions {
   /** the password every terminal number binds with */
   password: string;
+  /** echo through this UDP peer (UdpEchoCall) instead of in process (EchoCall) */
+  udpPeer?: { host: string; port: number };
 }
 
 export class EchoDriver extends EventEmitter<DriverEvents> implements MediaServerDriver {
@@ -24,12 +27,14 @@ export class EchoDriver extends EventEmitter<DriverEvents> implements MediaServe
   readonly kind = 'echo' as unknown as MediaServerDriver['kind'];
   private readonly password: string;
   private up = false;
-  private readonly calls = new Set<EchoCall>();
+  private readonly calls = new Set<EchoCall | UdpEchoCall>();
+  private readonly udpPeer: { host: string; port: number } | undefined;
   private readonly presence = new Map<string, Presence>();
 
   constructor(options: EchoDriverOptions) {
     super();
     this.password = options.password;
+    this.udpPeer = options.udpPeer;
   }
 
   get isUp(): boolean {
@@ -59,7 +64,8 @@ export class EchoDriver extends EventEmitter<DriverEvents> implements MediaServe
   }
 
   placeCall(request: PlaceCallRequest): DriverCall {
-    const call = new EchoCall(request.callId, request.codec, (c) => this.calls.delete(c));
+    const forget = (c: EchoCall | UdpEchoCall): boolean => this.calls.delete(c);
+    const call = this.udpPeer ? new UdpEchoCall(request.callId, request.codec, this.udpPeer, forget) : new EchoCall(request.callId, request.codec, forget);
     this.calls.add(call);
     return call;
   }

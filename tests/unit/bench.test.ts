@@ -3,6 +3,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { runBench } from '../../bench/run.ts';
+import { formatIdle, runIdle } from '../../bench/idle.ts';
+import { coturnAvailable } from '../../bench/turn.ts';
 
 const quiet = (): void => undefined;
 
@@ -39,4 +41,40 @@ test('bench --step: adds streams per step up to --max-streams and reports the hi
   for (const s of r.steps) assert.equal(s.lost, 0);
   assert.equal(r.highestHeld, 20);
   assert.match(r.stoppedBy, /max-streams/);
+});
+
+test('bench --idle: terminals bind and register, are heartbeaten and stay; memory and CPU are sane', async () => {
+  const r = await runIdle({ terminals: 50, seconds: 2, heartbeatMs: 500, log: quiet, timeLimitSeconds: 40 });
+  assert.equal(r.terminals, 50);
+  assert.equal(r.registered, 50);
+  assert.equal(r.unexpectedCloses, 0);
+  // 4 heartbeats in 2 s at 500 ms, give or take the one at a window edge
+  assert.ok(r.pings >= r.expectedPings - 50 && r.pings <= r.expectedPings + 50, `pings ${r.pings} of ${r.expectedPings}`);
+  assert.ok(r.rssBytes > r.baselineRssBytes / 2 && r.rssBytes < 1024 ** 3, `RSS ${r.rssBytes}`);
+  assert.ok(Number.isFinite(r.rssPerTerminalBytes));
+  assert.ok(r.bridgeCpu >= 0 && r.bridgeCpu < 2, `bridge CPU ${r.bridgeCpu}`);
+  assert.ok(r.heapUsedBytes !== null && r.heapUsedBytes > 0);
+  assert.match(formatIdle(r), /\| 50 \| 50 \|/);
+});
+
+test('bench --workers 2: calls land with their media on the worker that holds them; nothing lost', async () => {
+  const r = await runBench({ streams: 20, seconds: 2, warmupSeconds: 0.5, workers: 2, log: quiet, timeLimitSeconds: 60 });
+  const s = r.steps[0]!;
+  assert.equal(r.workers, 2);
+  assert.equal(s.unexpectedCloses, 0);
+  assert.ok(s.sent >= 2000, `sent ${s.sent}`);
+  assert.equal(s.lost, 0, `lost ${s.lost} of ${s.sent}`);
+  assert.equal(s.received, s.sent);
+  assert.ok(s.bridgeCpu > 0 && s.bridgeCpu < 4, `bridge CPU ${s.bridgeCpu}`);
+});
+
+test('bench --udp-echo: every frame goes through a UDP socket to the echo peer and back; nothing lost', { skip: coturnAvailable() ? false : 'needs coturn (turnutils_peer)' }, async () => {
+  const r = await runBench({ streams: 20, seconds: 2, warmupSeconds: 0.5, udpEcho: true, log: quiet, timeLimitSeconds: 40 });
+  const s = r.steps[0]!;
+  assert.equal(r.udpEcho, true);
+  assert.equal(s.unexpectedCloses, 0);
+  assert.ok(s.sent >= 2000, `sent ${s.sent}`);
+  assert.equal(s.lost, 0, `lost ${s.lost} of ${s.sent}`);
+  assert.equal(s.received, s.sent);
+  assert.ok(s.rttMs.samples > 0 && s.rttMs.max < 2000);
 });

@@ -1,0 +1,116 @@
+/**
+ * The primary's worker processes (`server.workers` > 1): forks them, hands each one the sockets
+ * the UpgradeRouter routes to it, restarts one that dies (its terminals reconnect and land on the
+ * new one), and stops them all. The worker side is WorkerLink.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import type { Socket } from 'node:net';
+import type { Logger } from '../logger.ts';
+import type { Handoff } from './UpgradeRouter.ts';
+
+/** the IPC message that comes with a socket */
+export interface HandoffMessage {
+  type: 'confmux:connection';
+  kind: Handoff['kind'];
+  /** the bytes already read from the socket, base64 */
+  head: string;
+}
+
+export interface WorkerPoolOptions {
+  /** the worker's entry module */
+  script: string;
+  count: number;
+  /** node options of the workers (e.g. tsx's loader) */
+  execArgv: string[];
+  /** extra environment; each worker also gets CONFMUX_WORKER_INDEX and CONFMUX_WORKERS */
+  env?: Record<string, string>;
+  log: Logger;
+}
+
+export class WorkerPool {
+  private readonly options: WorkerPoolOptions;
+  private readonly children: (ChildProcess | null)[];
+  private readonly ready: boolean[];
+  private stopping = false;
+  private stopped: Promise<void> | null = null;
+
+  constructor(options: WorkerPoolOptions) {
+    this.options = options;
+    this.children = new Array<ChildProcess | null>(options.count).fill(null);
+    this.ready = new Array<boolean>(options.count).fill(false);
+  }
+
+  /** Forks every worker; resolves once each has said it is ready. */
+  async start(): Promise<void> {
+    await Promise.all(this.children.map((_, k) => this.spawn(k)));
+  }
+
+  get pids(): number[] {
+    return this.children.map((c) => c?.pid ?? 0).filter((p) => p > 0);
+  }
+
+  private spawn(k: number): Promise<void> {
+    const { script, execArgv, env, count, log } = this.options;
+    const child = fork(script, [], {
+      execArgv,
+      env: { ...process.env, ...env, CONFMUX_WORKER_INDEX: String(k), CONFMUX_WORKERS: String(count) },
+      serialization: 'json',
+    });
+    this.children[k] = child;
+    this.ready[k] = false;
+    child.on('exit', (code, signal) => {
+      if (this.children[k] === child) this.children[k] = null;
+      this.ready[k] = false;
+      if (this.stopping) return;
+      log.error({ worker: k, code, signal }, 'worker exited: starting another');
+      setTimeout(() => {
+        if (!this.stopping) void this.spawn(k).catch((err: unknown) => log.error({ worker: k, err: (err as Error).message }, 'worker did not start'));
+      }, 1000).unref();
+    });
+    return new Promise<void>((resolve, reject) => {
+      const onMessage = (m: unknown): void => {
+        if ((m as { type?: string })?.type !== 'confmux:ready') return;
+        child.off('message', onMessage);
+        child.off('exit', onExit);
+        this.ready[k] = true;
+        resolve();
+      };
+      const onExit = (): void => reject(new Error(`worker ${k} exited before it was ready`));
+      child.on('message', onMessage);
+      child.once('exit', onExit);
+    });
+  }
+
+  /** Hands a socket to worker k (the next live one if k is down); the socket is closed here. */
+  handOff(k: number, socket: Socket, handoff: Handoff): void {
+    let child: ChildProcess | null = null;
+    for (let i = 0; i < this.children.length && child === null; i++) {
+      const j = (k + i) % this.children.length;
+      if (this.ready[j] && this.children[j]?.connected) child = this.children[j]!;
+    }
+    if (child === null) {
+      socket.destroy();
+      return;
+    }
+    const msg: HandoffMessage = { type: 'confmux:connection', kind: handoff.kind, head: handoff.head.toString('base64') };
+    child.send(msg, socket, { keepOpen: false }, (err) => {
+      if (err) socket.destroy();
+    });
+  }
+
+  /** Asks every worker to drain (SIGTERM) or stop now (SIGINT) and waits for them. Idempotent. */
+  stop(signal: 'SIGTERM' | 'SIGINT' = 'SIGTERM'): Promise<void> {
+    if (this.stopped) return this.stopped;
+    this.stopping = true;
+    this.stopped = Promise.all(
+      this.children.map((c) => {
+        if (c === null || c.exitCode !== null || c.signalCode !== null) return Promise.resolve();
+        return new Promise<void>((resolve) => {
+          c.once('exit', () => resolve());
+          c.kill(signal);
+        });
+      }),
+    ).then(() => undefined);
+    return this.stopped;
+  }
+}

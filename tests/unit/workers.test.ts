@@ -1,0 +1,69 @@
+// server.workers > 1: the primary (UpgradeRouter) hands each connection to the worker that owns
+// the terminal's number. Run through bench/server.ts (the echo stand-in) as a primary with two
+// workers: HTTP still answered, a number always on one worker (a second bind replaces the first),
+// calls with their media connections work (the bench test with workers).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import WebSocket from 'ws';
+import { workerForNumber } from '../../bridge/server/UpgradeRouter.ts';
+import { PASSWORD, startBridge, stopBridge } from '../../bench/run.ts';
+import { loadConfig } from '../../bridge/config.ts';
+
+test('workerForNumber: stable, in range, spreads numbers', () => {
+  const seen = [0, 0, 0];
+  for (let i = 0; i < 3000; i++) {
+    const k = workerForNumber(String(1000 + i), 3);
+    assert.equal(k, workerForNumber(String(1000 + i), 3));
+    seen[k]!++;
+  }
+  for (const n of seen) assert.ok(n > 800 && n < 1200, `spread ${seen.join(' ')}`);
+  assert.equal(workerForNumber('1001', 1), 0);
+});
+
+test('config: workers > 1 is refused with TLS on the bridge', () => {
+  assert.throws(() => loadConfig({ env: {}, overrides: { asterisk: { password: 'x' }, server: { workers: 2, tls: { cert: '/c', key: '/k' } } } }), /server.workers/);
+  assert.equal(loadConfig({ env: { CONFMUX_WORKERS: '3' }, overrides: { asterisk: { password: 'x' } } }).server.workers, 3);
+});
+
+function bind(port: number, number: string): Promise<{ ws: WebSocket; closed: Promise<number> }> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/`);
+    const closed = new Promise<number>((r) => ws.on('close', (code: number) => r(code)));
+    ws.on('error', reject);
+    ws.on('open', () => ws.send(JSON.stringify({ type: 'bind', v: 1, kind: 'control', number, password: PASSWORD })));
+    ws.once('message', (d: Buffer) => {
+      const m = JSON.parse(d.toString()) as { type: string };
+      if (m.type === 'bound') resolve({ ws, closed });
+      else reject(new Error(d.toString()));
+    });
+  });
+}
+
+test('two workers behind one port: HTTP answered, a second bind of a number replaces the first', async () => {
+  const bridge = await startBridge({}, 2);
+  try {
+    assert.equal(bridge.pids.length, 3, 'a primary and two workers');
+    for (let i = 0; i < 4; i++) {
+      const res = await fetch(`http://127.0.0.1:${bridge.port}/healthz`);
+      assert.equal(res.status, 200);
+      assert.equal(((await res.json()) as { status: string }).status, 'ok');
+    }
+    assert.equal((await fetch(`http://127.0.0.1:${bridge.port}/nothing`)).status, 404);
+    // numbers on both workers, each bound twice
+    for (const number of ['1001', '1002', '1003', '1004']) {
+      const first = await bind(bridge.port, number);
+      const second = await bind(bridge.port, number);
+      assert.equal(await first.closed, 4409, `${number}: the first session is replaced`);
+      second.ws.close();
+    }
+    // a connection whose first message is not a bind still gets the bridge's own refusal
+    const ws = new WebSocket(`ws://127.0.0.1:${bridge.port}/`);
+    const code = await new Promise<number>((resolve) => {
+      ws.on('open', () => ws.send(Buffer.from([1, 2, 3])));
+      ws.on('close', (c: number) => resolve(c));
+    });
+    assert.ok(code >= 4000, `refused with ${code}`);
+  } finally {
+    await stopBridge(bridge);
+  }
+});
