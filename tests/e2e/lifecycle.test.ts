@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createNodeTerminal } from '../../bridge/sdk/node.ts';
-import { ARI_PASSWORD, ARI_WS_URL, ari, ariAuthHeader, ensureSandbox } from '../helpers/sandbox.ts';
+import { ARI_PASSWORD, ARI_WS_URL, ari, ariAuthHeader, asteriskRx, ensureSandbox } from '../helpers/sandbox.ts';
 import { once } from 'node:events';
 import WebSocket from 'ws';
 import { CLI, channels, startBridge, waitNoChannels } from '../helpers/bridge.ts';
@@ -152,4 +152,86 @@ test('the periodic sweep hangs up our externalMedia channels that belong to no c
   const left = await list();
   assert.ok(!left.includes(ours), 'our orphaned externalMedia channel was hung up');
   assert.ok(left.includes(theirs), "the other app's channel is still there");
+});
+
+/** 20 ms of L16/16000 tone, little-endian, as the SDK sends it; `freq` must fit a whole number of cycles in 20 ms (a multiple of 50 Hz), or repeating the frame makes another tone */
+function toneFrame(freq: number): Uint8Array {
+  const f = new Uint8Array(640);
+  for (let i = 0; i < 320; i++) {
+    const s = Math.round(6000 * Math.sin((2 * Math.PI * freq * i) / 16000));
+    f[2 * i] = s & 0xff;
+    f[2 * i + 1] = (s >> 8) & 0xff;
+  }
+  return f;
+}
+
+test('server.workers 2 on Asterisk: console invitations reach terminals on either worker, and they hear each other in one room', async () => {
+  await ensureSandbox();
+  // the dialplan invites with Stasis(confmux,invite,N): the shared app is confmux
+  const child = spawn(process.execPath, [CLI, 'serve'], {
+    env: { ...process.env, CONFMUX_HOST: '127.0.0.1', CONFMUX_PORT: '0', CONFMUX_PLAIN: 'true', CONFMUX_ARI_PASSWORD: ARI_PASSWORD, CONFMUX_ARI_APP: 'confmux', CONFMUX_WORKERS: '2', CONFMUX_LOG_LEVEL: 'info' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const open: ReturnType<typeof createNodeTerminal>[] = [];
+  try {
+    let port = 0;
+    for (let i = 0; i < 100 && !port; i++) {
+      port = Number(/"port":(\d+),"path"[^\n]*"msg":"listening/.exec(out)?.[1] ?? 0);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(port, `the primary listens:\n${out}`);
+    // both workers up on ARI, and worker 0 on the shared app too
+    let apps = '';
+    for (let i = 0; i < 100; i++) {
+      apps = await asteriskRx('ari show apps');
+      if (/\bconfmux-w0\b/.test(apps) && /\bconfmux-w1\b/.test(apps) && /^\s*confmux\s*$/m.test(apps)) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.match(apps, /confmux-w1/, `ari show apps:\n${apps}`);
+    // 1008 is held by worker 0, 1009 by worker 1 (workerForNumber)
+    const calls: Awaited<ReturnType<import('../../bridge/sdk/Invitation.ts').Invitation['accept']>>[] = [];
+    for (const [number, freq] of [['1008', 400], ['1009', 1000]] as const) {
+      const t = createNodeTerminal({ url: `ws://127.0.0.1:${port}`, number, password: `sandbox-${number}` });
+      open.push(t);
+      await t.connect();
+      await t.register();
+      const ringing = new Promise<import('../../bridge/sdk/Invitation.ts').Invitation>((resolve) => t.once('incoming', resolve));
+      await asteriskRx(`channel originate Local/${number}@confmux-terminals extension 704@confmux-rooms`);
+      const inv = await Promise.race([ringing, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no invitation reached ${number}:\n${out.slice(-3000)}`)), 8000))]);
+      const call = await inv.accept({ codecs: ['L16/16000'] });
+      await call.answered();
+      const frame = toneFrame(freq);
+      const timer = setInterval(() => call.sendAudio(frame), 20);
+      call.once('hangup', () => clearInterval(timer));
+      calls.push(call);
+    }
+    // what each hears over 2 s, once both are in
+    await new Promise((r) => setTimeout(r, 1500));
+    const heard = calls.map((c) => {
+      const samples: number[] = [];
+      c.on('audio', (p: Uint8Array) => {
+        for (let i = 0; i + 1 < p.length; i += 2) samples.push(((p[i + 1]! << 8) | p[i]!) << 16 >> 16);
+      });
+      return samples;
+    });
+    await new Promise((r) => setTimeout(r, 2000));
+    const list = await asteriskRx('confbridge list 704');
+    assert.match(list, /1008/, `confbridge list 704:\n${list}`);
+    assert.match(list, /1009/, `confbridge list 704:\n${list}`);
+    const { goertzel } = await import('../helpers/tone.ts');
+    const [at8, at9] = heard as [number[], number[]];
+    console.log(`1008 (worker 0) heard 1000 Hz ${goertzel(at8, 16000, 1000).toExponential(2)} vs 400 Hz ${goertzel(at8, 16000, 400).toExponential(2)}; 1009 (worker 1) heard 400 Hz ${goertzel(at9, 16000, 400).toExponential(2)} vs 1000 Hz ${goertzel(at9, 16000, 1000).toExponential(2)}`);
+    assert.ok(goertzel(at8, 16000, 1000) > 100 * goertzel(at8, 16000, 400), '1008 hears 1009, not itself');
+    assert.ok(goertzel(at9, 16000, 400) > 100 * goertzel(at9, 16000, 1000), '1009 hears 1008, not itself');
+    await Promise.all(calls.map((c) => c.hangup()));
+  } finally {
+    for (const t of open) t.close();
+    child.kill('SIGTERM');
+    await exited;
+  }
+  assert.deepEqual(await waitNoChannels((l) => l.startsWith('Local/1008@') || l.startsWith('Local/1009@') || l.includes('!confmux-w'), 8000), []);
 });
