@@ -42,7 +42,7 @@ const inviteRouting =
     : undefined;
 const driver =
   config.mediaServer === 'freeswitch'
-    ? new FreeSwitchDriver({ config: config.freeswitch, log })
+    ? new FreeSwitchDriver({ config: config.freeswitch, log, owns: ownsNumber(worker.index, worker.count) })
     : new AsteriskDriver(inviteRouting ? { config: config.asterisk, log, inviteRouting } : { config: config.asterisk, log });
 const server = new BridgeServer(config, driver, log, { owns: ownsNumber(worker.index, worker.count) });
 driver.start().catch((err: unknown) => log.warn({ err: (err as Error).message }, 'media server not reachable yet; retrying'));

@@ -41,6 +41,11 @@ export interface FreeSwitchDriverOptions {
   log: Logger;
   /** for tests: another EslLink implementation */
   link?: EslLink;
+  /**
+   * With several worker processes every worker's event socket sees every invitation: each takes
+   * only those for the numbers routed to it (the same hash as the primary's), and leaves the rest.
+   */
+  owns?: (number: string) => boolean;
 }
 
 export class FreeSwitchDriver extends EventEmitter<DriverEvents> implements MediaServerDriver {
@@ -54,8 +59,11 @@ export class FreeSwitchDriver extends EventEmitter<DriverEvents> implements Medi
   private domain: string | null;
   private closed = false;
 
+  private readonly owns: (number: string) => boolean;
+
   constructor(opts: FreeSwitchDriverOptions) {
     super();
+    this.owns = opts.owns ?? (() => true);
     this.cfg = opts.config;
     this.log = opts.log.child({ driver: 'freeswitch' });
     this.domain = this.cfg.domain || null;
@@ -101,7 +109,7 @@ export class FreeSwitchDriver extends EventEmitter<DriverEvents> implements Medi
     }
     if (event.name === 'CHANNEL_PARK') {
       const number = event.get('variable_confmux_invite');
-      if (number !== undefined) this.onInvite(event, number);
+      if (number !== undefined && this.owns(number)) this.onInvite(event, number);
     }
   }
 

@@ -25,7 +25,7 @@ async function until(cond: () => boolean, ms = 3000): Promise<void> {
   }
 }
 
-async function startAll(): Promise<{ fs: FakeFreeSwitch; url: string }> {
+async function startAll(owns?: (number: string) => boolean): Promise<{ fs: FakeFreeSwitch; url: string }> {
   const fs = await FakeFreeSwitch.start({ users: { '1001': 'pw-1001', '1002': 'pw-1002' }, rooms: ['3000'] });
   cleanup.push(() => fs.close());
   const config = loadConfig({
@@ -33,7 +33,7 @@ async function startAll(): Promise<{ fs: FakeFreeSwitch; url: string }> {
     overrides: { server: { host: '127.0.0.1', port: 0 }, mediaServer: 'freeswitch', freeswitch: { port: fs.port, password: 'EslAcc3pt' }, log: { level: process.env.CONFMUX_TEST_LOG ?? 'silent' } },
   });
   const log = createLogger(config.log.level);
-  const driver = new FreeSwitchDriver({ config: config.freeswitch, log });
+  const driver = new FreeSwitchDriver(owns ? { config: config.freeswitch, log, owns } : { config: config.freeswitch, log });
   await driver.start();
   const server = new BridgeServer(config, driver, log);
   const address = await server.listen();
@@ -101,6 +101,13 @@ test('FreeSWITCH invites a terminal; it accepts, is in the room, and a kick ends
   const info = await call.ended();
   assert.equal(info.reason, 'kicked');
   await until(() => fs.live.length === 0);
+});
+
+test('workers: a worker leaves alone an invitation for a number routed to another worker (no refusal)', async () => {
+  const { fs } = await startAll((n) => n !== '1001');
+  const parked = fs.invite('1001', '3000', { number: '2000', name: 'Operator' });
+  await wait(300);
+  assert.equal(parked.hungUp, null, 'still parked, for the worker that holds 1001');
 });
 
 test('an invitation for a terminal not registered here is refused with SUBSCRIBER_ABSENT', async () => {
