@@ -11,6 +11,8 @@ import { channels, startBridge, waitNoChannels, type TestBridge } from '../helpe
 import { describeTones, dominantTone, sineWav } from '../helpers/tone.ts';
 import { startPhone } from '../helpers/baresip.ts';
 import { openBrowser, signIn, stateText, type TestBrowser } from '../helpers/browser.ts';
+import { isH264Keyframe } from '../../plugin/rtp/h264.ts';
+import type { CallSession } from '../../bridge/sdk/CallSession.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'confmux-browser-'));
 const shots = join(dir, 'screenshots');
@@ -32,6 +34,35 @@ after(async () => {
 });
 
 const httpUrl = (): string => bridge.url.replace(/^ws/, 'http');
+
+/**
+ * A Node terminal's side of a video call with the page: keeps the page's video from its first
+ * keyframe on, and sends silence plus `aus` at about 15 fps (jumping to a keyframe when asked).
+ */
+function nodeVideoPeer(call: CallSession, aus: Uint8Array[]): { fromPage: Uint8Array[]; keySeen: () => boolean; anyVideo: () => number; stop: () => void } {
+  const fromPage: Uint8Array[] = [];
+  let key = false;
+  let any = 0;
+  call.on('video', (f, k) => {
+    any++;
+    key ||= k;
+    if (key) fromPage.push(Uint8Array.from(f));
+  });
+  let i = 0;
+  call.on('keyframeRequest', () => {
+    while (!isH264Keyframe(aus[i % aus.length]!)) i++;
+  });
+  const silence = new Uint8Array(640);
+  const timer = setInterval(() => {
+    call.sendAudio(silence);
+    if (i % 3 === 0) {
+      const au = aus[(i / 3) % aus.length]!;
+      call.sendVideo(au, isH264Keyframe(au), (i * 2000) >>> 0);
+    }
+    i++;
+  }, 22);
+  return { fromPage, keySeen: () => key, anyVideo: () => any, stop: () => clearInterval(timer) };
+}
 
 /** A screenshot that is not blank: a real page has thousands of bytes of PNG and many colours. */
 async function screenshot(name: string): Promise<void> {
@@ -135,7 +166,6 @@ test('video room 715: the page camera reaches another terminal and its video is 
   const { readFileSync, writeFileSync: write } = await import('node:fs');
   const { createNodeTerminal } = await import('../../bridge/sdk/node.ts');
   const { splitAccessUnits } = await import('../../bridge/media/h264Stream.ts');
-  const { isH264Keyframe } = await import('../../plugin/rtp/h264.ts');
   const file = join(dir, 'node-cam.h264');
   execFileSync('ffmpeg', ['-loglevel', 'error', '-y', '-f', 'lavfi', '-i', 'testsrc=size=320x240:rate=15', '-t', '4', '-c:v', 'libx264', '-profile:v', 'baseline', '-pix_fmt', 'yuv420p', '-g', '15', '-bf', '0', '-f', 'h264', file]);
   const aus = splitAccessUnits(readFileSync(file));
@@ -153,27 +183,8 @@ test('video room 715: the page camera reaches another terminal and its video is 
   await node.register();
   const call = await node.call('715', { video: ['H264/90000'] });
   await call.answered();
-  const fromPage: Uint8Array[] = [];
-  let key = false;
-  let anyVideo = 0;
-  call.on('video', (f, k) => {
-    anyVideo++;
-    key ||= k;
-    if (key) fromPage.push(Uint8Array.from(f));
-  });
-  let i = 0;
-  call.on('keyframeRequest', () => {
-    while (!isH264Keyframe(aus[i % aus.length]!)) i++;
-  });
-  const tone = new Uint8Array(640);
-  const timer = setInterval(() => {
-    call.sendAudio(tone);
-    if (i % 3 === 0) {
-      const au = aus[(i / 3) % aus.length]!;
-      call.sendVideo(au, isH264Keyframe(au), (i * 2000) >>> 0);
-    }
-    i++;
-  }, 22);
+  const peer = nodeVideoPeer(call, aus);
+  const { fromPage } = peer;
   await new Promise((r) => setTimeout(r, 4000));
   const canvasHash = (): Promise<string> =>
     page.evaluate(() => {
@@ -188,14 +199,14 @@ test('video room 715: the page camera reaches another terminal and its video is 
   const h2 = await canvasHash();
   const stats = await page.evaluate(() => (window as unknown as { confmux: { stats(): Record<string, number> } }).confmux.stats());
   await screenshot('video-call');
-  clearInterval(timer);
+  peer.stop();
   await call.hangup();
   node.close();
   await page.click('#hangup');
   const rec = join(dir, 'from-page.h264');
   write(rec, Buffer.concat(fromPage));
   const probe = execFileSync('ffprobe', ['-v', 'quiet', '-count_frames', '-select_streams', 'v:0', '-show_entries', 'stream=width,height,nb_read_frames', '-of', 'csv=p=0', rec]).toString().trim();
-  console.log(`B got ${fromPage.length} frames after a keyframe (key seen ${key}, any ${anyVideo}); page video decoded by ffprobe: ${probe}; canvas ${h1} then ${h2}; page stats ${JSON.stringify(stats)}`);
+  console.log(`B got ${fromPage.length} frames after a keyframe (key seen ${peer.keySeen()}, any ${peer.anyVideo()}); page video decoded by ffprobe: ${probe}; canvas ${h1} then ${h2}; page stats ${JSON.stringify(stats)}`);
   const [w, h, frames] = probe.split(',').map(Number);
   assert.ok(w! > 0 && h! > 0 && frames! >= 20, 'the page camera reaches the other terminal as decodable H.264');
   assert.ok(stats.videoDrawn! >= 10, 'the page draws the video it receives');
@@ -208,7 +219,6 @@ test('a terminal video-calls the page through the PBX: the page rings "video cal
   const { readFileSync, writeFileSync: write } = await import('node:fs');
   const { createNodeTerminal } = await import('../../bridge/sdk/node.ts');
   const { splitAccessUnits } = await import('../../bridge/media/h264Stream.ts');
-  const { isH264Keyframe } = await import('../../plugin/rtp/h264.ts');
   const file = join(dir, 'caller-cam.h264');
   execFileSync('ffmpeg', ['-loglevel', 'error', '-y', '-f', 'lavfi', '-i', 'testsrc=size=320x240:rate=15', '-t', '4', '-c:v', 'libx264', '-profile:v', 'baseline', '-pix_fmt', 'yuv420p', '-g', '15', '-bf', '0', '-f', 'h264', file]);
   const aus = splitAccessUnits(readFileSync(file));
@@ -228,29 +238,12 @@ test('a terminal video-calls the page through the PBX: the page rings "video cal
     .waitForFunction(() => /in call/.test(document.getElementById('state')?.textContent ?? ''), undefined, { timeout: 10000 })
     .catch(async (err: Error) => assert.fail(`${err.message}: state ${await stateText(page)}, error ${await page.textContent('#error')}`));
   await call.answered();
-  const fromPage: Uint8Array[] = [];
-  let key = false;
-  call.on('video', (f, k) => {
-    key ||= k;
-    if (key) fromPage.push(Uint8Array.from(f));
-  });
-  let i = 0;
-  call.on('keyframeRequest', () => {
-    while (!isH264Keyframe(aus[i % aus.length]!)) i++;
-  });
-  const tone = new Uint8Array(640);
-  const timer = setInterval(() => {
-    call.sendAudio(tone);
-    if (i % 3 === 0) {
-      const au = aus[(i / 3) % aus.length]!;
-      call.sendVideo(au, isH264Keyframe(au), (i * 2000) >>> 0);
-    }
-    i++;
-  }, 22);
+  const peer = nodeVideoPeer(call, aus);
+  const { fromPage } = peer;
   await new Promise((r) => setTimeout(r, 4000));
   const stats = await page.evaluate(() => (window as unknown as { confmux: { stats(): Record<string, number> } }).confmux.stats());
   await screenshot('video-invitation');
-  clearInterval(timer);
+  peer.stop();
   await call.hangup();
   node.close();
   const rec = join(dir, 'from-invited-page.h264');
