@@ -14,20 +14,23 @@ export class EchoCall extends EventEmitter<DriverCallEvents> implements DriverCa
   readonly format: AudioCodec;
   readonly videoFormat = null;
   onAudio: ((payload: Buffer) => void) | null = null;
-  private done = false;
+  protected done = false;
   private readonly forget: (call: EchoCall) => void;
 
-  constructor(id: string, format: AudioCodec, forget: (call: EchoCall) => void) {
+  /** `answerAtOnce` false: a subclass calls answer() when its leg is ready */
+  constructor(id: string, format: AudioCodec, forget: (call: EchoCall) => void, answerAtOnce = true) {
     super();
     this.id = id;
     this.format = format;
     this.forget = forget;
     // the bridge wires its listeners right after placeCall returns: answer on the next turn
-    setImmediate(() => {
-      if (this.done) return;
-      this.emit('ringing');
-      this.emit('answered');
-    });
+    if (answerAtOnce) setImmediate(() => this.answer());
+  }
+
+  protected answer(): void {
+    if (this.done) return;
+    this.emit('ringing');
+    this.emit('answered');
   }
 
   get ended(): boolean {

@@ -27,7 +27,7 @@ export class EchoDriver extends EventEmitter<DriverEvents> implements MediaServe
   readonly kind = 'echo' as unknown as MediaServerDriver['kind'];
   private readonly password: string;
   private up = false;
-  private readonly calls = new Set<EchoCall | UdpEchoCall>();
+  private readonly calls = new Set<EchoCall>();
   private readonly udpPeer: { host: string; port: number } | undefined;
   private readonly presence = new Map<string, Presence>();
 
@@ -64,7 +64,7 @@ export class EchoDriver extends EventEmitter<DriverEvents> implements MediaServe
   }
 
   placeCall(request: PlaceCallRequest): DriverCall {
-    const forget = (c: EchoCall | UdpEchoCall): boolean => this.calls.delete(c);
+    const forget = (c: EchoCall): boolean => this.calls.delete(c);
     const call = this.udpPeer ? new UdpEchoCall(request.callId, request.codec, this.udpPeer, forget) : new EchoCall(request.callId, request.codec, forget);
     this.calls.add(call);
     return call;

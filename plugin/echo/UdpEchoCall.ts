@@ -5,26 +5,16 @@
  * receive per frame in the bridge, like coturn's relay to its peer. Answered once its socket is up.
  */
 import { createSocket, type Socket } from 'node:dgram';
-import { EventEmitter } from 'node:events';
 import type { AudioCodec } from '../../bridge/protocol/codecs.ts';
-import type { HangupReason } from '../../bridge/protocol/messages.ts';
-import type { CallEnd, DriverCall, DriverCallEvents } from '../driver.ts';
+import type { CallEnd } from '../driver.ts';
+import { EchoCall } from './EchoCall.ts';
 
-export class UdpEchoCall extends EventEmitter<DriverCallEvents> implements DriverCall {
-  readonly id: string;
-  readonly format: AudioCodec;
-  readonly videoFormat = null;
-  onAudio: ((payload: Buffer) => void) | null = null;
-  private done = false;
+export class UdpEchoCall extends EchoCall {
   private ready = false;
   private readonly socket: Socket;
-  private readonly forget: (call: UdpEchoCall) => void;
 
-  constructor(id: string, format: AudioCodec, peer: { host: string; port: number }, forget: (call: UdpEchoCall) => void) {
-    super();
-    this.id = id;
-    this.format = format;
-    this.forget = forget;
+  constructor(id: string, format: AudioCodec, peer: { host: string; port: number }, forget: (call: EchoCall) => void) {
+    super(id, format, forget, false);
     this.socket = createSocket('udp4');
     this.socket.on('message', (msg: Buffer) => {
       const back = this.onAudio;
@@ -35,40 +25,23 @@ export class UdpEchoCall extends EventEmitter<DriverCallEvents> implements Drive
       this.socket.connect(peer.port, peer.host, () => {
         if (this.done) return;
         this.ready = true;
-        this.emit('ringing');
-        this.emit('answered');
+        this.answer();
       });
     });
   }
 
-  get ended(): boolean {
-    return this.done;
-  }
-
-  sendAudio(payload: Buffer): void {
+  /** Out over the socket; the peer's echo comes back in its 'message'. */
+  override sendAudio(payload: Buffer): void {
     if (this.ready && !this.done) this.socket.send(payload);
   }
 
-  sendDtmf(_digits: string): Promise<void> {
-    return Promise.resolve();
-  }
-
-  hangup(reason: HangupReason = 'normal'): Promise<void> {
-    this.end({ reason });
-    return Promise.resolve();
-  }
-
-  /** Ends the call (from either side); `ended` is emitted exactly once. */
-  end(end: CallEnd): void {
+  override end(end: CallEnd): void {
     if (this.done) return;
-    this.done = true;
-    this.onAudio = null;
     try {
       this.socket.close();
     } catch {
       // already closed
     }
-    this.forget(this);
-    this.emit('ended', end);
+    super.end(end);
   }
 }
