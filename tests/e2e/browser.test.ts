@@ -11,6 +11,7 @@ import { channels, startBridge, waitNoChannels, type TestBridge } from '../helpe
 import { describeTones, dominantTone, sineWav } from '../helpers/tone.ts';
 import { startPhone } from '../helpers/baresip.ts';
 import { openBrowser, signIn, stateText, type TestBrowser } from '../helpers/browser.ts';
+import { h264AccessUnits, probeVideo } from '../helpers/video.ts';
 import { isH264Keyframe } from '../../plugin/rtp/h264.ts';
 import type { CallSession } from '../../bridge/sdk/CallSession.ts';
 
@@ -162,13 +163,9 @@ test("cutting the page's connection mid-call shows the lost state at once; it re
 });
 
 test('video room 715: the page camera reaches another terminal and its video is drawn in the page', async () => {
-  const { execFileSync } = await import('node:child_process');
-  const { readFileSync, writeFileSync: write } = await import('node:fs');
+  const { writeFileSync: write } = await import('node:fs');
   const { createNodeTerminal } = await import('../../bridge/sdk/node.ts');
-  const { splitAccessUnits } = await import('../../bridge/media/h264Stream.ts');
-  const file = join(dir, 'node-cam.h264');
-  execFileSync('ffmpeg', ['-loglevel', 'error', '-y', '-f', 'lavfi', '-i', 'testsrc=size=320x240:rate=15', '-t', '4', '-c:v', 'libx264', '-profile:v', 'baseline', '-pix_fmt', 'yuv420p', '-g', '15', '-bf', '0', '-f', 'h264', file]);
-  const aus = splitAccessUnits(readFileSync(file));
+  const aus = h264AccessUnits(join(dir, 'node-cam.h264'), 'testsrc', '320x240', 4, 15);
   const { page } = browser;
   await page.goto(httpUrl());
   assert.match(await signIn(page, '1004', 'sandbox-1004'), /registered/);
@@ -205,23 +202,19 @@ test('video room 715: the page camera reaches another terminal and its video is 
   await page.click('#hangup');
   const rec = join(dir, 'from-page.h264');
   write(rec, Buffer.concat(fromPage));
-  const probe = execFileSync('ffprobe', ['-v', 'quiet', '-count_frames', '-select_streams', 'v:0', '-show_entries', 'stream=width,height,nb_read_frames', '-of', 'csv=p=0', rec]).toString().trim();
+  const decoded = probeVideo(rec);
+  const probe = `${decoded.width},${decoded.height},${decoded.frames}`;
   console.log(`B got ${fromPage.length} frames after a keyframe (key seen ${peer.keySeen()}, any ${peer.anyVideo()}); page video decoded by ffprobe: ${probe}; canvas ${h1} then ${h2}; page stats ${JSON.stringify(stats)}`);
-  const [w, h, frames] = probe.split(',').map(Number);
-  assert.ok(w! > 0 && h! > 0 && frames! >= 20, 'the page camera reaches the other terminal as decodable H.264');
+  assert.ok(decoded.width > 0 && decoded.height > 0 && decoded.frames >= 20, 'the page camera reaches the other terminal as decodable H.264');
   assert.ok(stats.videoDrawn! >= 10, 'the page draws the video it receives');
   assert.notEqual(h1, h2, 'the canvas changes');
   assert.match(h1, /^320x240:/, "the canvas shows the other terminal's 320x240 picture");
 });
 
 test('a terminal video-calls the page through the PBX: the page rings "video call", accepts, and each sees the other', async () => {
-  const { execFileSync } = await import('node:child_process');
-  const { readFileSync, writeFileSync: write } = await import('node:fs');
+  const { writeFileSync: write } = await import('node:fs');
   const { createNodeTerminal } = await import('../../bridge/sdk/node.ts');
-  const { splitAccessUnits } = await import('../../bridge/media/h264Stream.ts');
-  const file = join(dir, 'caller-cam.h264');
-  execFileSync('ffmpeg', ['-loglevel', 'error', '-y', '-f', 'lavfi', '-i', 'testsrc=size=320x240:rate=15', '-t', '4', '-c:v', 'libx264', '-profile:v', 'baseline', '-pix_fmt', 'yuv420p', '-g', '15', '-bf', '0', '-f', 'h264', file]);
-  const aus = splitAccessUnits(readFileSync(file));
+  const aus = h264AccessUnits(join(dir, 'caller-cam.h264'), 'testsrc', '320x240', 4, 15);
   const { page } = browser;
   await page.goto(httpUrl());
   assert.match(await signIn(page, '1007', 'sandbox-1007'), /registered/);
@@ -248,10 +241,10 @@ test('a terminal video-calls the page through the PBX: the page rings "video cal
   node.close();
   const rec = join(dir, 'from-invited-page.h264');
   write(rec, Buffer.concat(fromPage));
-  const probe = execFileSync('ffprobe', ['-v', 'quiet', '-count_frames', '-select_streams', 'v:0', '-show_entries', 'stream=width,height,nb_read_frames', '-of', 'csv=p=0', rec]).toString().trim();
+  const decoded = probeVideo(rec);
+  const probe = `${decoded.width},${decoded.height},${decoded.frames}`;
   console.log(`the caller got ${fromPage.length} frames from the page (ffprobe: ${probe}); page stats ${JSON.stringify(stats)}`);
-  const [w, h, frames] = probe.split(',').map(Number);
-  assert.ok(w! > 0 && h! > 0 && frames! >= 20, "the page's camera reaches the caller as decodable H.264");
+  assert.ok(decoded.width > 0 && decoded.height > 0 && decoded.frames >= 20, "the page's camera reaches the caller as decodable H.264");
   assert.ok(stats.videoDrawn! >= 10, "the page draws the caller's video");
   assert.deepEqual(await waitNoChannels((l) => l.startsWith('Local/1007@') || l.includes(`${call.id}-`), 5000), [], 'no channel left behind');
 });

@@ -14,25 +14,16 @@ import type { Invitation } from '../../bridge/sdk/Invitation.ts';
 import { splitAccessUnits } from '../../bridge/media/h264Stream.ts';
 import { isH264Keyframe } from '../../plugin/rtp/h264.ts';
 import { ari, asteriskRx, ensureSandbox } from '../helpers/sandbox.ts';
+import { makeH264, probeVideo } from '../helpers/video.ts';
 import { runCli, startBridge, waitNoChannels, type TestBridge } from '../helpers/bridge.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'confmux-video-'));
 let bridge: TestBridge;
 const open: TerminalClient[] = [];
 
-/** An H.264 elementary stream made by ffmpeg: `source` is a lavfi source, gop the keyframe interval. */
-function makeVideo(name: string, source: string, size: string, seconds: number, gop: number): string {
-  const out = join(dir, name);
-  execFileSync('ffmpeg', ['-loglevel', 'error', '-y', '-f', 'lavfi', '-i', `${source}=size=${size}:rate=15`, '-t', String(seconds), '-c:v', 'libx264', '-profile:v', 'baseline', '-pix_fmt', 'yuv420p', '-g', String(gop), '-bf', '0', '-f', 'h264', out]);
-  return out;
-}
-
-/** What ffprobe decodes from a recorded stream: picture size and the number of frames. */
-function probe(file: string): { width: number; height: number; frames: number } {
-  const out = execFileSync('ffprobe', ['-v', 'quiet', '-count_frames', '-select_streams', 'v:0', '-show_entries', 'stream=width,height,nb_read_frames', '-of', 'csv=p=0', file]).toString().trim();
-  const [width, height, frames] = out.split(',').map(Number);
-  return { width: width!, height: height!, frames: frames! };
-}
+/** An H.264 elementary stream made by ffmpeg in this run's folder. */
+const makeVideo = (name: string, source: string, size: string, seconds: number, gop: number): string => makeH264(join(dir, name), source, size, seconds, gop);
+const probe = probeVideo;
 
 async function terminal(number: string): Promise<TerminalClient> {
   const t = createNodeTerminal({ url: bridge.url, number, password: `sandbox-${number}` });
