@@ -15,6 +15,7 @@ const { values } = parseArgs({
     'heartbeat-ms': { type: 'string', default: '5000' },
     workers: { type: 'string', default: '1' },
     'udp-echo': { type: 'boolean', default: false },
+    'media-pump': { type: 'string', default: 'auto' },
     warmup: { type: 'string', default: '1' },
     step: { type: 'boolean', default: false },
     'step-by': { type: 'string' },
@@ -41,6 +42,8 @@ if (values.help) {
   --udp-echo         the echo stand-in relays every payload over a UDP socket
                      per call to coturn's UDP echo peer (turnutils_peer) and
                      back, as the RTP leg to a media server does (needs coturn)
+  --media-pump M     the bridge's server.mediaPump: auto, on or off; the native
+                     pump relays audio on UDP legs (--udp-echo) in C++   [auto]
   --workers N        the bridge's server.workers: a primary routing the port
                      to N worker processes (CPU and RSS summed over all)    [1]
   --warmup S         seconds of load before each measurement                [1]
@@ -85,6 +88,11 @@ if (values.idle !== undefined) {
   }
 }
 
+if (!['auto', 'on', 'off'].includes(values['media-pump'])) {
+  process.stderr.write('error USAGE: --media-pump is auto, on or off\n');
+  process.exit(2);
+}
+
 if (values['udp-echo'] && !coturnAvailable()) {
   process.stderr.write('error USAGE: --udp-echo needs coturn\'s UDP echo peer (turnutils_peer): apt-get install coturn\n');
   process.exit(2);
@@ -102,6 +110,7 @@ const result = await runBench({
   timeLimitSeconds: num('time-limit', values['time-limit'], 5),
   workers: Math.floor(num('workers', values.workers, 1)),
   udpEcho: values['udp-echo'],
+  mediaPump: values['media-pump'] as 'auto' | 'on' | 'off',
 });
 if (values.coturn) {
   if (values.step) {

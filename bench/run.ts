@@ -52,6 +52,8 @@ export interface BenchOptions {
   workers?: number;
   /** the echo stand-in relays through a UDP echo peer (coturn's turnutils_peer) instead of in process */
   udpEcho?: boolean;
+  /** server.mediaPump of the bridge under benchmark (default auto) */
+  mediaPump?: 'auto' | 'on' | 'off';
   /** progress lines (default: stderr) */
   log?: (line: string) => void;
 }
@@ -106,6 +108,7 @@ export interface BenchResult {
   date: string;
   /** the echo stand-in relayed through a UDP echo peer */
   udpEcho: boolean;
+  mediaPump: 'auto' | 'on' | 'off';
   /** server.workers of the bridge under load */
   workers: number;
   node: string;
@@ -150,6 +153,8 @@ export interface LoopStats {
   externalBytes?: number;
   /** terminals with a bound control connection */
   terminals?: number;
+  /** calls whose audio the native media pump relayed when asked (one process only) */
+  pumped?: number;
 }
 
 export async function bridgeStats(bridge: Bridge): Promise<LoopStats | null> {
@@ -402,7 +407,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
   const deadline = performance.now() + (options.timeLimitSeconds ?? 240) * 1000;
 
   const udpPeer = options.udpEcho ? await startUdpPeer() : null;
-  const bridge = await startBridge(udpPeer ? { CONFMUX_BENCH_UDP_PEER: `127.0.0.1:${udpPeer.port}` } : {}, options.workers ?? 1).catch(async (err: unknown) => {
+  const bridge = await startBridge({ ...(udpPeer ? { CONFMUX_BENCH_UDP_PEER: `127.0.0.1:${udpPeer.port}` } : {}), CONFMUX_BENCH_MEDIA_PUMP: options.mediaPump ?? 'auto' }, options.workers ?? 1).catch(async (err: unknown) => {
     await udpPeer?.stop();
     throw err;
   });
@@ -419,6 +424,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     date: new Date().toISOString(),
     workers: options.workers ?? 1,
     udpEcho: options.udpEcho ?? false,
+    mediaPump: options.mediaPump ?? 'auto',
     node: process.version,
     cpus: cpus().length,
     cpuModel: cpuModel(),
@@ -571,6 +577,7 @@ export function formatStep(s: StepResult): string {
     `bridge CPU ${f2(s.bridgeCpu)} core (${f2(s.cpuMicrosPerMessage)} µs/msg; user space ${f2(s.bridgeUserCpu ?? NaN)} core), load generator ${f2(s.loadCpu)} core`,
     `bridge RSS ${f1(s.bridgeRssBytes / 1048576)} MiB, ${f1(s.rssPerTerminalBytes / 1024)} kB per terminal`,
     `round trip p50 ${f2(s.rttMs.p50)} p99 ${f2(s.rttMs.p99)} p999 ${f2(s.rttMs.p999)} max ${f2(s.rttMs.max)} ms (one way ≈ half: p99 ${f2(s.rttMs.p99 / 2)} ms)`,
+    `native media pump: ${s.bridgeLoop?.pumped === undefined ? '-' : `${s.bridgeLoop.pumped} of ${s.streams} calls`}`,
     `event-loop delay p99 / max: bridge ${s.bridgeLoop ? `${f2(s.bridgeLoop.loopDelayMs.p99)} / ${f2(s.bridgeLoop.loopDelayMs.max)} ms (loop busy ${f2(s.bridgeLoop.loopUtilization)})` : '-'}, load generator ${f2(s.loadLoopDelayMs.p99)} / ${f2(s.loadLoopDelayMs.max)} ms`,
   ].join('\n  ');
 }
@@ -579,7 +586,7 @@ export function formatResult(r: BenchResult): string {
   const lines = [
     `confmux bench: bridge with the echo stand-in (plugin/echo${r.udpEcho ? ', through a UDP echo peer: turnutils_peer' : ', in process'}), loopback, ${r.frameBytes}-byte frames (10-byte header + ${r.payloadBytes} bytes PCMU) every 20 ms each way per stream`,
     `machine: ${r.cpus} cores, ${r.cpuModel}; node ${r.node}; ${r.date}`,
-    `bridge: ${r.workers === 1 ? 'one process (server.workers 1)' : `a primary and ${r.workers} workers (server.workers ${r.workers}); CPU and RSS are their sums`}`,
+    `bridge: ${r.workers === 1 ? 'one process (server.workers 1)' : `a primary and ${r.workers} workers (server.workers ${r.workers}); CPU and RSS are their sums`}; server.mediaPump ${r.mediaPump}${r.steps[0]?.bridgeLoop?.pumped !== undefined ? ` (${r.steps[0].bridgeLoop.pumped} of ${r.steps[0].streams} calls on the pump)` : ''}`,
     `bridge RSS before any terminal: ${(r.baselineRssBytes / 1048576).toFixed(1)} MiB`,
     '',
     '| streams | msg/s to bridge | msg/s from bridge | lost | bridge CPU (core) | µs CPU/msg | load gen CPU | RSS/terminal | RTT p50 | RTT p99 | RTT p999 | RTT max | held |',

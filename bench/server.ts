@@ -33,7 +33,7 @@ const udpPeer = udpPeerEnv ? { host: udpPeerEnv.split(':')[0]!, port: Number(udp
 const config = loadConfig({
   env: {},
   overrides: {
-    server: { host: '127.0.0.1', port: 0, plain: true, workers: Number(process.env.CONFMUX_BENCH_WORKERS ?? '1') },
+    server: { host: '127.0.0.1', port: 0, plain: true, workers: Number(process.env.CONFMUX_BENCH_WORKERS ?? '1'), mediaPump: (process.env.CONFMUX_BENCH_MEDIA_PUMP ?? 'auto') as 'auto' | 'on' | 'off' },
     // never used: the echo stand-in replaces the Asterisk driver, but the schema wants a password
     asterisk: { password: 'unused-by-the-echo-stand-in' },
     log: { level: process.env.CONFMUX_BENCH_LOG ?? 'silent' },
@@ -126,7 +126,7 @@ async function main(): Promise<void> {
       const ms = (ns: number): number => ns / 1e6;
       const u = performance.eventLoopUtilization(elu);
       const mem = process.memoryUsage();
-      process.stdout.write(`${JSON.stringify({ loopDelayMs: { p50: ms(delay.percentile(50)), p99: ms(delay.percentile(99)), max: ms(delay.max) }, loopUtilization: u.utilization, heapUsedBytes: mem.heapUsed, externalBytes: mem.external, terminals: server.terminalCount })}\n`);
+      process.stdout.write(`${JSON.stringify({ loopDelayMs: { p50: ms(delay.percentile(50)), p99: ms(delay.percentile(99)), max: ms(delay.max) }, loopUtilization: u.utilization, heapUsedBytes: mem.heapUsed, externalBytes: mem.external, terminals: server.terminalCount, pumped: 'pumpedCalls' in server ? server.pumpedCalls : undefined })}\n`);
     }
   });
   process.stdin.on('end', () => void stop());

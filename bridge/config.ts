@@ -27,6 +27,8 @@ export const ConfigSchema = z
         allowedOrigins: z.array(z.string().url()).default([]),
         /** worker processes behind the one port (one per core); above 1 a primary routes each connection by its terminal number, and plain mode is required (docs/performance.md) */
         workers: z.coerce.number().int().min(1).max(64).default(1),
+        /** the native media pump for audio on UDP legs (docs/performance.md): auto (when built), on (required), off */
+        mediaPump: z.enum(['auto', 'on', 'off']).default('auto'),
       })
       .strict()
       .default({}),
@@ -184,6 +186,7 @@ export const ENV_OVERRIDES: Readonly<Record<string, readonly string[]>> = Object
   CONFMUX_TLS_KEY: ['server', 'tls', 'key'],
   CONFMUX_PLAIN: ['server', 'plain'],
   CONFMUX_WORKERS: ['server', 'workers'],
+  CONFMUX_MEDIA_PUMP: ['server', 'mediaPump'],
   CONFMUX_MEDIA_SERVER: ['mediaServer'],
   CONFMUX_ARI_URL: ['asterisk', 'url'],
   CONFMUX_ARI_USER: ['asterisk', 'user'],

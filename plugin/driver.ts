@@ -3,6 +3,7 @@
  * A driver owns its link to the media server (ARI, ESL), checks credentials, and turns a
  * terminal's call into a leg on the media server whose audio it moves as 20 ms payloads.
  */
+import type { Socket } from 'node:dgram';
 import type { EventEmitter } from 'node:events';
 import type { AudioCodec } from '../bridge/protocol/codecs.ts';
 import type { VideoCodec } from '../bridge/protocol/videoCodecs.ts';
@@ -54,6 +55,42 @@ export interface DriverCall extends EventEmitter<DriverCallEvents> {
   sendDtmf(digits: string): Promise<void>;
   /** Ends the call from the bridge's side. Idempotent; resolves once every resource is gone. */
   hangup(reason?: HangupReason): Promise<void>;
+  /**
+   * The call's audio leg as a UDP socket the native media pump may take over (bridge/server/
+   * MediaPump.ts), or null when it has none now (a WebSocket leg, video, not connected yet).
+   * Drivers without UDP legs leave it out.
+   */
+  pumpLeg?(): PumpLeg | null;
+}
+
+/**
+ * A UDP audio leg, as the native media pump takes it: the pump sends each payload from the
+ * terminal on `socket` (with an RTP header when `rtp` is set) and relays what arrives on it.
+ */
+export interface PumpLeg {
+  readonly socket: Socket;
+  /** where payloads go; remotePort 0: the socket is connected, payloads go to its peer */
+  readonly remoteHost: string;
+  readonly remotePort: number;
+  /** datagrams from another source port are dropped (0: any) */
+  readonly expectPort: number;
+  /** bytes per sample of the leg's format (RTP timestamps advance by payload bytes / this) */
+  readonly bytesPerSample: number;
+  /** larger payloads are dropped, as the leg itself drops them */
+  readonly maxPayload: number;
+  /** the RTP sender state to continue from; null: raw payloads, no header */
+  readonly rtp: RtpSenderState | null;
+  /** The pump let go: the leg goes on from this RTP state (raw legs ignore it). */
+  resume(rtp: RtpSenderState | null): void;
+}
+
+export interface RtpSenderState {
+  payloadType: number;
+  seq: number;
+  timestamp: number;
+  ssrc: number;
+  /** the next packet is the first of the stream (marker bit) */
+  first: boolean;
 }
 
 /** Why a terminal did not take an invitation; each maps to the cause the media server expects. */

@@ -18,6 +18,7 @@ import type { IncomingCall, MediaServerDriver, Presence } from '../../plugin/dri
 import { MediaTokens } from './MediaTokens.ts';
 import { Metrics } from './metrics.ts';
 import { Terminal } from './Terminal.ts';
+import { MediaPump } from './MediaPump.ts';
 import { VideoRooms } from './VideoRooms.ts';
 import { WebAssets } from './WebAssets.ts';
 import { Admission } from './Admission.ts';
@@ -32,8 +33,11 @@ export interface BridgeServerOptions {
   owns?: (number: string) => boolean;
 }
 
-interface Tracked extends WebSocket {
+/** A connection as the heartbeat tracks it. */
+export interface Tracked extends WebSocket {
   confmuxAlive?: boolean;
+  /** set while the native media pump holds the connection: pings through it, false when dead */
+  confmuxHeartbeat?: () => boolean;
 }
 
 const LOOPBACK = /^(127\.|::1$|::ffff:127\.)/;
@@ -53,6 +57,7 @@ export class BridgeServer {
   /** per number, the presence update in flight: updates run in order, each with the state of its time */
   private readonly presence = new Map<string, Promise<void>>();
   private readonly videoRooms = new VideoRooms();
+  private readonly mediaPump: MediaPump | null;
   private readonly web = new WebAssets();
   private draining = false;
   private closed = false;
@@ -67,6 +72,8 @@ export class BridgeServer {
     this.tokens = new MediaTokens(config.limits.mediaTokenTtlMs);
     this.metrics = new Metrics({ terminals: () => this.terminals.size, calls: () => this.callCount() });
     this.admission = new Admission(config.limits);
+    // the pump reads and writes the TCP socket itself: with TLS in the bridge, the JavaScript path
+    this.mediaPump = config.server.tls ? null : MediaPump.forMode(config.server.mediaPump, log);
     const handler = (req: IncomingMessage, res: ServerResponse): void => void this.onRequest(req, res);
     const tls = config.server.tls;
     this.http = tls ? createTlsServer({ ...this.readTls(), minVersion: 'TLSv1.2' }, handler) : createServer(handler);
@@ -173,6 +180,11 @@ export class BridgeServer {
     return n;
   }
 
+  /** calls whose audio the native media pump relays now */
+  get pumpedCalls(): number {
+    return this.mediaPump?.size ?? 0;
+  }
+
   get terminalCount(): number {
     return this.terminals.size;
   }
@@ -235,6 +247,14 @@ export class BridgeServer {
 
   private beat(): void {
     for (const ws of this.sockets) {
+      const viaPump = ws.confmuxHeartbeat;
+      if (viaPump !== undefined) {
+        if (!viaPump()) {
+          this.metrics.refusals.inc({ code: 'HEARTBEAT_TIMEOUT' });
+          ws.terminate();
+        }
+        continue;
+      }
       if (ws.confmuxAlive === false) {
         this.metrics.refusals.inc({ code: 'HEARTBEAT_TIMEOUT' });
         ws.terminate();
@@ -383,6 +403,7 @@ export class BridgeServer {
         acceptingCalls: () => !this.draining,
         presenceChanged: (t) => this.publishPresence(t.number),
         videoRooms: this.videoRooms,
+        mediaPump: this.mediaPump,
       });
       this.terminals.set(bind.number, terminal);
       terminal.once('closed', () => {

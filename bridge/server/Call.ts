@@ -20,6 +20,9 @@ import { ConfmuxError, closeReason, type ErrorCode } from '../errors.ts';
 import type { CallEnd, DriverCall } from '../../plugin/driver.ts';
 import { TokenBucket } from './TokenBucket.ts';
 import { MediaFrameReader } from './MediaFrameReader.ts';
+import type { MediaPump } from './MediaPump.ts';
+import type { PumpedAudio } from './PumpedAudio.ts';
+import type { Tracked } from './BridgeServer.ts';
 import { mediaStats } from './metrics.ts';
 import { rawSocket, wsHeaderBytes, writeWsBinaryHeader } from './wsFrames.ts';
 import type { VideoParticipant, VideoRooms } from './VideoRooms.ts';
@@ -80,8 +83,14 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
   /** a presentation content leg: it only sends (the room's video is not passed back to it) */
   readonly contentOnly: boolean;
 
-  constructor(id: string, to: string, codec: AudioCodec, leg: DriverCall, limits: CallLimits, log: Logger, videoRooms: VideoRooms | null = null, contentOnly = false) {
+  /** the native media pump, when this process has one */
+  private readonly pump: MediaPump | null;
+  /** the audio while the pump relays it */
+  private pumped: PumpedAudio | null = null;
+
+  constructor(id: string, to: string, codec: AudioCodec, leg: DriverCall, limits: CallLimits, log: Logger, videoRooms: VideoRooms | null = null, contentOnly = false, pump: MediaPump | null = null) {
     super();
+    this.pump = pump;
     this.contentOnly = contentOnly;
     this.videoRooms = videoRooms;
     this.id = id;
@@ -275,7 +284,7 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
   }
 
   /** Binds the terminal's audio connection (its token already checked). */
-  attachAudio(ws: WebSocket): void {
+  attachAudio(ws: Tracked): void {
     if (this.ended) {
       ws.close(1000, 'call ended');
       return;
@@ -288,7 +297,7 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
     if (this.unboundTimer) clearTimeout(this.unboundTimer);
     // frames the fast reader does not take (or all of them, without it) arrive as messages
     ws.on('message', (data: Buffer, isBinary: boolean) => this.fromTerminal(ws, data, isBinary));
-    if (socket) new MediaFrameReader(socket, ws, (buf, start, end) => this.audioFromTerminal(ws, buf, start, end), this.limits.maxAudioFrameBytes);
+    if (socket && !this.pumpAudio(ws, socket)) new MediaFrameReader(socket, ws, (buf, start, end) => this.audioFromTerminal(ws, buf, start, end), this.limits.maxAudioFrameBytes);
     ws.once('close', (code: number) => {
       if (this.audio !== ws) return;
       this.audio = null;
@@ -299,6 +308,50 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
       if (code === 1006 && !this.refused) this.audioLost();
       else void this.hangup('media_lost');
     });
+  }
+
+  /**
+   * Hands the audio to the native media pump when the process has one, the leg is a UDP leg and
+   * no conversion is needed; true when the pump took it. Frames the pump hands back (and all
+   * frames once it let go) come to ws's 'message' events above.
+   */
+  private pumpAudio(ws: Tracked, socket: Socket): boolean {
+    if (this.pump === null || this.inline || this.video !== null || this.videoCodec !== null) return false;
+    if (!this.up.isPassThrough || !this.down.isPassThrough) return false;
+    const leg = this.leg.pumpLeg?.() ?? null;
+    if (leg === null) return false;
+    const pumped = this.pump.attach(
+      ws,
+      socket,
+      leg,
+      {
+        codecId: this.codec.id,
+        stream: this.audioStream,
+        bytesPerSample: this.codec.bytesPerSample,
+        seq: this.seq,
+        timestamp: this.timestamp,
+        marker: this.marker,
+        maxFrameBytes: this.limits.maxAudioFrameBytes,
+        framesPerSecond: this.limits.audioFramesPerSecond,
+        burst: this.audioBucket.burstSize,
+        tokens: this.audioBucket.level,
+        highWaterBytes: this.limits.sendHighWaterBytes,
+        alive: ws.confmuxAlive !== false,
+      },
+      (state) => {
+        this.seq = state.seq;
+        this.timestamp = state.timestamp;
+        this.marker = state.marker;
+        this.audioBucket.setLevel(state.tokens);
+        ws.confmuxAlive = state.alive;
+        delete ws.confmuxHeartbeat;
+        if (this.pumped === pumped) this.pumped = null;
+      },
+    );
+    if (pumped === null) return false;
+    this.pumped = pumped;
+    ws.confmuxHeartbeat = () => pumped.heartbeat();
+    return true;
   }
 
   /** a media connection closed by the bridge for bad input: that ends the call, no resume */
@@ -370,6 +423,7 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
   private onEnded(end: CallEnd): void {
     if (this.ended) return;
     this.ended = true;
+    this.pumped?.release();
     this.stopGrace();
     if (this.unboundTimer) clearTimeout(this.unboundTimer);
     this.videoRooms?.leave(this);

@@ -15,6 +15,7 @@ import type { AudioCodec } from '../protocol/codecs.ts';
 import { chooseVideoCodec } from '../protocol/videoCodecs.ts';
 import { STREAM_AUDIO, STREAM_CONTENT, STREAM_VIDEO } from '../protocol/frame.ts';
 import { newCallId } from '../protocol/callId.ts';
+import type { MediaPump } from './MediaPump.ts';
 import { Call } from './Call.ts';
 import type { MediaTokens } from './MediaTokens.ts';
 import { TokenBucket } from './TokenBucket.ts';
@@ -33,6 +34,8 @@ export interface TerminalDeps {
   presenceChanged(terminal: Terminal): void;
   /** video calls by room, for keyframe requests */
   videoRooms: VideoRooms;
+  /** the native media pump, when this process has one */
+  mediaPump: MediaPump | null;
 }
 
 interface PendingInvite {
@@ -276,7 +279,7 @@ export class Terminal extends EventEmitter<TerminalEvents> {
   private adopt(callId: string, to: string, codec: AudioCodec, leg: DriverCall, contentOnly = false, withToken = true): string {
     const { config, tokens } = this.deps;
     const log = this.log.child({ callId });
-    const call = new Call(callId, to, codec, leg, config.limits, log, this.deps.videoRooms, contentOnly);
+    const call = new Call(callId, to, codec, leg, config.limits, log, this.deps.videoRooms, contentOnly, this.deps.mediaPump);
     this.calls.set(callId, call);
     log.info({ to, codec: codec.name }, 'call started');
     call.on('ringing', () => this.send({ type: 'ringing', callId }));

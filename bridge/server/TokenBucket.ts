@@ -12,6 +12,24 @@ export class TokenBucket {
     this.last = now;
   }
 
+  /** tokens left now (for handing the bucket to the native media pump and back) */
+  get level(): number {
+    const now = performance.now();
+    this.tokens = Math.min(this.burst, this.tokens + (now - this.last) * this.ratePerMs);
+    this.last = now;
+    return this.tokens;
+  }
+
+  /** Continues from `tokens` left, as of now. */
+  setLevel(tokens: number): void {
+    this.tokens = Math.min(this.burst, Math.max(0, tokens));
+    this.last = performance.now();
+  }
+
+  get burstSize(): number {
+    return this.burst;
+  }
+
   take(now = performance.now()): boolean {
     const elapsed = now - this.last;
     this.last = now;

@@ -11,7 +11,14 @@ export const mediaStats = {
   droppedRateLimit: 0,
   videoFromTerminals: 0,
   videoToTerminals: 0,
+  /** datagrams the native media pump dropped: not from the leg's peer, not its RTP payload type */
+  pumpRejectedDatagrams: 0,
+  /** connections the native media pump handed back to JavaScript (a close, a bad frame, the end) */
+  pumpHandbacks: 0,
 };
+
+/** Called before the media counters are read (the native media pump adds its counts). */
+export const mediaStatsCollectors: Array<() => void> = [];
 
 export class Metrics {
   readonly registry = new Registry();
@@ -35,6 +42,7 @@ export class Metrics {
       labelNames: ['direction'],
       registers,
       collect() {
+        for (const f of mediaStatsCollectors) f();
         frames.set({ direction: 'from_terminal' }, mediaStats.framesFromTerminals);
         frames.set({ direction: 'to_terminal' }, mediaStats.framesToTerminals);
         frames.set({ direction: 'video_from_terminal' }, mediaStats.videoFromTerminals);
@@ -47,8 +55,19 @@ export class Metrics {
       labelNames: ['reason'],
       registers,
       collect() {
+        for (const f of mediaStatsCollectors) f();
         dropped.set({ reason: 'slow_terminal' }, mediaStats.droppedSlowTerminal);
         dropped.set({ reason: 'rate_limit' }, mediaStats.droppedRateLimit);
+        dropped.set({ reason: 'pump_rejected_datagram' }, mediaStats.pumpRejectedDatagrams);
+      },
+    });
+    const handbacks = new Gauge({
+      name: 'confmux_media_pump_handbacks_total',
+      help: 'audio connections the native media pump handed back to the JavaScript path',
+      registers,
+      collect() {
+        for (const f of mediaStatsCollectors) f();
+        handbacks.set(mediaStats.pumpHandbacks);
       },
     });
   }

@@ -12,7 +12,7 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from '../../bridge/logger.ts';
 import { PCMU, type AudioCodec } from '../../bridge/protocol/codecs.ts';
 import type { HangupReason } from '../../bridge/protocol/messages.ts';
-import type { CallEnd, DriverCall, DriverCallEvents, PlaceCallRequest } from '../driver.ts';
+import type { CallEnd, DriverCall, DriverCallEvents, PlaceCallRequest, PumpLeg } from '../driver.ts';
 import type { AriEvent, AriLink } from './AriLink.ts';
 import { RtpMediaLeg } from './RtpMediaLeg.ts';
 import { WebSocketMediaLeg } from './WebSocketMediaLeg.ts';
@@ -146,6 +146,10 @@ export class AsteriskCall extends EventEmitter<DriverCallEvents> implements Driv
   sendAudio(payload: Buffer): void {
     const leg = this.leg;
     if (leg !== null) leg.send(payload);
+  }
+
+  pumpLeg(): PumpLeg | null {
+    return this.leg instanceof RtpMediaLeg && !this.ending ? this.leg.pumpLeg() : null;
   }
 
   /** Runs the call set-up; failures end the call with a reason, never throw. */

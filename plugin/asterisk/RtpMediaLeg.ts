@@ -9,6 +9,7 @@ import { bindUdp } from '../rtp/udp.ts';
 import { randomInt } from 'node:crypto';
 import { RTP_HEADER_BYTES, newRtpView, readRtp, writeRtpHeader } from '../rtp/rtp.ts';
 import type { MediaLegEvents } from './WebSocketMediaLeg.ts';
+import type { PumpLeg } from '../driver.ts';
 
 const RING = 8;
 const PT_PCMU = 0;
@@ -76,6 +77,26 @@ export class RtpMediaLeg extends EventEmitter<MediaLegEvents> {
     this.seq = (this.seq + 1) & 0xffff;
     this.timestamp = (this.timestamp + n) >>> 0; // u-law: one byte per 8 kHz sample
     this.socket.send(buf, 0, RTP_HEADER_BYTES + n, this.remotePort, this.remoteHost);
+  }
+
+  /** This leg for the native media pump: RTP u-law to Asterisk's address, from our socket. */
+  pumpLeg(): PumpLeg | null {
+    if (this.closed || this.remotePort === 0) return null;
+    return {
+      socket: this.socket,
+      remoteHost: this.remoteHost,
+      remotePort: this.remotePort,
+      expectPort: 0,
+      bytesPerSample: 1,
+      maxPayload: 1024,
+      rtp: { payloadType: PT_PCMU, seq: this.seq, timestamp: this.timestamp, ssrc: this.ssrc, first: this.first },
+      resume: (rtp) => {
+        if (rtp === null) return;
+        this.seq = rtp.seq;
+        this.timestamp = rtp.timestamp;
+        this.first = rtp.first;
+      },
+    };
   }
 
   close(): void {

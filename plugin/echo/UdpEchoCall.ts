@@ -6,7 +6,7 @@
  */
 import { createSocket, type Socket } from 'node:dgram';
 import type { AudioCodec } from '../../bridge/protocol/codecs.ts';
-import type { CallEnd } from '../driver.ts';
+import type { CallEnd, PumpLeg } from '../driver.ts';
 import { EchoCall } from './EchoCall.ts';
 
 export class UdpEchoCall extends EchoCall {
@@ -33,6 +33,12 @@ export class UdpEchoCall extends EchoCall {
   /** Out over the socket; the peer's echo comes back in its 'message'. */
   override sendAudio(payload: Buffer): void {
     if (this.ready && !this.done) this.socket.send(payload);
+  }
+
+  /** The echo's leg for the native media pump: raw payloads on the connected socket. */
+  pumpLeg(): PumpLeg | null {
+    if (!this.ready || this.done) return null;
+    return { socket: this.socket, remoteHost: '', remotePort: 0, expectPort: 0, bytesPerSample: this.format.bytesPerSample, maxPayload: 1400, rtp: null, resume: () => undefined };
   }
 
   override end(end: CallEnd): void {

@@ -19,7 +19,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from '../../bridge/logger.ts';
 import { L16_8K, type AudioCodec } from '../../bridge/protocol/codecs.ts';
 import type { HangupReason } from '../../bridge/protocol/messages.ts';
-import type { CallEnd, DriverCall, DriverCallEvents, PlaceCallRequest } from '../driver.ts';
+import type { CallEnd, DriverCall, DriverCallEvents, PlaceCallRequest, PumpLeg } from '../driver.ts';
 import { EslApiError, type EslEvent, type EslLink } from './EslLink.ts';
 import { UnicastMediaLeg } from './UnicastMediaLeg.ts';
 
@@ -158,6 +158,10 @@ export class FreeSwitchCall extends EventEmitter<DriverCallEvents> implements Dr
   sendAudio(payload: Buffer): void {
     const leg = this.leg;
     if (leg !== null) leg.send(payload);
+  }
+
+  pumpLeg(): PumpLeg | null {
+    return this.ending ? null : (this.leg?.pumpLeg() ?? null);
   }
 
   /** Runs the set-up; failures end the call with a reason, never throw. */

@@ -16,6 +16,7 @@
 import { EventEmitter } from 'node:events';
 import type { RemoteInfo, Socket } from 'node:dgram';
 import { bindUdp } from '../rtp/udp.ts';
+import type { PumpLeg } from '../driver.ts';
 
 export interface UnicastMediaLegEvents {
   close: [string];
@@ -86,6 +87,21 @@ export class UnicastMediaLeg extends EventEmitter<UnicastMediaLegEvents> {
 
   get isOpen(): boolean {
     return !this.closed;
+  }
+
+  /** This leg for the native media pump: raw payloads to FreeSWITCH's port, only its datagrams back. */
+  pumpLeg(): PumpLeg | null {
+    if (this.closed) return null;
+    return {
+      socket: this.socket,
+      remoteHost: this.address,
+      remotePort: this.peerPort,
+      expectPort: this.peerPort,
+      bytesPerSample: 2,
+      maxPayload: MAX_PAYLOAD,
+      rtp: null,
+      resume: () => undefined,
+    };
   }
 
   /** One 20 ms payload (L16/8000: 320 bytes) towards FreeSWITCH. Never throws. */

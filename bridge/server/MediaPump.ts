@@ -1,0 +1,115 @@
+/**
+ * The native media pump (native/pump.cc, built by `npm run build:native`): a thread in C++ that
+ * relays a call's audio between the terminal's WebSocket and the call's UDP leg to the media
+ * server (RTP to Asterisk with `asterisk.mediaTransport` rtp, FreeSWITCH's unicast stream, the
+ * bench's UDP echo) without entering JavaScript per frame. Measured in docs/performance.md: Node's
+ * per-read, per-write and per-datagram machinery, not the bridge's own code, was most of the cost
+ * per frame, and no JavaScript change could take it away.
+ *
+ * One pump per process (each worker has its own). A call hands its audio over once its audio
+ * connection is bound and the audio needs no conversion (the terminal's codec is the leg's format);
+ * everything else (video, inline media, chan_websocket legs, conversion, TLS terminated in the
+ * bridge) stays on the JavaScript path, which does the same checks with the same errors.
+ *
+ * `server.mediaPump`: `auto` (default) uses it when the module is built and says so once at start
+ * otherwise; `on` refuses to start without it; `off` never uses it.
+ */
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import type { Socket as TcpSocket } from 'node:net';
+import type WebSocket from 'ws';
+import type { Logger } from 'pino';
+import type { PumpLeg } from '../../plugin/driver.ts';
+import { ConfigError } from '../config.ts';
+import { mediaStats, mediaStatsCollectors } from './metrics.ts';
+import { PumpedAudio, type NativePump, type PumpedAudioOptions, type PumpedAudioState } from './PumpedAudio.ts';
+
+export type MediaPumpMode = 'auto' | 'on' | 'off';
+
+/** where `npm run build:native` puts the module */
+export const NATIVE_PUMP_PATH = fileURLToPath(new URL('../../native/build/Release/confmux_pump.node', import.meta.url));
+
+let loaded: { pump: NativePump } | { error: string } | null = null;
+
+/** Loads the native module once per process; the reason when it cannot. */
+export function loadNativePump(): { pump: NativePump } | { error: string } {
+  if (loaded) return loaded;
+  if (process.platform !== 'linux') {
+    loaded = { error: 'the media pump runs on Linux only' };
+    return loaded;
+  }
+  try {
+    const pump = createRequire(import.meta.url)(NATIVE_PUMP_PATH) as NativePump;
+    loaded = { pump };
+  } catch (err) {
+    loaded = { error: `${NATIVE_PUMP_PATH} did not load (${(err as Error).message.split('\n')[0]}); build it with npm run build:native` };
+  }
+  return loaded;
+}
+
+export class MediaPump {
+  private readonly native: NativePump;
+  private readonly held = new Map<number, PumpedAudio>();
+  /** the native counters already added to mediaStats */
+  private readonly counted = [0, 0, 0, 0, 0, 0];
+
+  private constructor(native: NativePump) {
+    this.native = native;
+    native.start((id) => this.held.get(id)?.release());
+    mediaStatsCollectors.push(() => this.collectStats());
+  }
+
+  /**
+   * The process's pump for `mode`, or null (JavaScript path). Throws ConfigError for `on` without
+   * the native module.
+   */
+  static forMode(mode: MediaPumpMode, log: Logger): MediaPump | null {
+    if (mode === 'off') return null;
+    const r = loadNativePump();
+    if ('error' in r) {
+      if (mode === 'on') throw new ConfigError([`server.mediaPump: on, but ${r.error}`]);
+      log.info({ reason: r.error }, 'native media pump not available: audio is relayed in JavaScript');
+      return null;
+    }
+    instance ??= new MediaPump(r.pump);
+    return instance;
+  }
+
+  /**
+   * Hands a call's bound audio connection and its UDP leg to the pump; null when it cannot (the
+   * call stays on the JavaScript path). `onReleased` gets the call's state back when the pump lets
+   * go, for whatever reason.
+   */
+  attach(ws: WebSocket, socket: TcpSocket, leg: PumpLeg, options: PumpedAudioOptions, onReleased: (state: PumpedAudioState) => void): PumpedAudio | null {
+    let pumped: PumpedAudio | null = null;
+    pumped = PumpedAudio.attach(this.native, ws, socket, leg, options, (state) => {
+      if (pumped) this.held.delete(pumped.id);
+      onReleased(state);
+    });
+    if (pumped) this.held.set(pumped.id, pumped);
+    return pumped;
+  }
+
+  /** connections the pump holds now */
+  get size(): number {
+    return this.native.attached();
+  }
+
+  /** Adds what the pump relayed and dropped since the last call to the process's media counters. */
+  collectStats(): void {
+    const s = this.native.stats();
+    const d = (i: number): number => {
+      const delta = s[i]! - this.counted[i]!;
+      this.counted[i] = s[i]!;
+      return delta;
+    };
+    mediaStats.framesFromTerminals += d(0);
+    mediaStats.framesToTerminals += d(1);
+    mediaStats.droppedRateLimit += d(2);
+    mediaStats.droppedSlowTerminal += d(3);
+    mediaStats.pumpRejectedDatagrams += d(4);
+    mediaStats.pumpHandbacks += d(5);
+  }
+}
+
+let instance: MediaPump | undefined;

@@ -1,0 +1,11 @@
+{
+  "targets": [
+    {
+      "target_name": "confmux_pump",
+      "sources": ["pump.cc"],
+      "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra", "-fno-exceptions"],
+      "cflags_cc!": ["-fno-rtti"],
+      "conditions": [["OS!='linux'", { "type": "none" }]]
+    }
+  ]
+}

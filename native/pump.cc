@@ -1,0 +1,736 @@
+// confmux media pump: the audio hot path of a call in C++, on one thread of its own.
+//
+// Once a call's audio connection is bound, the bridge (bridge/server/MediaPump.ts) may hand the
+// pump two file descriptors: the terminal's WebSocket TCP socket and the call's UDP socket towards
+// the media server (RTP, or raw payloads for FreeSWITCH unicast and the bench's UDP echo). From
+// then on the pump relays the audio between them without entering JavaScript: it reads WebSocket
+// frames, checks them as the bridge does (final, binary, masked, size, confmux header version 1
+// type media, the call's codec, the frame rate), unmasks them in place, writes the RTP header over
+// the bytes in front of the payload and sends the datagram; and back, it receives a datagram, writes
+// the WebSocket and confmux headers in front of its payload and writes the frame to the terminal.
+// No allocation per packet, no copy but the kernel's.
+//
+// Whatever the pump does not handle itself (a close, text or oversized frame, a bad header, the
+// end of the TCP stream, an error) it hands back: it stops reading the connection, keeps the
+// unread bytes starting at that frame, and tells JavaScript, which takes the connection back
+// (detach) and lets ws handle those bytes exactly as it would have. Pings from the terminal are
+// answered here; pongs are recorded for the bridge's heartbeat (ping()).
+//
+// Threading: the pump thread waits in epoll_wait without a lock and handles each batch of events
+// under the pump's mutex; attach, detach and ping run on the JavaScript thread under the same mutex.
+// Connections are looked up by id, so an event for a connection detached meanwhile is ignored.
+#include <node_api.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+namespace {
+
+constexpr size_t kReadBuffer = 65536;
+constexpr size_t kUdpBuffer = 4096;
+// room in front of a received datagram for the WebSocket (up to 4) and confmux (10) headers
+constexpr size_t kUdpHeadroom = 16;
+
+enum Stat { kFramesFromTerminals, kFramesToTerminals, kDroppedRateLimit, kDroppedSlowTerminal, kRejectedDatagrams, kHandbacks, kStatCount };
+
+struct Conn {
+  uint32_t id = 0;
+  int tcp = -1;
+  int udp = -1;
+  sockaddr_storage remote{};
+  socklen_t remoteLen = 0;  // 0: the UDP socket is connected, send() without an address
+  uint16_t expectPort = 0;  // datagrams from another source port are dropped (0: any)
+  // terminal side
+  uint32_t maxFrame = 4096;
+  uint8_t codec = 0;
+  uint8_t stream = 0;
+  uint32_t bytesPerSample = 1;
+  uint16_t seq = 0;
+  uint32_t timestamp = 0;
+  bool marker = false;
+  // media-server side
+  bool rtp = false;
+  uint8_t pt = 0;
+  uint16_t rtpSeq = 0;
+  uint32_t rtpTimestamp = 0;
+  uint32_t ssrc = 0;
+  bool rtpFirst = true;
+  uint32_t legBytesPerSample = 1;
+  uint32_t legMaxPayload = 1024;
+  // frame rate from the terminal
+  double tokens = 0, ratePerNs = 0, burst = 0;
+  int64_t last = 0;
+  size_t highWater = 65536;
+  // state
+  std::string rest;  // bytes read, not yet a whole frame (or, after a handback, from the frame handed back)
+  std::string out;   // bytes for the terminal the socket did not take yet
+  bool alive = true;
+  bool outArmed = false;
+  bool handedBack = false;
+};
+
+int64_t nowNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t(ts.tv_sec) * 1000000000LL + ts.tv_nsec;
+}
+
+struct Pump {
+  std::mutex mu;
+  std::unordered_map<uint32_t, Conn*> conns;
+  int ep = -1;
+  int wake = -1;
+  std::thread thread;
+  std::atomic<bool> running{false};
+  napi_threadsafe_function tsfn = nullptr;
+  uint32_t nextId = 1;
+  std::atomic<double> stats[kStatCount];
+  std::vector<uint32_t> handbacks;  // under mu
+  uint8_t rbuf[kReadBuffer];
+  uint8_t ubuf[kUdpBuffer];
+
+  Pump() {
+    for (auto& s : stats) s.store(0);
+  }
+
+  void bump(Stat s, double n = 1) { stats[s].store(stats[s].load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
+
+  // --- the pump thread ---
+
+  void loop() {
+    epoll_event evs[256];
+    std::vector<uint32_t> toNotify;
+    while (running.load()) {
+      int n = epoll_wait(ep, evs, 256, -1);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        break;
+      }
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        for (int i = 0; i < n; i++) {
+          uint64_t key = evs[i].data.u64;
+          if (key == 0) continue;  // the wake-up eventfd
+          auto it = conns.find(uint32_t(key >> 1));
+          if (it == conns.end()) continue;
+          Conn* c = it->second;
+          if (c->handedBack) continue;
+          if (key & 1) {
+            onUdp(c);
+          } else {
+            if (evs[i].events & EPOLLOUT) flush(c);
+            if (!c->handedBack && (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))) onTcp(c);
+          }
+        }
+        toNotify.swap(handbacks);
+      }
+      notify(toNotify);
+    }
+  }
+
+  // Tells JavaScript which connections were handed back (called without the lock).
+  void notify(std::vector<uint32_t>& ids) {
+    for (uint32_t id : ids) {
+      if (tsfn) napi_call_threadsafe_function(tsfn, reinterpret_cast<void*>(uintptr_t(id)), napi_tsfn_nonblocking);
+    }
+    ids.clear();
+  }
+
+  void handBack(Conn* c) {
+    if (c->handedBack) return;
+    c->handedBack = true;
+    epoll_ctl(ep, EPOLL_CTL_DEL, c->tcp, nullptr);
+    epoll_ctl(ep, EPOLL_CTL_DEL, c->udp, nullptr);
+    bump(kHandbacks);
+    handbacks.push_back(c->id);
+  }
+
+  bool takeToken(Conn* c) {
+    int64_t now = nowNs();
+    double t = c->tokens + double(now - c->last) * c->ratePerNs;
+    c->last = now;
+    c->tokens = t > c->burst ? c->burst : t;
+    if (c->tokens < 1) return false;
+    c->tokens -= 1;
+    return true;
+  }
+
+  // Returns false when the frame is not the pump's to handle (handed back to JavaScript).
+  bool mediaFromTerminal(Conn* c, uint8_t* p, size_t n) {
+    if (n <= 10 || p[0] != 0x10 || p[2] != c->codec) return false;
+    if (!takeToken(c)) {
+      bump(kDroppedRateLimit);
+      return true;
+    }
+    bump(kFramesFromTerminals);
+    uint8_t* payload = p + 10;
+    size_t len = n - 10;
+    if (len > c->legMaxPayload) return true;  // the leg drops what it cannot carry, as in JavaScript
+    uint8_t* dgram = payload;
+    size_t size = len;
+    if (c->rtp) {
+      // the 12 bytes in front of the payload (confmux header and the WebSocket header's tail) are read
+      dgram = payload - 12;
+      size = len + 12;
+      dgram[0] = 0x80;
+      dgram[1] = uint8_t((c->rtpFirst ? 0x80 : 0) | c->pt);
+      dgram[2] = uint8_t(c->rtpSeq >> 8);
+      dgram[3] = uint8_t(c->rtpSeq);
+      dgram[4] = uint8_t(c->rtpTimestamp >> 24);
+      dgram[5] = uint8_t(c->rtpTimestamp >> 16);
+      dgram[6] = uint8_t(c->rtpTimestamp >> 8);
+      dgram[7] = uint8_t(c->rtpTimestamp);
+      dgram[8] = uint8_t(c->ssrc >> 24);
+      dgram[9] = uint8_t(c->ssrc >> 16);
+      dgram[10] = uint8_t(c->ssrc >> 8);
+      dgram[11] = uint8_t(c->ssrc);
+      c->rtpFirst = false;
+      c->rtpSeq = uint16_t(c->rtpSeq + 1);
+      c->rtpTimestamp += uint32_t(len / c->legBytesPerSample);
+    }
+    if (c->remoteLen == 0) {
+      send(c->udp, dgram, size, MSG_DONTWAIT);
+    } else {
+      sendto(c->udp, dgram, size, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&c->remote), c->remoteLen);
+    }
+    return true;
+  }
+
+  // Returns whether the bytes were sent or queued (false: dropped for a slow terminal, or broken).
+  bool writeToTerminal(Conn* c, const uint8_t* data, size_t size, bool control) {
+    if (!c->out.empty()) {
+      if (!control && c->out.size() + size > c->highWater) {
+        bump(kDroppedSlowTerminal);
+        return false;
+      }
+      c->out.append(reinterpret_cast<const char*>(data), size);
+      return true;
+    }
+    ssize_t w = send(c->tcp, data, size, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (w == ssize_t(size)) return true;
+    if (w < 0) {
+      if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        // the connection is broken: JavaScript reads the error and closes it
+        handBack(c);
+        return false;
+      }
+      w = 0;
+    }
+    c->out.assign(reinterpret_cast<const char*>(data) + w, size - size_t(w));
+    arm(c, true);
+    return true;
+  }
+
+  void arm(Conn* c, bool out) {
+    if (c->outArmed == out || c->handedBack) return;
+    c->outArmed = out;
+    epoll_event ev{};
+    ev.events = uint32_t(EPOLLIN) | (out ? uint32_t(EPOLLOUT) : 0u);
+    ev.data.u64 = uint64_t(c->id) << 1;
+    epoll_ctl(ep, EPOLL_CTL_MOD, c->tcp, &ev);
+  }
+
+  void flush(Conn* c) {
+    while (!c->out.empty()) {
+      ssize_t w = send(c->tcp, c->out.data(), c->out.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (w < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+        handBack(c);
+        return;
+      }
+      c->out.erase(0, size_t(w));
+    }
+    arm(c, false);
+  }
+
+  void onTcp(Conn* c) {
+    size_t have = c->rest.size();
+    if (have) memcpy(rbuf, c->rest.data(), have);
+    ssize_t r = read(c->tcp, rbuf + have, kReadBuffer - have);
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+    if (r <= 0) {
+      // end of stream or an error: JavaScript's own read sees it (rest holds a partial frame, if any)
+      handBack(c);
+      return;
+    }
+    size_t len = have + size_t(r);
+    size_t o = 0;
+    while (o < len) {
+      size_t avail = len - o;
+      if (avail < 2) break;
+      uint8_t b0 = rbuf[o], b1 = rbuf[o + 1];
+      uint64_t n = b1 & 0x7f;
+      size_t header = 2;
+      if (n == 126) header = 4;
+      else if (n == 127) header = 10;
+      if (b1 & 0x80) header += 4;
+      if (avail < header) break;
+      if (n == 126) {
+        n = (uint64_t(rbuf[o + 2]) << 8) | rbuf[o + 3];
+      } else if (n == 127) {
+        n = 0;
+        for (int i = 0; i < 8; i++) n = (n << 8) | rbuf[o + 2 + i];
+      }
+      uint8_t opcode = b0 & 0x0f;
+      bool mine = (b1 & 0x80) != 0 && (b0 & 0xf0) == 0x80 &&
+                  ((opcode == 2 && n <= c->maxFrame) || ((opcode == 9 || opcode == 10) && n <= 125));
+      if (!mine) {
+        // close, text, fragments, too large, unmasked...: JavaScript (ws) takes it from this frame on
+        c->rest.assign(reinterpret_cast<char*>(rbuf) + o, len - o);
+        handBack(c);
+        return;
+      }
+      if (avail < header + n) break;
+      uint8_t* p = rbuf + o + header;
+      const uint8_t* m = p - 4;
+      for (size_t i = 0; i < n; i++) p[i] ^= m[i & 3];
+      if (opcode == 2) {
+        if (!mediaFromTerminal(c, p, size_t(n))) {
+          // a frame the bridge refuses (bad header, another codec): masked again, it goes to ws,
+          // and the bridge closes the connection with the error's code
+          for (size_t i = 0; i < n; i++) p[i] ^= m[i & 3];
+          c->rest.assign(reinterpret_cast<char*>(rbuf) + o, len - o);
+          handBack(c);
+          return;
+        }
+      } else if (opcode == 9) {
+        // a ping from the terminal: pong with its payload (the bytes in front of it hold the header)
+        uint8_t* pong = p - 2;
+        pong[0] = 0x8a;
+        pong[1] = uint8_t(n);
+        writeToTerminal(c, pong, size_t(n) + 2, true);
+        if (c->handedBack) {
+          c->rest.assign(reinterpret_cast<char*>(rbuf) + o + header + n, len - o - header - n);
+          return;
+        }
+      } else {
+        c->alive = true;
+      }
+      o += header + size_t(n);
+    }
+    if (o < len) c->rest.assign(reinterpret_cast<char*>(rbuf) + o, len - o);
+    else c->rest.clear();
+  }
+
+  void onUdp(Conn* c) {
+    uint8_t* base = ubuf + kUdpHeadroom;
+    sockaddr_storage from;
+    socklen_t fromLen = sizeof(from);
+    ssize_t r = recvfrom(c->udp, base, kUdpBuffer - kUdpHeadroom, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&from), &fromLen);
+    if (r <= 0) return;  // EAGAIN, or ECONNREFUSED from an ICMP error: nothing to relay
+    if (c->expectPort != 0) {
+      uint16_t port = from.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&from)->sin6_port)
+                                                 : ntohs(reinterpret_cast<sockaddr_in*>(&from)->sin_port);
+      if (port != c->expectPort) {
+        bump(kRejectedDatagrams);
+        return;
+      }
+    }
+    uint8_t* payload = base;
+    size_t len = size_t(r);
+    if (c->rtp) {
+      if (len < 12 || (base[0] >> 6) != 2 || (base[1] >= 200 && base[1] <= 204) || (base[1] & 0x7f) != c->pt) {
+        bump(kRejectedDatagrams);
+        return;
+      }
+      size_t start = 12 + size_t(base[0] & 0x0f) * 4;
+      if (start > len) return bump(kRejectedDatagrams);
+      if (base[0] & 0x10) {
+        if (start + 4 > len) return bump(kRejectedDatagrams);
+        start += 4 + ((size_t(base[start + 2]) << 8) | base[start + 3]) * 4;
+        if (start > len) return bump(kRejectedDatagrams);
+      }
+      size_t end = len;
+      if (base[0] & 0x20) {
+        uint8_t pad = base[len - 1];
+        if (pad == 0 || start + pad > len) return bump(kRejectedDatagrams);
+        end -= pad;
+      }
+      payload = base + start;
+      len = end - start;
+    }
+    if (len == 0) return;
+    size_t frame = 10 + len;
+    size_t wsh = frame < 126 ? 2 : 4;
+    uint8_t* h = payload - 10 - wsh;
+    h[0] = 0x82;
+    if (wsh == 2) {
+      h[1] = uint8_t(frame);
+    } else {
+      h[1] = 126;
+      h[2] = uint8_t(frame >> 8);
+      h[3] = uint8_t(frame);
+    }
+    uint8_t* f = h + wsh;
+    f[0] = 0x10;
+    f[1] = c->stream;
+    f[2] = c->codec;
+    f[3] = c->marker ? 1 : 0;
+    f[4] = uint8_t(c->seq >> 8);
+    f[5] = uint8_t(c->seq);
+    f[6] = uint8_t(c->timestamp >> 24);
+    f[7] = uint8_t(c->timestamp >> 16);
+    f[8] = uint8_t(c->timestamp >> 8);
+    f[9] = uint8_t(c->timestamp);
+    c->marker = false;
+    c->seq = uint16_t(c->seq + 1);
+    c->timestamp += uint32_t(len / c->bytesPerSample);
+    if (writeToTerminal(c, h, wsh + frame, false)) bump(kFramesToTerminals);
+  }
+
+  // --- the JavaScript thread (under mu) ---
+
+  // What is still owed to the terminal goes out before JavaScript writes again: wait up to 200 ms
+  // for the socket to take it; otherwise the connection is shut down rather than left with half a frame.
+  void flushBlocking(Conn* c) {
+    int64_t deadline = nowNs() + 200000000LL;
+    while (!c->out.empty()) {
+      ssize_t w = send(c->tcp, c->out.data(), c->out.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (w > 0) {
+        c->out.erase(0, size_t(w));
+        continue;
+      }
+      if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) break;
+      int64_t left = (deadline - nowNs()) / 1000000;
+      if (left <= 0) break;
+      pollfd pfd{c->tcp, POLLOUT, 0};
+      poll(&pfd, 1, int(left));
+    }
+    if (!c->out.empty()) {
+      shutdown(c->tcp, SHUT_RDWR);
+      c->out.clear();
+    }
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// N-API glue
+
+#define CHECK(call)                                 \
+  do {                                              \
+    if ((call) != napi_ok) {                        \
+      napi_throw_error(env, "PUMP_NAPI", #call);    \
+      return nullptr;                               \
+    }                                               \
+  } while (0)
+
+Pump* getPump(napi_env env) {
+  void* data = nullptr;
+  napi_get_instance_data(env, &data);
+  return static_cast<Pump*>(data);
+}
+
+double numberProp(napi_env env, napi_value obj, const char* name, double dflt) {
+  napi_value v;
+  bool has = false;
+  if (napi_has_named_property(env, obj, name, &has) != napi_ok || !has) return dflt;
+  if (napi_get_named_property(env, obj, name, &v) != napi_ok) return dflt;
+  napi_valuetype t;
+  napi_typeof(env, v, &t);
+  if (t == napi_boolean) {
+    bool b = false;
+    napi_get_value_bool(env, v, &b);
+    return b ? 1 : 0;
+  }
+  double d = dflt;
+  if (t == napi_number) napi_get_value_double(env, v, &d);
+  return d;
+}
+
+std::string stringProp(napi_env env, napi_value obj, const char* name) {
+  napi_value v;
+  bool has = false;
+  if (napi_has_named_property(env, obj, name, &has) != napi_ok || !has) return "";
+  if (napi_get_named_property(env, obj, name, &v) != napi_ok) return "";
+  char buf[128];
+  size_t n = 0;
+  if (napi_get_value_string_utf8(env, v, buf, sizeof buf, &n) != napi_ok) return "";
+  return std::string(buf, n);
+}
+
+void callJs(napi_env env, napi_value cb, void*, void* data) {
+  if (env == nullptr || cb == nullptr) return;
+  napi_value undefined, id;
+  napi_get_undefined(env, &undefined);
+  napi_create_uint32(env, uint32_t(uintptr_t(data)), &id);
+  napi_call_function(env, undefined, cb, 1, &id, nullptr);
+}
+
+void stopPump(Pump* p) {
+  if (!p->running.exchange(false)) return;
+  uint64_t one = 1;
+  ssize_t ignored = write(p->wake, &one, sizeof one);
+  (void)ignored;
+  if (p->thread.joinable()) p->thread.join();
+}
+
+void cleanup(void* arg) {
+  Pump* p = static_cast<Pump*>(arg);
+  stopPump(p);
+  for (auto& kv : p->conns) delete kv.second;
+  p->conns.clear();
+  if (p->ep >= 0) close(p->ep);
+  if (p->wake >= 0) close(p->wake);
+  delete p;
+}
+
+// start(onHandback: (id) => void)
+napi_value Start(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
+  Pump* p = getPump(env);
+  if (p->running.load()) return nullptr;
+  napi_value name;
+  CHECK(napi_create_string_utf8(env, "confmux-pump", NAPI_AUTO_LENGTH, &name));
+  CHECK(napi_create_threadsafe_function(env, argv[0], nullptr, name, 0, 1, nullptr, nullptr, nullptr, callJs, &p->tsfn));
+  CHECK(napi_unref_threadsafe_function(env, p->tsfn));
+  p->ep = epoll_create1(EPOLL_CLOEXEC);
+  p->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (p->ep < 0 || p->wake < 0) {
+    napi_throw_error(env, "PUMP_START", strerror(errno));
+    return nullptr;
+  }
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = 0;
+  epoll_ctl(p->ep, EPOLL_CTL_ADD, p->wake, &ev);
+  p->running.store(true);
+  p->thread = std::thread([p] { p->loop(); });
+  return nullptr;
+}
+
+// attach(tcpFd, udpFd, options) -> id
+napi_value Attach(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
+  Pump* p = getPump(env);
+  if (!p->running.load()) {
+    napi_throw_error(env, "PUMP_NOT_STARTED", "the media pump is not started");
+    return nullptr;
+  }
+  int32_t tcp = -1, udp = -1;
+  CHECK(napi_get_value_int32(env, argv[0], &tcp));
+  CHECK(napi_get_value_int32(env, argv[1], &udp));
+  napi_value o = argv[2];
+  Conn* c = new Conn();
+  c->tcp = tcp;
+  c->udp = udp;
+  c->maxFrame = uint32_t(numberProp(env, o, "maxFrameBytes", 4096));
+  c->codec = uint8_t(numberProp(env, o, "codec", 0));
+  c->stream = uint8_t(numberProp(env, o, "stream", 0));
+  c->bytesPerSample = uint32_t(numberProp(env, o, "bytesPerSample", 1));
+  c->seq = uint16_t(numberProp(env, o, "seq", 0));
+  c->timestamp = uint32_t(numberProp(env, o, "timestamp", 0));
+  c->marker = numberProp(env, o, "marker", 0) != 0;
+  c->rtp = numberProp(env, o, "rtp", 0) != 0;
+  c->pt = uint8_t(numberProp(env, o, "payloadType", 0));
+  c->rtpSeq = uint16_t(numberProp(env, o, "rtpSeq", 0));
+  c->rtpTimestamp = uint32_t(numberProp(env, o, "rtpTimestamp", 0));
+  c->ssrc = uint32_t(numberProp(env, o, "ssrc", 0));
+  c->rtpFirst = numberProp(env, o, "rtpFirst", 1) != 0;
+  c->legBytesPerSample = uint32_t(numberProp(env, o, "legBytesPerSample", 1));
+  c->legMaxPayload = uint32_t(numberProp(env, o, "legMaxPayload", 1024));
+  c->expectPort = uint16_t(numberProp(env, o, "expectPort", 0));
+  c->ratePerNs = numberProp(env, o, "framesPerSecond", 100) / 1e9;
+  c->burst = numberProp(env, o, "burst", 50);
+  c->tokens = numberProp(env, o, "tokens", c->burst);
+  c->last = nowNs();
+  c->highWater = size_t(numberProp(env, o, "highWaterBytes", 65536));
+  c->alive = numberProp(env, o, "alive", 1) != 0;
+  if (c->bytesPerSample == 0) c->bytesPerSample = 1;
+  if (c->legBytesPerSample == 0) c->legBytesPerSample = 1;
+  std::string host = stringProp(env, o, "remoteHost");
+  uint16_t port = uint16_t(numberProp(env, o, "remotePort", 0));
+  if (port != 0) {
+    sockaddr_in* v4 = reinterpret_cast<sockaddr_in*>(&c->remote);
+    sockaddr_in6* v6 = reinterpret_cast<sockaddr_in6*>(&c->remote);
+    if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
+      v4->sin_family = AF_INET;
+      v4->sin_port = htons(port);
+      c->remoteLen = sizeof(sockaddr_in);
+    } else if (inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
+      v6->sin6_family = AF_INET6;
+      v6->sin6_port = htons(port);
+      c->remoteLen = sizeof(sockaddr_in6);
+    } else {
+      delete c;
+      napi_throw_error(env, "PUMP_BAD_ADDRESS", "remoteHost is not an IP address");
+      return nullptr;
+    }
+  }
+  std::lock_guard<std::mutex> lock(p->mu);
+  c->id = p->nextId++;
+  if (p->nextId >= 0x7fffffff) p->nextId = 1;
+  p->conns[c->id] = c;
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = uint64_t(c->id) << 1;
+  bool ok = epoll_ctl(p->ep, EPOLL_CTL_ADD, tcp, &ev) == 0;
+  ev.data.u64 = (uint64_t(c->id) << 1) | 1;
+  ok = ok && epoll_ctl(p->ep, EPOLL_CTL_ADD, udp, &ev) == 0;
+  if (!ok) {
+    int e = errno;
+    epoll_ctl(p->ep, EPOLL_CTL_DEL, tcp, nullptr);
+    epoll_ctl(p->ep, EPOLL_CTL_DEL, udp, nullptr);
+    p->conns.erase(c->id);
+    delete c;
+    napi_throw_error(env, "PUMP_ATTACH", strerror(e));
+    return nullptr;
+  }
+  napi_value id;
+  CHECK(napi_create_uint32(env, c->id, &id));
+  return id;
+}
+
+void setNumber(napi_env env, napi_value o, const char* name, double v) {
+  napi_value n;
+  napi_create_double(env, v, &n);
+  napi_set_named_property(env, o, name, n);
+}
+
+// detach(id) -> { rest, seq, timestamp, marker, rtpSeq, rtpTimestamp, rtpFirst, tokens, alive, handedBack } | null
+napi_value Detach(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
+  uint32_t id = 0;
+  CHECK(napi_get_value_uint32(env, argv[0], &id));
+  Pump* p = getPump(env);
+  Conn* c = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(p->mu);
+    auto it = p->conns.find(id);
+    if (it == p->conns.end()) {
+      napi_value nul;
+      napi_get_null(env, &nul);
+      return nul;
+    }
+    c = it->second;
+    p->conns.erase(it);
+    if (!c->handedBack) {
+      epoll_ctl(p->ep, EPOLL_CTL_DEL, c->tcp, nullptr);
+      epoll_ctl(p->ep, EPOLL_CTL_DEL, c->udp, nullptr);
+    }
+  }
+  // no longer in the map nor in epoll: the pump thread cannot reach it any more
+  p->flushBlocking(c);
+  napi_value o;
+  CHECK(napi_create_object(env, &o));
+  setNumber(env, o, "seq", c->seq);
+  setNumber(env, o, "timestamp", c->timestamp);
+  setNumber(env, o, "rtpSeq", c->rtpSeq);
+  setNumber(env, o, "rtpTimestamp", c->rtpTimestamp);
+  setNumber(env, o, "tokens", c->tokens);
+  napi_value b;
+  napi_get_boolean(env, c->marker, &b);
+  napi_set_named_property(env, o, "marker", b);
+  napi_get_boolean(env, c->rtpFirst, &b);
+  napi_set_named_property(env, o, "rtpFirst", b);
+  napi_get_boolean(env, c->alive, &b);
+  napi_set_named_property(env, o, "alive", b);
+  napi_get_boolean(env, c->handedBack, &b);
+  napi_set_named_property(env, o, "handedBack", b);
+  napi_value rest;
+  if (c->rest.empty()) {
+    napi_get_null(env, &rest);
+  } else {
+    void* data = nullptr;
+    CHECK(napi_create_buffer_copy(env, c->rest.size(), c->rest.data(), &data, &rest));
+  }
+  napi_set_named_property(env, o, "rest", rest);
+  delete c;
+  return o;
+}
+
+// ping(id) -> whether a pong arrived since the last ping (false for an unknown id); sends a ping
+napi_value Ping(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
+  uint32_t id = 0;
+  CHECK(napi_get_value_uint32(env, argv[0], &id));
+  Pump* p = getPump(env);
+  bool alive = false;
+  std::vector<uint32_t> toNotify;
+  {
+    std::lock_guard<std::mutex> lock(p->mu);
+    auto it = p->conns.find(id);
+    if (it != p->conns.end() && !it->second->handedBack) {
+      Conn* c = it->second;
+      alive = c->alive;
+      c->alive = false;
+      static const uint8_t ping[2] = {0x89, 0x00};
+      p->writeToTerminal(c, ping, 2, true);
+    }
+    toNotify.swap(p->handbacks);
+  }
+  // a ping that found the connection broken handed it back: tell JavaScript as the pump thread would
+  p->notify(toNotify);
+  napi_value r;
+  CHECK(napi_get_boolean(env, alive, &r));
+  return r;
+}
+
+// stats() -> [framesFromTerminals, framesToTerminals, droppedRateLimit, droppedSlowTerminal, rejectedDatagrams, handbacks]
+napi_value Stats(napi_env env, napi_callback_info) {
+  Pump* p = getPump(env);
+  napi_value arr;
+  CHECK(napi_create_array_with_length(env, kStatCount, &arr));
+  for (uint32_t i = 0; i < kStatCount; i++) {
+    napi_value v;
+    napi_create_double(env, p->stats[i].load(), &v);
+    napi_set_element(env, arr, i, v);
+  }
+  return arr;
+}
+
+// attached() -> connections held now
+napi_value Attached(napi_env env, napi_callback_info) {
+  Pump* p = getPump(env);
+  size_t n;
+  {
+    std::lock_guard<std::mutex> lock(p->mu);
+    n = p->conns.size();
+  }
+  napi_value v;
+  CHECK(napi_create_uint32(env, uint32_t(n), &v));
+  return v;
+}
+
+napi_value Init(napi_env env, napi_value exports) {
+  Pump* p = new Pump();
+  napi_set_instance_data(env, p, nullptr, nullptr);
+  napi_add_env_cleanup_hook(env, cleanup, p);
+  napi_property_descriptor props[] = {
+      {"start", nullptr, Start, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"attach", nullptr, Attach, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"detach", nullptr, Detach, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"ping", nullptr, Ping, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"stats", nullptr, Stats, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"attached", nullptr, Attached, nullptr, nullptr, nullptr, napi_default, nullptr},
+  };
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  return exports;
+}
+
+}  // namespace
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, Init)
