@@ -16,3 +16,14 @@ fi
 if [[ ! -d node_modules || package-lock.json -nt node_modules/.package-lock.json ]]; then
   npm ci --no-audit --no-fund
 fi
+# The native media pump (native/pump.cc; docs/performance.md): built when missing or older than its
+# source. It needs g++, make and python3 (node-gyp) and Node's headers; without it the bridge
+# relays all audio in JavaScript (server.mediaPump auto), and says so at start.
+pump=native/build/Release/confmux_pump.node
+if [[ ! -f $pump || native/pump.cc -nt $pump || native/binding.gyp -nt $pump ]]; then
+  if ! command -v g++ >/dev/null 2>&1 || ! command -v make >/dev/null 2>&1; then
+    echo "node.sh: installing g++ and make for the native media pump" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q g++ make python3 >/dev/null 2>&1 || true
+  fi
+  npm run --silent build:native >/dev/null 2>&1 || echo "node.sh: the native media pump did not build (npm run build:native tells why); audio is relayed in JavaScript" >&2
+fi

@@ -68,13 +68,23 @@ test('bench --workers 2: calls land with their media on the worker that holds th
   assert.ok(s.bridgeCpu > 0 && s.bridgeCpu < 4, `bridge CPU ${s.bridgeCpu}`);
 });
 
-test('bench --udp-echo: every frame goes through a UDP socket to the echo peer and back; nothing lost', { skip: coturnAvailable() ? false : 'needs coturn (turnutils_peer)' }, async () => {
+test('bench --udp-echo: every frame goes through a UDP socket to the echo peer and back, on the native media pump; nothing lost', { skip: coturnAvailable() ? false : 'needs coturn (turnutils_peer)' }, async () => {
   const r = await runBench({ streams: 20, seconds: 2, warmupSeconds: 0.5, udpEcho: true, log: quiet, timeLimitSeconds: 40 });
   const s = r.steps[0]!;
   assert.equal(r.udpEcho, true);
+  assert.equal(s.bridgeLoop?.pumped, 20, 'every call on the pump');
   assert.equal(s.unexpectedCloses, 0);
   assert.ok(s.sent >= 2000, `sent ${s.sent}`);
   assert.equal(s.lost, 0, `lost ${s.lost} of ${s.sent}`);
   assert.equal(s.received, s.sent);
   assert.ok(s.rttMs.samples > 0 && s.rttMs.max < 2000);
+});
+
+test('bench --udp-echo --media-pump off: the same through the JavaScript path; nothing lost', { skip: coturnAvailable() ? false : 'needs coturn (turnutils_peer)' }, async () => {
+  const r = await runBench({ streams: 20, seconds: 2, warmupSeconds: 0.5, udpEcho: true, mediaPump: 'off', log: quiet, timeLimitSeconds: 40 });
+  const s = r.steps[0]!;
+  assert.equal(s.bridgeLoop?.pumped, 0, 'no call on the pump');
+  assert.equal(s.unexpectedCloses, 0);
+  assert.equal(s.lost, 0, `lost ${s.lost} of ${s.sent}`);
+  assert.equal(s.received, s.sent);
 });

@@ -1,0 +1,535 @@
+/**
+ * The native media pump (native/pump.cc through bridge/server/PumpedAudio.ts), byte for byte: a
+ * terminal speaking raw WebSocket over loopback TCP on one side, a UDP socket standing for the
+ * media server on the other. Golden bytes both ways (RTP and raw legs), pings and pongs, the
+ * handback of what the pump does not handle (close, a bad frame) to ws, the rate limit, and
+ * JavaScript taking the sockets back when it writes or closes them.
+ *
+ * `npm test` builds the module (scripts/node.sh); this test fails if it is not there.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createSocket, type Socket as UdpSocket, type RemoteInfo } from 'node:dgram';
+import { connect, type Socket as TcpSocket, type AddressInfo } from 'node:net';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { MediaPump, loadNativePump } from '../../bridge/server/MediaPump.ts';
+import { createLogger } from '../../bridge/logger.ts';
+import { type PumpedAudio, type NativePump, type PumpedAudioOptions, type PumpedAudioState } from '../../bridge/server/PumpedAudio.ts';
+import { rawSocket } from '../../bridge/server/wsFrames.ts';
+import type { PumpLeg, RtpSenderState } from '../../plugin/driver.ts';
+
+const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
+const MASK = hex('37fa213d');
+
+/** a client frame: FIN, opcode, masked with MASK */
+function masked(opcode: number, payload: Buffer): Buffer {
+  assert.ok(payload.length < 126);
+  const out = Buffer.alloc(6 + payload.length);
+  out[0] = 0x80 | opcode;
+  out[1] = 0x80 | payload.length;
+  MASK.copy(out, 2);
+  for (let i = 0; i < payload.length; i++) out[6 + i] = payload[i]! ^ MASK[i & 3]!;
+  return out;
+}
+
+/** A terminal speaking raw WebSocket bytes: everything it receives after the handshake, in order. */
+class RawTerminal {
+  readonly socket: TcpSocket;
+  private buf = Buffer.alloc(0);
+  private wake: (() => void) | null = null;
+
+  private constructor(socket: TcpSocket) {
+    this.socket = socket;
+    socket.on('data', (d: Buffer) => {
+      this.buf = Buffer.concat([this.buf, d]);
+      this.wake?.();
+    });
+  }
+
+  static async open(port: number): Promise<RawTerminal> {
+    const socket = connect(port, '127.0.0.1');
+    await once(socket, 'connect');
+    const t = new RawTerminal(socket);
+    socket.write('GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n');
+    const head = await t.until((b) => b.indexOf('\r\n\r\n'), 2000, 4);
+    assert.match(head.toString(), /^HTTP\/1\.1 101 /);
+    return t;
+  }
+
+  /** waits for `end(buf)` >= 0, then takes buf up to it, and `skip` bytes more */
+  private async until(end: (b: Buffer) => number, ms = 2000, skip = 0): Promise<Buffer> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const at = end(this.buf);
+      if (at >= 0) {
+        const taken = this.buf.subarray(0, at);
+        this.buf = this.buf.subarray(at + skip);
+        return taken;
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`timed out; have ${this.buf.toString('hex')}`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.wake = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+      this.wake = null;
+    }
+  }
+
+  /** the next n bytes */
+  take(n: number, ms = 2000): Promise<Buffer> {
+    return this.until((b) => (b.length >= n ? n : -1), ms).then((b) => Buffer.from(b));
+  }
+
+  /** nothing more arrives within ms */
+  async quiet(ms: number): Promise<void> {
+    await new Promise((r) => setTimeout(r, ms));
+    assert.equal(this.buf.toString('hex'), '', 'no more bytes');
+  }
+
+  write(b: Buffer): void {
+    this.socket.write(b);
+  }
+}
+
+/** the media server's side: a UDP socket that keeps what it receives */
+class Peer {
+  readonly socket: UdpSocket = createSocket('udp4');
+  private readonly got: Array<{ msg: Buffer; from: RemoteInfo }> = [];
+  private wake: (() => void) | null = null;
+
+  async open(): Promise<this> {
+    this.socket.on('message', (msg, from) => {
+      this.got.push({ msg, from });
+      this.wake?.();
+    });
+    await new Promise<void>((r) => this.socket.bind(0, '127.0.0.1', r));
+    return this;
+  }
+
+  get port(): number {
+    return this.socket.address().port;
+  }
+
+  async next(ms = 2000): Promise<Buffer> {
+    const deadline = Date.now() + ms;
+    while (this.got.length === 0) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error('no datagram');
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.wake = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+      this.wake = null;
+    }
+    return this.got.shift()!.msg;
+  }
+
+  async none(ms: number): Promise<number> {
+    await new Promise((r) => setTimeout(r, ms));
+    const n = this.got.length;
+    this.got.length = 0;
+    return n;
+  }
+
+  send(b: Buffer, port: number): void {
+    this.socket.send(b, port, '127.0.0.1');
+  }
+}
+
+let native: NativePump;
+/** the process's pump, as the bridge uses it (it routes the native module's handbacks) */
+let pump: MediaPump;
+let wss: WebSocketServer;
+let port = 0;
+
+before(async () => {
+  const r = loadNativePump();
+  assert.ok('pump' in r, `the native media pump must be built for the tests: ${'error' in r ? r.error : ''}`);
+  native = r.pump;
+  pump = MediaPump.forMode('on', createLogger('silent'))!;
+  wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
+  await once(wss, 'listening');
+  port = (wss.address() as AddressInfo).port;
+});
+
+after(async () => {
+  for (const c of wss.clients) c.terminate();
+  await new Promise((r) => wss.close(r));
+});
+
+interface Rig {
+  terminal: RawTerminal;
+  ws: WebSocket;
+  legSocket: UdpSocket;
+  peer: Peer;
+  pumped: PumpedAudio;
+  released: PumpedAudioState[];
+  legResumed: Array<RtpSenderState | null>;
+  messages: Buffer[];
+  close(): Promise<void>;
+}
+
+const OPTIONS: PumpedAudioOptions = {
+  codecId: 0,
+  stream: 0,
+  bytesPerSample: 1,
+  seq: 5,
+  timestamp: 1000,
+  marker: true,
+  maxFrameBytes: 4096,
+  framesPerSecond: 100,
+  burst: 50,
+  tokens: 50,
+  highWaterBytes: 65536,
+  alive: true,
+};
+
+async function rig(opts: { rtp?: RtpSenderState | null; options?: Partial<PumpedAudioOptions>; connected?: boolean; expectPeerPort?: boolean } = {}): Promise<Rig> {
+  const peer = await new Peer().open();
+  const legSocket = createSocket('udp4');
+  await new Promise<void>((r) => legSocket.bind(0, '127.0.0.1', r));
+  if (opts.connected) await new Promise<void>((r) => legSocket.connect(peer.port, '127.0.0.1', r));
+  const accepted = once(wss, 'connection');
+  const terminal = await RawTerminal.open(port);
+  const [ws] = (await accepted) as [WebSocket];
+  const messages: Buffer[] = [];
+  ws.on('message', (d: Buffer) => messages.push(d));
+  const released: PumpedAudioState[] = [];
+  const legResumed: Array<RtpSenderState | null> = [];
+  const rtp = opts.rtp === undefined ? { payloadType: 0, seq: 0x1234, timestamp: 0x01020304, ssrc: 0xcafebabe, first: true } : opts.rtp;
+  const leg: PumpLeg = {
+    socket: legSocket,
+    remoteHost: opts.connected ? '' : '127.0.0.1',
+    remotePort: opts.connected ? 0 : peer.port,
+    expectPort: opts.expectPeerPort ? peer.port : 0,
+    bytesPerSample: 1,
+    maxPayload: 1024,
+    rtp,
+    resume: (s) => legResumed.push(s),
+  };
+  const pumped = pump.attach(ws, rawSocket(ws)!, leg, { ...OPTIONS, ...opts.options }, (s) => released.push(s));
+  assert.ok(pumped, 'the pump took the connection (Node internals as expected)');
+  return {
+    terminal,
+    ws,
+    legSocket,
+    peer,
+    pumped,
+    released,
+    legResumed,
+    messages,
+    async close() {
+      pumped.release();
+      terminal.socket.destroy();
+      ws.terminate();
+      legSocket.close();
+      peer.socket.close();
+    },
+  };
+}
+
+test('the native module loads, and a connection is held while pumped and let go after', async () => {
+  const r = await rig();
+  assert.equal(native.attached(), 1);
+  r.pumped.release();
+  assert.equal(native.attached(), 0);
+  r.pumped.release(); // idempotent
+  assert.equal(r.released.length, 1);
+  await r.close();
+});
+
+test('terminal to media server: masked frames become RTP, golden bytes (marker on the first, seq +1, timestamp + samples)', async () => {
+  const r = await rig();
+  try {
+    const frame = hex('10 00 00 01 0007 000000a0 deadbeef');
+    r.terminal.write(masked(2, frame));
+    assert.equal((await r.peer.next()).toString('hex'), hex('8080 1234 01020304 cafebabe deadbeef').toString('hex'));
+    // two frames in one write, the second split off into a later write
+    const two = Buffer.concat([masked(2, hex('10 00 00 00 0008 000000a4 01020304 05')), masked(2, hex('10 00 00 00 0009 000000a9 aabb'))]);
+    r.terminal.write(two.subarray(0, 17));
+    await new Promise((res) => setTimeout(res, 30));
+    r.terminal.write(two.subarray(17));
+    assert.equal((await r.peer.next()).toString('hex'), hex('8000 1235 01020308 cafebabe 0102030405').toString('hex'));
+    assert.equal((await r.peer.next()).toString('hex'), hex('8000 1236 0102030d cafebabe aabb').toString('hex'));
+    r.pumped.release();
+    assert.deepEqual(r.legResumed, [{ payloadType: 0, seq: 0x1237, timestamp: 0x0102030f, ssrc: 0xcafebabe, first: false }]);
+  } finally {
+    await r.close();
+  }
+});
+
+test('media server to terminal: RTP becomes a WebSocket frame with the confmux header, golden bytes; other payload types are dropped', async () => {
+  const r = await rig();
+  try {
+    const to = r.legSocket.address().port;
+    r.peer.send(hex('8000 0001 00000010 11223344 aabbcc'), to);
+    assert.equal((await r.terminal.take(15)).toString('hex'), hex('820d 10 00 00 01 0005 000003e8 aabbcc').toString('hex'));
+    // payload type 8 (PCMA) is not the leg's: dropped
+    r.peer.send(hex('8008 0002 00000013 11223344 aabbcc'), to);
+    // CSRC count 1 and padding 2: the payload is what lies between
+    r.peer.send(hex('a100 0003 00000016 11223344 55667788 ddee 0002'), to);
+    assert.equal((await r.terminal.take(14)).toString('hex'), hex('820c 10 00 00 00 0006 000003eb ddee').toString('hex'));
+    await r.terminal.quiet(100);
+    r.pumped.release();
+    assert.deepEqual(r.released[0], { seq: 7, timestamp: 1005, marker: false, tokens: r.released[0]!.tokens, alive: true });
+  } finally {
+    await r.close();
+  }
+});
+
+test('a raw leg on a connected socket (FreeSWITCH unicast, the UDP echo): payloads with no header both ways, only the peer port accepted', async () => {
+  const r = await rig({ rtp: null, connected: true, expectPeerPort: true, options: { codecId: 1, bytesPerSample: 2, stream: 1 } });
+  try {
+    r.terminal.write(masked(2, hex('10 01 01 00 0001 00000000 0102 0304')));
+    assert.equal((await r.peer.next()).toString('hex'), '01020304');
+    r.peer.send(hex('0a0b0c0d'), r.legSocket.address().port);
+    assert.equal((await r.terminal.take(16)).toString('hex'), hex('820e 10 01 01 01 0005 000003e8 0a0b0c0d').toString('hex'));
+    // from another port: not the media server's
+    const stranger = createSocket('udp4');
+    stranger.send(hex('0e0f'), r.legSocket.address().port, '127.0.0.1');
+    await r.terminal.quiet(100);
+    stranger.close();
+    r.pumped.release();
+    assert.deepEqual(r.legResumed, [], 'a raw leg has no RTP state to resume');
+    assert.equal(r.released[0]!.timestamp, 1002, 'timestamps advance by samples (2 bytes each)');
+  } finally {
+    await r.close();
+  }
+});
+
+test("pings from the terminal are answered; the bridge's heartbeat pings through the pump and sees pongs", async () => {
+  const r = await rig();
+  try {
+    r.terminal.write(masked(9, Buffer.from('hi')));
+    assert.equal((await r.terminal.take(4)).toString('hex'), '8a026869');
+    assert.equal(r.pumped.heartbeat(), true, 'alive when attached');
+    assert.equal((await r.terminal.take(2)).toString('hex'), '8900');
+    assert.equal(r.pumped.heartbeat(), false, 'no pong since the last ping');
+    await r.terminal.take(2);
+    r.terminal.write(masked(10, Buffer.alloc(0)));
+    await new Promise((res) => setTimeout(res, 50));
+    assert.equal(r.pumped.heartbeat(), true, 'a pong came');
+    assert.equal(native.attached(), 1, 'still pumped');
+  } finally {
+    await r.close();
+  }
+});
+
+test('a close frame is handed back to ws, which closes the connection as it would have', async () => {
+  const r = await rig();
+  try {
+    r.terminal.write(masked(2, hex('10 00 00 00 0001 00000000 aa')));
+    await r.peer.next();
+    const closed = once(r.ws, 'close');
+    const payload = Buffer.concat([hex('03e8'), Buffer.from('bye')]);
+    r.terminal.write(masked(8, payload));
+    const [code, reason] = (await closed) as [number, Buffer];
+    assert.equal(code, 1000);
+    assert.equal(reason.toString(), 'bye');
+    assert.equal(native.attached(), 0, 'handed back');
+    assert.equal(r.released.length, 1);
+    // ws answered the close: 0x88, length 2 + 'bye'... (ws echoes the code)
+    const echo = await r.terminal.take(4);
+    assert.equal(echo[0], 0x88);
+  } finally {
+    await r.close();
+  }
+});
+
+test('a frame the bridge refuses (another codec) reaches ws unchanged, with everything after it', async () => {
+  const r = await rig();
+  try {
+    const bad = hex('10 00 01 00 0001 00000000 0102');
+    const next = hex('10 00 00 00 0002 00000001 0304');
+    r.terminal.write(Buffer.concat([masked(2, bad), masked(2, next)]));
+    await new Promise((res) => setTimeout(res, 100));
+    assert.equal(native.attached(), 0);
+    assert.deepEqual(r.messages.map((m) => m.toString('hex')), [bad.toString('hex'), next.toString('hex')], 'ws got both frames, unmasked correctly');
+    assert.equal(await r.peer.none(50), 0, 'neither went to the media server from the pump');
+  } finally {
+    await r.close();
+  }
+});
+
+test('frames beyond the rate limit are dropped', async () => {
+  const r = await rig({ options: { framesPerSecond: 10, burst: 3, tokens: 3 } });
+  try {
+    const frames: Buffer[] = [];
+    for (let i = 0; i < 10; i++) frames.push(masked(2, hex(`10 00 00 00 00${i.toString(16).padStart(2, '0')} 00000000 aa`)));
+    const before = native.stats()[2]!;
+    r.terminal.write(Buffer.concat(frames));
+    const got = await r.peer.none(200);
+    assert.ok(got >= 3 && got <= 4, `3 (burst) or 4 frames passed, not ${got}`);
+    assert.ok(native.stats()[2]! - before >= 6, 'the rest counted as dropped for the rate limit');
+  } finally {
+    await r.close();
+  }
+});
+
+test('JavaScript writing to the socket takes it back first: order kept, ws reads again', async () => {
+  const r = await rig();
+  try {
+    r.peer.send(hex('8000 0001 00000010 11223344 aabbcc'), r.legSocket.address().port);
+    await new Promise((res) => setTimeout(res, 50));
+    r.ws.send(Buffer.from('zz'));
+    assert.equal(native.attached(), 0, 'the write released the pump');
+    assert.equal((await r.terminal.take(15 + 4)).toString('hex'), hex('820d 10 00 00 01 0005 000003e8 aabbcc').toString('hex') + '82027a7a');
+    // from now on frames from the terminal arrive as ws messages
+    r.terminal.write(masked(2, hex('10 00 00 00 0001 00000000 aa')));
+    await new Promise((res) => setTimeout(res, 50));
+    assert.equal(r.messages.length, 1);
+    assert.equal(await r.peer.none(50), 0);
+  } finally {
+    await r.close();
+  }
+});
+
+test('closing the leg socket takes both sockets back; the terminal connection goes on under ws', async () => {
+  const r = await rig();
+  try {
+    r.legSocket.close();
+    assert.equal(native.attached(), 0);
+    r.terminal.write(masked(2, hex('10 00 00 00 0001 00000000 aa')));
+    await new Promise((res) => setTimeout(res, 50));
+    assert.equal(r.messages.length, 1, 'ws reads the terminal again');
+  } finally {
+    r.pumped.release();
+    r.terminal.socket.destroy();
+    r.ws.terminate();
+    r.peer.socket.close();
+  }
+});
+
+test('the terminal going away hands the connection back: ws sees the close', async () => {
+  const r = await rig();
+  try {
+    const closed = once(r.ws, 'close');
+    r.terminal.socket.destroy();
+    const [code] = (await closed) as [number];
+    assert.equal(code, 1006);
+    assert.equal(native.attached(), 0);
+  } finally {
+    r.legSocket.close();
+    r.peer.socket.close();
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// Through the bridge: a terminal (the SDK) calling the echo stand-in whose leg is a UDP socket to
+// an echo peer of this test (a stand-in for the media server's RTP port, named as such).
+
+/** a metric's value in a /metrics text (0 when absent) */
+function counter(text: string, line: string): number {
+  const at = text.split('\n').find((l) => l.startsWith(`${line} `));
+  return at ? Number(at.slice(line.length + 1)) : 0;
+}
+
+async function echoPeer(): Promise<{ port: number; close(): void }> {
+  const s = createSocket('udp4');
+  s.on('message', (msg, from) => s.send(msg, from.port, from.address));
+  await new Promise<void>((r) => s.bind(0, '127.0.0.1', r));
+  return { port: s.address().port, close: () => s.close() };
+}
+
+async function bridgeOnEcho(limits: Record<string, number> = {}): Promise<{ url: string; server: import('../../bridge/server/BridgeServer.ts').BridgeServer; close(): Promise<void> }> {
+  const { loadConfig } = await import('../../bridge/config.ts');
+  const { createLogger } = await import('../../bridge/logger.ts');
+  const { BridgeServer } = await import('../../bridge/server/BridgeServer.ts');
+  const { EchoDriver } = await import('../../plugin/echo/EchoDriver.ts');
+  const peer = await echoPeer();
+  const config = loadConfig({ env: {}, overrides: { server: { host: '127.0.0.1', port: 0, plain: true }, asterisk: { password: 'unused' }, log: { level: 'silent' }, limits } });
+  const driver = new EchoDriver({ password: 'pw', udpPeer: { host: '127.0.0.1', port: peer.port } });
+  await driver.start();
+  const server = new BridgeServer(config, driver, createLogger('silent'));
+  const { port: p } = await server.listen();
+  return {
+    url: `ws://127.0.0.1:${p}/`,
+    server,
+    async close() {
+      await server.close();
+      await driver.close();
+      peer.close();
+    },
+  };
+}
+
+test('bridge: a PCMU call on a UDP leg is pumped; its audio comes back; a text frame on it is refused with BAD_FRAME and ends the call', async () => {
+  const { createNodeTerminal } = await import('../../bridge/sdk/node.ts');
+  const b = await bridgeOnEcho();
+  const t = createNodeTerminal({ url: b.url, number: '1001', password: 'pw' });
+  try {
+    await t.connect();
+    await t.register();
+    const call = await t.call('700', { codecs: ['PCMU/8000'] });
+    await call.answered();
+    const deadline = Date.now() + 3000;
+    while (b.server.pumpedCalls !== 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(b.server.pumpedCalls, 1, 'the call is on the pump');
+    const before = await b.server.metrics.registry.metrics();
+    const back: string[] = [];
+    call.on('audio', (p) => back.push(Buffer.from(p).toString('hex')));
+    for (let i = 0; i < 5; i++) {
+      call.sendAudio(Buffer.alloc(160, i + 1));
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(back, [1, 2, 3, 4, 5].map((i) => Buffer.alloc(160, i).toString('hex')), 'each payload came back through the pump, in order');
+    const ended = call.ended();
+    call.sendRaw('not media');
+    const info = await ended;
+    assert.equal(info.reason, 'media_lost', JSON.stringify(info));
+    assert.equal(b.server.pumpedCalls, 0);
+    const metrics = await b.server.metrics.registry.metrics();
+    // the media counters are the process's (earlier tests here pumped frames too): compare with before
+    const delta = (line: string): number => counter(metrics, line) - counter(before, line);
+    assert.equal(counter(metrics, 'confmux_refusals_total{code="BAD_FRAME"}'), 1);
+    assert.equal(delta('confmux_media_frames_total{direction="from_terminal"}'), 5, 'the pump counted the frames it relayed');
+    assert.equal(delta('confmux_media_frames_total{direction="to_terminal"}'), 5);
+    assert.equal(delta('confmux_media_pump_handbacks_total'), 1);
+  } finally {
+    t.close();
+    await b.close();
+  }
+});
+
+test('bridge: the heartbeat reaches a pumped connection through the pump, and a terminal that stops answering is cut off', async () => {
+  const { createNodeTerminal } = await import('../../bridge/sdk/node.ts');
+  const b = await bridgeOnEcho({ heartbeatIntervalMs: 200 });
+  const alive = createNodeTerminal({ url: b.url, number: '1002', password: 'pw' });
+  const mute = createNodeTerminal({ url: b.url, number: '1003', password: 'pw', webSocketOptions: { autoPong: false } });
+  try {
+    for (const t of [alive, mute]) {
+      await t.connect();
+      await t.register();
+    }
+    const a = await alive.call('700', { codecs: ['PCMU/8000'] });
+    const m = await mute.call('700', { codecs: ['PCMU/8000'] });
+    await Promise.all([a.answered(), m.answered()]);
+    const dropped: string[] = [];
+    const aliveDropped: string[] = [];
+    m.on('mediaDropped', (k) => dropped.push(k));
+    a.on('mediaDropped', (k) => aliveDropped.push(k));
+    assert.equal(b.server.pumpedCalls, 2);
+    await new Promise((r) => setTimeout(r, 1200));
+    assert.ok(dropped.includes('audio'), "the pumped audio of the terminal that does not pong was cut off (the SDK then binds it again)");
+    assert.deepEqual(aliveDropped, [], 'the answering terminal kept its audio');
+    const back: number[] = [];
+    a.on('audio', (p) => back.push(p.length));
+    a.sendAudio(Buffer.alloc(160, 9));
+    await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(back, [160], 'and its audio still flows');
+    assert.match(await b.server.metrics.registry.metrics(), /confmux_refusals_total\{code="HEARTBEAT_TIMEOUT"\} [1-9]/);
+  } finally {
+    alive.close();
+    mute.close();
+    await b.close();
+  }
+});
