@@ -155,6 +155,9 @@ export interface LoopStats {
   terminals?: number;
   /** calls whose audio the native media pump relayed when asked (one process only) */
   pumped?: number;
+  /** the pump thread's wake-ups and the socket events they handled, in the window */
+  pumpWakeups?: number;
+  pumpEvents?: number;
 }
 
 export async function bridgeStats(bridge: Bridge): Promise<LoopStats | null> {
@@ -577,7 +580,7 @@ export function formatStep(s: StepResult): string {
     `bridge CPU ${f2(s.bridgeCpu)} core (${f2(s.cpuMicrosPerMessage)} µs/msg; user space ${f2(s.bridgeUserCpu ?? NaN)} core), load generator ${f2(s.loadCpu)} core`,
     `bridge RSS ${f1(s.bridgeRssBytes / 1048576)} MiB, ${f1(s.rssPerTerminalBytes / 1024)} kB per terminal`,
     `round trip p50 ${f2(s.rttMs.p50)} p99 ${f2(s.rttMs.p99)} p999 ${f2(s.rttMs.p999)} max ${f2(s.rttMs.max)} ms (one way ≈ half: p99 ${f2(s.rttMs.p99 / 2)} ms)`,
-    `native media pump: ${s.bridgeLoop?.pumped === undefined ? '-' : `${s.bridgeLoop.pumped} of ${s.streams} calls`}`,
+    `native media pump: ${s.bridgeLoop?.pumped === undefined ? '-' : `${s.bridgeLoop.pumped} of ${s.streams} calls${s.bridgeLoop.pumpWakeups ? `, ${Math.round(s.bridgeLoop.pumpWakeups / s.seconds)} wake-ups/s, ${f1((s.bridgeLoop.pumpEvents ?? 0) / s.bridgeLoop.pumpWakeups)} events each` : ''}`}`,
     `event-loop delay p99 / max: bridge ${s.bridgeLoop ? `${f2(s.bridgeLoop.loopDelayMs.p99)} / ${f2(s.bridgeLoop.loopDelayMs.max)} ms (loop busy ${f2(s.bridgeLoop.loopUtilization)})` : '-'}, load generator ${f2(s.loadLoopDelayMs.p99)} / ${f2(s.loadLoopDelayMs.max)} ms`,
   ].join('\n  ');
 }

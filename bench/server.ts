@@ -21,6 +21,7 @@ import { loadConfig } from '../bridge/config.ts';
 import { createLogger } from '../bridge/logger.ts';
 import { fileURLToPath } from 'node:url';
 import { BridgeServer } from '../bridge/server/BridgeServer.ts';
+import { loadNativePump } from '../bridge/server/MediaPump.ts';
 import { UpgradeRouter } from '../bridge/server/UpgradeRouter.ts';
 import { WorkerLink, ownsNumber, workerIdentity } from '../bridge/server/WorkerLink.ts';
 import { WorkerPool } from '../bridge/server/WorkerPool.ts';
@@ -118,15 +119,20 @@ async function main(): Promise<void> {
   const delay = monitorEventLoopDelay({ resolution: 1 });
   delay.enable();
   let elu = performance.eventLoopUtilization();
+  // the native media pump's wake-ups and events in the window (its thread's batching)
+  const native = loadNativePump();
+  const pumpCounts = (): number[] => ('pump' in native ? native.pump.stats() : []);
+  let pumpAtReset = pumpCounts();
   createInterface({ input: process.stdin }).on('line', (line) => {
     if (line === 'reset') {
       delay.reset();
       elu = performance.eventLoopUtilization();
+      pumpAtReset = pumpCounts();
     } else if (line === 'stats') {
       const ms = (ns: number): number => ns / 1e6;
       const u = performance.eventLoopUtilization(elu);
       const mem = process.memoryUsage();
-      process.stdout.write(`${JSON.stringify({ loopDelayMs: { p50: ms(delay.percentile(50)), p99: ms(delay.percentile(99)), max: ms(delay.max) }, loopUtilization: u.utilization, heapUsedBytes: mem.heapUsed, externalBytes: mem.external, terminals: server.terminalCount, pumped: 'pumpedCalls' in server ? server.pumpedCalls : undefined })}\n`);
+      process.stdout.write(`${JSON.stringify({ loopDelayMs: { p50: ms(delay.percentile(50)), p99: ms(delay.percentile(99)), max: ms(delay.max) }, loopUtilization: u.utilization, heapUsedBytes: mem.heapUsed, externalBytes: mem.external, terminals: server.terminalCount, pumped: 'pumpedCalls' in server ? server.pumpedCalls : undefined, pumpWakeups: (pumpCounts()[6] ?? 0) - (pumpAtReset[6] ?? 0), pumpEvents: (pumpCounts()[7] ?? 0) - (pumpAtReset[7] ?? 0) })}\n`);
     }
   });
   process.stdin.on('end', () => void stop());

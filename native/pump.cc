@@ -47,7 +47,7 @@ constexpr size_t kUdpBuffer = 4096;
 // room in front of a received datagram for the WebSocket (up to 4) and confmux (10) headers
 constexpr size_t kUdpHeadroom = 16;
 
-enum Stat { kFramesFromTerminals, kFramesToTerminals, kDroppedRateLimit, kDroppedSlowTerminal, kRejectedDatagrams, kHandbacks, kStatCount };
+enum Stat { kFramesFromTerminals, kFramesToTerminals, kDroppedRateLimit, kDroppedSlowTerminal, kRejectedDatagrams, kHandbacks, kWakeups, kEvents, kStatCount };
 
 struct Conn {
   uint32_t id = 0;
@@ -124,6 +124,8 @@ struct Pump {
       }
       {
         std::lock_guard<std::mutex> lock(mu);
+        bump(kWakeups);
+        bump(kEvents, n);
         for (int i = 0; i < n; i++) {
           uint64_t key = evs[i].data.u64;
           if (key == 0) continue;  // the wake-up eventfd
