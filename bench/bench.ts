@@ -16,6 +16,7 @@ const { values } = parseArgs({
     workers: { type: 'string', default: '1' },
     'udp-echo': { type: 'boolean', default: false },
     'media-pump': { type: 'string', default: 'auto' },
+    'media-pump-priority': { type: 'string', default: 'realtime' },
     warmup: { type: 'string', default: '1' },
     step: { type: 'boolean', default: false },
     'step-by': { type: 'string' },
@@ -44,6 +45,7 @@ if (values.help) {
                      back, as the RTP leg to a media server does (needs coturn)
   --media-pump M     the bridge's server.mediaPump: auto, on or off; the native
                      pump relays audio on UDP legs (--udp-echo) in C++   [auto]
+  --media-pump-priority P  the pump's relay thread: realtime or normal  [realtime]
   --workers N        the bridge's server.workers: a primary routing the port
                      to N worker processes (CPU and RSS summed over all)    [1]
   --warmup S         seconds of load before each measurement                [1]
@@ -88,6 +90,10 @@ if (values.idle !== undefined) {
   }
 }
 
+if (!['realtime', 'normal'].includes(values['media-pump-priority'])) {
+  process.stderr.write('error USAGE: --media-pump-priority is realtime or normal\n');
+  process.exit(2);
+}
 if (!['auto', 'on', 'off'].includes(values['media-pump'])) {
   process.stderr.write('error USAGE: --media-pump is auto, on or off\n');
   process.exit(2);
@@ -111,6 +117,7 @@ const result = await runBench({
   workers: Math.floor(num('workers', values.workers, 1)),
   udpEcho: values['udp-echo'],
   mediaPump: values['media-pump'] as 'auto' | 'on' | 'off',
+  mediaPumpPriority: values['media-pump-priority'] as 'realtime' | 'normal',
 });
 if (values.coturn) {
   if (values.step) {

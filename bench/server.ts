@@ -21,7 +21,7 @@ import { loadConfig } from '../bridge/config.ts';
 import { createLogger } from '../bridge/logger.ts';
 import { fileURLToPath } from 'node:url';
 import { BridgeServer } from '../bridge/server/BridgeServer.ts';
-import { loadNativePump } from '../bridge/server/MediaPump.ts';
+import { loadNativePump, relayLatency } from '../bridge/server/MediaPump.ts';
 import { UpgradeRouter } from '../bridge/server/UpgradeRouter.ts';
 import { WorkerLink, ownsNumber, workerIdentity } from '../bridge/server/WorkerLink.ts';
 import { WorkerPool } from '../bridge/server/WorkerPool.ts';
@@ -34,7 +34,7 @@ const udpPeer = udpPeerEnv ? { host: udpPeerEnv.split(':')[0]!, port: Number(udp
 const config = loadConfig({
   env: {},
   overrides: {
-    server: { host: '127.0.0.1', port: 0, plain: true, workers: Number(process.env.CONFMUX_BENCH_WORKERS ?? '1'), mediaPump: (process.env.CONFMUX_BENCH_MEDIA_PUMP ?? 'auto') as 'auto' | 'on' | 'off' },
+    server: { host: '127.0.0.1', port: 0, plain: true, workers: Number(process.env.CONFMUX_BENCH_WORKERS ?? '1'), mediaPump: (process.env.CONFMUX_BENCH_MEDIA_PUMP ?? 'auto') as 'auto' | 'on' | 'off', mediaPumpPriority: (process.env.CONFMUX_BENCH_MEDIA_PUMP_PRIORITY ?? 'realtime') as 'realtime' | 'normal' },
     // never used: the echo stand-in replaces the Asterisk driver, but the schema wants a password
     asterisk: { password: 'unused-by-the-echo-stand-in' },
     log: { level: process.env.CONFMUX_BENCH_LOG ?? 'silent' },
@@ -128,11 +128,12 @@ async function main(): Promise<void> {
       delay.reset();
       elu = performance.eventLoopUtilization();
       pumpAtReset = pumpCounts();
+      if ('pump' in native) native.pump.latency(true);
     } else if (line === 'stats') {
       const ms = (ns: number): number => ns / 1e6;
       const u = performance.eventLoopUtilization(elu);
       const mem = process.memoryUsage();
-      process.stdout.write(`${JSON.stringify({ loopDelayMs: { p50: ms(delay.percentile(50)), p99: ms(delay.percentile(99)), max: ms(delay.max) }, loopUtilization: u.utilization, heapUsedBytes: mem.heapUsed, externalBytes: mem.external, terminals: server.terminalCount, pumped: 'pumpedCalls' in server ? server.pumpedCalls : undefined, pumpWakeups: (pumpCounts()[6] ?? 0) - (pumpAtReset[6] ?? 0), pumpEvents: (pumpCounts()[7] ?? 0) - (pumpAtReset[7] ?? 0) })}\n`);
+      process.stdout.write(`${JSON.stringify({ loopDelayMs: { p50: ms(delay.percentile(50)), p99: ms(delay.percentile(99)), max: ms(delay.max) }, loopUtilization: u.utilization, heapUsedBytes: mem.heapUsed, externalBytes: mem.external, terminals: server.terminalCount, pumped: 'pumpedCalls' in server ? server.pumpedCalls : undefined, pumpWakeups: (pumpCounts()[6] ?? 0) - (pumpAtReset[6] ?? 0), pumpEvents: (pumpCounts()[7] ?? 0) - (pumpAtReset[7] ?? 0), pumpPriority: server instanceof BridgeServer ? server.pumpPriority : undefined, pumpLatencyUs: 'pump' in native ? relayLatency(native.pump.latency(false)) : undefined })}\n`);
     }
   });
   process.stdin.on('end', () => void stop());

@@ -29,6 +29,8 @@ export const ConfigSchema = z
         workers: z.coerce.number().int().min(1).max(64).default(1),
         /** the native media pump for audio on UDP legs (docs/performance.md): auto (when built), on (required), off */
         mediaPump: z.enum(['auto', 'on', 'off']).default('auto'),
+        /** the pump's relay thread: realtime (SCHED_FIFO when the process may: root or CAP_SYS_NICE) or normal */
+        mediaPumpPriority: z.enum(['realtime', 'normal']).default('realtime'),
       })
       .strict()
       .default({}),
@@ -187,6 +189,7 @@ export const ENV_OVERRIDES: Readonly<Record<string, readonly string[]>> = Object
   CONFMUX_PLAIN: ['server', 'plain'],
   CONFMUX_WORKERS: ['server', 'workers'],
   CONFMUX_MEDIA_PUMP: ['server', 'mediaPump'],
+  CONFMUX_MEDIA_PUMP_PRIORITY: ['server', 'mediaPumpPriority'],
   CONFMUX_MEDIA_SERVER: ['mediaServer'],
   CONFMUX_ARI_URL: ['asterisk', 'url'],
   CONFMUX_ARI_USER: ['asterisk', 'user'],

@@ -26,6 +26,8 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -43,6 +45,8 @@
 namespace {
 
 constexpr size_t kReadBuffer = 65536;
+// SCHED_FIFO priority of the relay thread with server.mediaPumpPriority realtime (1 lowest, 99 highest)
+constexpr int kRealtimePriority = 10;
 constexpr size_t kUdpBuffer = 4096;
 // room in front of a received datagram for the WebSocket (up to 4) and confmux (10) headers
 constexpr size_t kUdpHeadroom = 16;
@@ -85,6 +89,64 @@ struct Conn {
   bool handedBack = false;
 };
 
+// Relay-added latency, one way: from the moment the kernel queued a packet on the socket
+// (SO_TIMESTAMPNS: the software receive timestamp) to the moment the pump handed it to the other
+// socket. 1 us buckets up to 2 ms, then 100 us buckets up to 200 ms (the last bucket holds the rest).
+struct Histogram {
+  static constexpr int kFine = 2000;
+  static constexpr int kBuckets = kFine + 1980;
+  uint32_t b[kBuckets] = {};
+  uint64_t count = 0;
+  int64_t maxNs = 0;
+
+  void add(int64_t ns) {
+    if (ns < 0) ns = 0;
+    int64_t us = ns / 1000;
+    int i = us < kFine ? int(us) : kFine + int((us - kFine) / 100);
+    if (i >= kBuckets) i = kBuckets - 1;
+    b[i]++;
+    count++;
+    if (ns > maxNs) maxNs = ns;
+  }
+
+  // the bucket's upper bound, in microseconds, below which a fraction q of the samples lie
+  double quantileUs(double q) const {
+    if (count == 0) return 0;
+    uint64_t want = uint64_t(double(count) * q);
+    if (want >= count) want = count - 1;
+    uint64_t seen = 0;
+    for (int i = 0; i < kBuckets; i++) {
+      seen += b[i];
+      if (seen > want) return i < kFine ? double(i + 1) : double(kFine + (i - kFine + 1) * 100);
+    }
+    return double(maxNs) / 1000;
+  }
+
+  void reset() {
+    memset(b, 0, sizeof b);
+    count = 0;
+    maxNs = 0;
+  }
+};
+
+int64_t realNowNs() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return int64_t(ts.tv_sec) * 1000000000LL + ts.tv_nsec;
+}
+
+// the SO_TIMESTAMPNS receive time in a message's control data (0: none)
+int64_t arrivalNs(msghdr* msg) {
+  for (cmsghdr* c = CMSG_FIRSTHDR(msg); c != nullptr; c = CMSG_NXTHDR(msg, c)) {
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
+      timespec ts;
+      memcpy(&ts, CMSG_DATA(c), sizeof ts);
+      return int64_t(ts.tv_sec) * 1000000000LL + ts.tv_nsec;
+    }
+  }
+  return 0;
+}
+
 int64_t nowNs() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -104,6 +166,10 @@ struct Pump {
   std::vector<uint32_t> handbacks;  // under mu
   uint8_t rbuf[kReadBuffer];
   uint8_t ubuf[kUdpBuffer];
+  // relay-added latency towards the media server (up) and towards the terminal (down), under mu
+  Histogram up, down;
+  // the receive time of the bytes being handled now (0: unknown)
+  int64_t arrival = 0;
 
   Pump() {
     for (auto& s : stats) s.store(0);
@@ -211,6 +277,7 @@ struct Pump {
     } else {
       sendto(c->udp, dgram, size, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&c->remote), c->remoteLen);
     }
+    if (arrival != 0) up.add(realNowNs() - arrival);
     return true;
   }
 
@@ -264,8 +331,17 @@ struct Pump {
   void onTcp(Conn* c) {
     size_t have = c->rest.size();
     if (have) memcpy(rbuf, c->rest.data(), have);
-    ssize_t r = read(c->tcp, rbuf + have, kReadBuffer - have);
+    iovec iov{rbuf + have, kReadBuffer - have};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(timespec)) * 2];
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    ssize_t r = recvmsg(c->tcp, &msg, MSG_DONTWAIT);
     if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+    // the time of the last segment read: frames read together count from it (a slight under-estimate)
+    arrival = r > 0 ? arrivalNs(&msg) : 0;
     if (r <= 0) {
       // end of stream or an error: JavaScript's own read sees it (rest holds a partial frame, if any)
       handBack(c);
@@ -333,9 +409,18 @@ struct Pump {
   void onUdp(Conn* c) {
     uint8_t* base = ubuf + kUdpHeadroom;
     sockaddr_storage from;
-    socklen_t fromLen = sizeof(from);
-    ssize_t r = recvfrom(c->udp, base, kUdpBuffer - kUdpHeadroom, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&from), &fromLen);
+    iovec iov{base, kUdpBuffer - kUdpHeadroom};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(timespec)) * 2];
+    msghdr msg{};
+    msg.msg_name = &from;
+    msg.msg_namelen = sizeof from;
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    ssize_t r = recvmsg(c->udp, &msg, MSG_DONTWAIT);
     if (r <= 0) return;  // EAGAIN, or ECONNREFUSED from an ICMP error: nothing to relay
+    int64_t at = arrivalNs(&msg);
     if (c->expectPort != 0) {
       uint16_t port = from.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&from)->sin6_port)
                                                  : ntohs(reinterpret_cast<sockaddr_in*>(&from)->sin_port);
@@ -393,7 +478,11 @@ struct Pump {
     c->marker = false;
     c->seq = uint16_t(c->seq + 1);
     c->timestamp += uint32_t(len / c->bytesPerSample);
-    if (writeToTerminal(c, h, wsh + frame, false)) bump(kFramesToTerminals);
+    if (writeToTerminal(c, h, wsh + frame, false)) {
+      bump(kFramesToTerminals);
+      // (a frame queued behind a slow socket counts from now: an under-estimate for those)
+      if (at != 0) down.add(realNowNs() - at);
+    }
   }
 
   // --- the JavaScript thread (under mu) ---
@@ -492,13 +581,19 @@ void cleanup(void* arg) {
   delete p;
 }
 
-// start(onHandback: (id) => void)
+// start(onHandback: (id) => void, realtime: boolean) -> "realtime", "normal" or "normal: <why not realtime>"
 napi_value Start(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
+  size_t argc = 2;
+  napi_value argv[2];
   CHECK(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
+  bool realtime = false;
+  if (argc >= 2) napi_get_value_bool(env, argv[1], &realtime);
   Pump* p = getPump(env);
-  if (p->running.load()) return nullptr;
+  if (p->running.load()) {
+    napi_value already;
+    CHECK(napi_create_string_utf8(env, "started", NAPI_AUTO_LENGTH, &already));
+    return already;
+  }
   napi_value name;
   CHECK(napi_create_string_utf8(env, "confmux-pump", NAPI_AUTO_LENGTH, &name));
   CHECK(napi_create_threadsafe_function(env, argv[0], nullptr, name, 0, 1, nullptr, nullptr, nullptr, callJs, &p->tsfn));
@@ -515,6 +610,21 @@ napi_value Start(napi_env env, napi_callback_info info) {
   epoll_ctl(p->ep, EPOLL_CTL_ADD, p->wake, &ev);
   p->running.store(true);
   p->thread = std::thread([p] { p->loop(); });
+  // real-time priority for the relay thread only (as media servers run their media threads): a
+  // packet waits for no other process's time slice. Needs root or CAP_SYS_NICE; the answer says
+  // whether it took.
+  std::string result;
+  if (realtime) {
+    sched_param sp{};
+    sp.sched_priority = kRealtimePriority;
+    int err = pthread_setschedparam(p->thread.native_handle(), SCHED_FIFO, &sp);
+    result = err == 0 ? "realtime" : std::string("normal: ") + strerror(err);
+  } else {
+    result = "normal";
+  }
+  napi_value answer;
+  CHECK(napi_create_string_utf8(env, result.c_str(), result.size(), &answer));
+  return answer;
   return nullptr;
 }
 
@@ -578,6 +688,10 @@ napi_value Attach(napi_env env, napi_callback_info info) {
       return nullptr;
     }
   }
+  // receive timestamps, for the relay-added latency (off again at detach)
+  int on = 1;
+  setsockopt(tcp, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof on);
+  setsockopt(udp, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof on);
   std::lock_guard<std::mutex> lock(p->mu);
   c->id = p->nextId++;
   if (p->nextId >= 0x7fffffff) p->nextId = 1;
@@ -634,6 +748,9 @@ napi_value Detach(napi_env env, napi_callback_info info) {
   }
   // no longer in the map nor in epoll: the pump thread cannot reach it any more
   p->flushBlocking(c);
+  int off = 0;
+  setsockopt(c->tcp, SOL_SOCKET, SO_TIMESTAMPNS, &off, sizeof off);
+  setsockopt(c->udp, SOL_SOCKET, SO_TIMESTAMPNS, &off, sizeof off);
   napi_value o;
   CHECK(napi_create_object(env, &o));
   setNumber(env, o, "seq", c->seq);
@@ -704,6 +821,41 @@ napi_value Stats(napi_env env, napi_callback_info) {
   return arr;
 }
 
+// latency(reset) -> [up p50, p99, p999, max, count, down p50, p99, p999, max, count], microseconds;
+// with reset true the histograms start again after this reading
+napi_value Latency(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
+  bool reset = false;
+  if (argc >= 1) napi_get_value_bool(env, argv[0], &reset);
+  Pump* p = getPump(env);
+  double v[10];
+  {
+    std::lock_guard<std::mutex> lock(p->mu);
+    const Histogram* hs[2] = {&p->up, &p->down};
+    for (int k = 0; k < 2; k++) {
+      v[k * 5 + 0] = hs[k]->quantileUs(0.5);
+      v[k * 5 + 1] = hs[k]->quantileUs(0.99);
+      v[k * 5 + 2] = hs[k]->quantileUs(0.999);
+      v[k * 5 + 3] = double(hs[k]->maxNs) / 1000;
+      v[k * 5 + 4] = double(hs[k]->count);
+    }
+    if (reset) {
+      p->up.reset();
+      p->down.reset();
+    }
+  }
+  napi_value arr;
+  CHECK(napi_create_array_with_length(env, 10, &arr));
+  for (uint32_t i = 0; i < 10; i++) {
+    napi_value n;
+    napi_create_double(env, v[i], &n);
+    napi_set_element(env, arr, i, n);
+  }
+  return arr;
+}
+
 // attached() -> connections held now
 napi_value Attached(napi_env env, napi_callback_info) {
   Pump* p = getPump(env);
@@ -728,6 +880,7 @@ napi_value Init(napi_env env, napi_value exports) {
       {"ping", nullptr, Ping, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"stats", nullptr, Stats, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"attached", nullptr, Attached, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"latency", nullptr, Latency, nullptr, nullptr, nullptr, napi_default, nullptr},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -73,7 +73,7 @@ export class BridgeServer {
     this.metrics = new Metrics({ terminals: () => this.terminals.size, calls: () => this.callCount() });
     this.admission = new Admission(config.limits);
     // the pump reads and writes the TCP socket itself: with TLS in the bridge, the JavaScript path
-    this.mediaPump = config.server.tls ? null : MediaPump.forMode(config.server.mediaPump, log);
+    this.mediaPump = config.server.tls ? null : MediaPump.forMode(config.server.mediaPump, log, config.server.mediaPumpPriority);
     const handler = (req: IncomingMessage, res: ServerResponse): void => void this.onRequest(req, res);
     const tls = config.server.tls;
     this.http = tls ? createTlsServer({ ...this.readTls(), minVersion: 'TLSv1.2' }, handler) : createServer(handler);
@@ -178,6 +178,11 @@ export class BridgeServer {
     let n = 0;
     for (const t of this.terminals.values()) n += t.calls.size;
     return n;
+  }
+
+  /** the native media pump's relay thread scheduling (null: no pump) */
+  get pumpPriority(): string | null {
+    return this.mediaPump?.priority ?? null;
   }
 
   /** calls whose audio the native media pump relays now */

@@ -12,7 +12,10 @@
  * bridge) stays on the JavaScript path, which does the same checks with the same errors.
  *
  * `server.mediaPump`: `auto` (default) uses it when the module is built and says so once at start
- * otherwise; `on` refuses to start without it; `off` never uses it.
+ * otherwise; `on` refuses to start without it; `off` never uses it. `server.mediaPumpPriority`
+ * `realtime` (default) gives the relay thread (only it) SCHED_FIFO priority when the process may
+ * (root or CAP_SYS_NICE), as media servers do for their media threads: measured here, it took the
+ * relay-added p99 from 2-4 ms to under 0.5 ms on a busy machine (docs/performance.md).
  */
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
@@ -25,6 +28,7 @@ import { mediaStats, mediaStatsCollectors } from './metrics.ts';
 import { PumpedAudio, type NativePump, type PumpedAudioOptions, type PumpedAudioState } from './PumpedAudio.ts';
 
 export type MediaPumpMode = 'auto' | 'on' | 'off';
+export type MediaPumpPriority = 'realtime' | 'normal';
 
 /** where `npm run build:native` puts the module */
 export const NATIVE_PUMP_PATH = fileURLToPath(new URL('../../native/build/Release/confmux_pump.node', import.meta.url));
@@ -53,9 +57,12 @@ export class MediaPump {
   /** the native counters already added to mediaStats */
   private readonly counted = [0, 0, 0, 0, 0, 0];
 
-  private constructor(native: NativePump) {
+  /** the relay thread's scheduling: "realtime", or "normal" (with why, when realtime was asked for and refused) */
+  readonly priority: string;
+
+  private constructor(native: NativePump, priority: MediaPumpPriority) {
     this.native = native;
-    native.start((id) => this.held.get(id)?.release());
+    this.priority = native.start((id) => this.held.get(id)?.release(), priority === 'realtime');
     mediaStatsCollectors.push(() => this.collectStats());
   }
 
@@ -63,7 +70,7 @@ export class MediaPump {
    * The process's pump for `mode`, or null (JavaScript path). Throws ConfigError for `on` without
    * the native module.
    */
-  static forMode(mode: MediaPumpMode, log: Logger): MediaPump | null {
+  static forMode(mode: MediaPumpMode, log: Logger, priority: MediaPumpPriority = 'realtime'): MediaPump | null {
     if (mode === 'off') return null;
     const r = loadNativePump();
     if ('error' in r) {
@@ -71,7 +78,11 @@ export class MediaPump {
       log.info({ reason: r.error }, 'native media pump not available: audio is relayed in JavaScript');
       return null;
     }
-    instance ??= new MediaPump(r.pump);
+    if (!instance) {
+      instance = new MediaPump(r.pump, priority);
+      if (priority === 'realtime' && instance.priority !== 'realtime') log.warn({ priority: instance.priority }, 'media pump thread runs at normal priority: relay latency then depends on what else the machine runs (grant CAP_SYS_NICE, see docs/performance.md)');
+      else log.info({ priority: instance.priority }, 'native media pump started');
+    }
     return instance;
   }
 
@@ -95,6 +106,15 @@ export class MediaPump {
     return this.native.attached();
   }
 
+  /**
+   * The relay-added latency of the frames the pump relayed since the last reset, one way, in
+   * microseconds: from the kernel's receive timestamp of the packet (SO_TIMESTAMPNS) to the pump's
+   * send on the other socket. `up`: terminal to media server; `down`: media server to terminal.
+   */
+  latency(reset = false): { up: RelayLatency; down: RelayLatency } {
+    return relayLatency(this.native.latency(reset));
+  }
+
   /** Adds what the pump relayed and dropped since the last call to the process's media counters. */
   collectStats(): void {
     const s = this.native.stats();
@@ -113,3 +133,17 @@ export class MediaPump {
 }
 
 let instance: MediaPump | undefined;
+
+export interface RelayLatency {
+  p50: number;
+  p99: number;
+  p999: number;
+  max: number;
+  count: number;
+}
+
+/** the native latency() array as two summaries */
+export function relayLatency(v: number[]): { up: RelayLatency; down: RelayLatency } {
+  const at = (i: number): RelayLatency => ({ p50: v[i]!, p99: v[i + 1]!, p999: v[i + 2]!, max: v[i + 3]!, count: v[i + 4]! });
+  return { up: at(0), down: at(5) };
+}

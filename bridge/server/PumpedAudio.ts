@@ -22,12 +22,15 @@ import type { PumpLeg } from '../../plugin/driver.ts';
 
 /** The native module's surface (native/pump.cc). */
 export interface NativePump {
-  start(onHandback: (id: number) => void): void;
+  /** starts the relay thread: "realtime", "normal", "normal: <why not realtime>" (or "started" when it ran already) */
+  start(onHandback: (id: number) => void, realtime: boolean): string;
   attach(tcpFd: number, udpFd: number, options: Record<string, number | boolean | string>): number;
   detach(id: number): NativeDetached | null;
   ping(id: number): boolean;
   stats(): number[];
   attached(): number;
+  /** relay-added latency, us: [up p50, p99, p999, max, count, down p50, p99, p999, max, count]; reset: start again */
+  latency(reset: boolean): number[];
 }
 
 export interface NativeDetached {
