@@ -31,6 +31,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -51,7 +52,7 @@ constexpr size_t kUdpBuffer = 4096;
 // room in front of a received datagram for the WebSocket (up to 4) and confmux (10) headers
 constexpr size_t kUdpHeadroom = 16;
 
-enum Stat { kFramesFromTerminals, kFramesToTerminals, kDroppedRateLimit, kDroppedSlowTerminal, kRejectedDatagrams, kHandbacks, kWakeups, kEvents, kStatCount };
+enum Stat { kFramesFromTerminals, kFramesToTerminals, kDroppedRateLimit, kDroppedSlowTerminal, kRejectedDatagrams, kHandbacks, kWakeups, kEvents, kDroppedSlowLeg, kStatCount };
 
 struct Conn {
   uint32_t id = 0;
@@ -68,8 +69,13 @@ struct Conn {
   uint16_t seq = 0;
   uint32_t timestamp = 0;
   bool marker = false;
-  // media-server side
+  // media-server side: a UDP socket (raw payloads, or RTP), or a WebSocket client connection
+  // (Asterisk's chan_websocket: binary frames of bare payload, masked towards Asterisk)
   bool rtp = false;
+  bool wsLeg = false;
+  std::string legRest;  // WebSocket leg: bytes read, not yet a whole frame (or handed back)
+  std::string legOut;   // WebSocket leg: bytes for the media server its socket did not take yet
+  bool legOutArmed = false;
   uint8_t pt = 0;
   uint16_t rtpSeq = 0;
   uint32_t rtpTimestamp = 0;
@@ -166,6 +172,8 @@ struct Pump {
   std::vector<uint32_t> handbacks;  // under mu
   uint8_t rbuf[kReadBuffer];
   uint8_t ubuf[kUdpBuffer];
+  uint8_t lbuf[kReadBuffer + kUdpHeadroom];
+  uint32_t maskState = 0x9e3779b9;
   // relay-added latency towards the media server (up) and towards the terminal (down), under mu
   Histogram up, down;
   // the receive time of the bytes being handled now (0: unknown)
@@ -200,7 +208,12 @@ struct Pump {
           Conn* c = it->second;
           if (c->handedBack) continue;
           if (key & 1) {
-            onUdp(c);
+            if (c->wsLeg) {
+              if (evs[i].events & EPOLLOUT) flushLeg(c);
+              if (!c->handedBack && (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))) onLegStream(c);
+            } else {
+              onUdp(c);
+            }
           } else {
             if (evs[i].events & EPOLLOUT) flush(c);
             if (!c->handedBack && (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))) onTcp(c);
@@ -272,7 +285,27 @@ struct Pump {
       c->rtpSeq = uint16_t(c->rtpSeq + 1);
       c->rtpTimestamp += uint32_t(len / c->legBytesPerSample);
     }
-    if (c->remoteLen == 0) {
+    if (c->wsLeg) {
+      // a masked binary frame (client to server) built in front of the payload, masked in place
+      size_t hs = (len < 126 ? 2 : 4) + 4;
+      uint8_t* h = payload - hs;
+      h[0] = 0x82;
+      if (len < 126) {
+        h[1] = uint8_t(0x80 | len);
+      } else {
+        h[1] = 0x80 | 126;
+        h[2] = uint8_t(len >> 8);
+        h[3] = uint8_t(len);
+      }
+      uint8_t* m = payload - 4;
+      // xorshift32: a fresh masking key per frame
+      maskState ^= maskState << 13;
+      maskState ^= maskState >> 17;
+      maskState ^= maskState << 5;
+      memcpy(m, &maskState, 4);
+      for (size_t i = 0; i < len; i++) payload[i] ^= m[i & 3];
+      writeLeg(c, h, hs + len);
+    } else if (c->remoteLen == 0) {
       send(c->udp, dgram, size, MSG_DONTWAIT);
     } else {
       sendto(c->udp, dgram, size, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&c->remote), c->remoteLen);
@@ -313,6 +346,52 @@ struct Pump {
     ev.events = uint32_t(EPOLLIN) | (out ? uint32_t(EPOLLOUT) : 0u);
     ev.data.u64 = uint64_t(c->id) << 1;
     epoll_ctl(ep, EPOLL_CTL_MOD, c->tcp, &ev);
+  }
+
+  void armLeg(Conn* c, bool out) {
+    if (c->legOutArmed == out || c->handedBack) return;
+    c->legOutArmed = out;
+    epoll_event ev{};
+    ev.events = uint32_t(EPOLLIN) | (out ? uint32_t(EPOLLOUT) : 0u);
+    ev.data.u64 = (uint64_t(c->id) << 1) | 1;
+    epoll_ctl(ep, EPOLL_CTL_MOD, c->udp, &ev);
+  }
+
+  // towards the media server on a WebSocket leg; a frame that does not fit behind a stalled
+  // socket (64 kB) is dropped whole
+  void writeLeg(Conn* c, const uint8_t* data, size_t size) {
+    if (!c->legOut.empty()) {
+      if (c->legOut.size() + size > 65536) {
+        bump(kDroppedSlowLeg);
+        return;
+      }
+      c->legOut.append(reinterpret_cast<const char*>(data), size);
+      return;
+    }
+    ssize_t w = send(c->udp, data, size, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (w == ssize_t(size)) return;
+    if (w < 0) {
+      if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        handBack(c);
+        return;
+      }
+      w = 0;
+    }
+    c->legOut.assign(reinterpret_cast<const char*>(data) + w, size - size_t(w));
+    armLeg(c, true);
+  }
+
+  void flushLeg(Conn* c) {
+    while (!c->legOut.empty()) {
+      ssize_t w = send(c->udp, c->legOut.data(), c->legOut.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (w < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+        handBack(c);
+        return;
+      }
+      c->legOut.erase(0, size_t(w));
+    }
+    armLeg(c, false);
   }
 
   void flush(Conn* c) {
@@ -406,6 +485,88 @@ struct Pump {
     else c->rest.clear();
   }
 
+  // From the media server on a WebSocket leg: unmasked binary frames of bare payload. Anything else
+  // (MEDIA_XOFF and the other text messages, ping, close) goes to JavaScript with the rest.
+  void onLegStream(Conn* c) {
+    uint8_t* base = lbuf + kUdpHeadroom;
+    size_t have = c->legRest.size();
+    if (have) memcpy(base, c->legRest.data(), have);
+    iovec iov{base + have, kReadBuffer - have};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(timespec)) * 2];
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    ssize_t r = recvmsg(c->udp, &msg, MSG_DONTWAIT);
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+    if (r <= 0) {
+      handBack(c);
+      return;
+    }
+    int64_t at = arrivalNs(&msg);
+    size_t len = have + size_t(r);
+    size_t o = 0;
+    while (o < len) {
+      size_t avail = len - o;
+      if (avail < 2) break;
+      uint8_t b0 = base[o], b1 = base[o + 1];
+      uint64_t n = b1 & 0x7f;
+      size_t header = n == 126 ? 4 : n == 127 ? 10 : 2;
+      if (avail < header) break;
+      if (n == 126) n = (uint64_t(base[o + 2]) << 8) | base[o + 3];
+      else if (n == 127) n = 4096 + 1;  // never a 20 ms payload
+      if (b0 != 0x82 || (b1 & 0x80) != 0 || n > 4096) {
+        c->legRest.assign(reinterpret_cast<char*>(base) + o, len - o);
+        handBack(c);
+        return;
+      }
+      if (avail < header + n) break;
+      uint8_t* payload = base + o + header;
+      if (n > 0 && relayToTerminal(c, payload, size_t(n)) && at != 0) down.add(realNowNs() - at);
+      if (c->handedBack) {
+        c->legRest.assign(reinterpret_cast<char*>(base) + o + header + n, len - o - header - n);
+        return;
+      }
+      o += header + size_t(n);
+    }
+    if (o < len) c->legRest.assign(reinterpret_cast<char*>(base) + o, len - o);
+    else c->legRest.clear();
+  }
+
+  // One payload from the media server to the terminal: the WebSocket and confmux headers are
+  // written over the (already handled) bytes in front of it. True when sent or queued.
+  bool relayToTerminal(Conn* c, uint8_t* payload, size_t len) {
+    size_t frame = 10 + len;
+    size_t wsh = frame < 126 ? 2 : 4;
+    uint8_t* h = payload - 10 - wsh;
+    h[0] = 0x82;
+    if (wsh == 2) {
+      h[1] = uint8_t(frame);
+    } else {
+      h[1] = 126;
+      h[2] = uint8_t(frame >> 8);
+      h[3] = uint8_t(frame);
+    }
+    uint8_t* f = h + wsh;
+    f[0] = 0x10;
+    f[1] = c->stream;
+    f[2] = c->codec;
+    f[3] = c->marker ? 1 : 0;
+    f[4] = uint8_t(c->seq >> 8);
+    f[5] = uint8_t(c->seq);
+    f[6] = uint8_t(c->timestamp >> 24);
+    f[7] = uint8_t(c->timestamp >> 16);
+    f[8] = uint8_t(c->timestamp >> 8);
+    f[9] = uint8_t(c->timestamp);
+    c->marker = false;
+    c->seq = uint16_t(c->seq + 1);
+    c->timestamp += uint32_t(len / c->bytesPerSample);
+    if (!writeToTerminal(c, h, wsh + frame, false)) return false;
+    bump(kFramesToTerminals);
+    return true;
+  }
+
   void onUdp(Conn* c) {
     uint8_t* base = ubuf + kUdpHeadroom;
     sockaddr_storage from;
@@ -453,36 +614,8 @@ struct Pump {
       len = end - start;
     }
     if (len == 0) return;
-    size_t frame = 10 + len;
-    size_t wsh = frame < 126 ? 2 : 4;
-    uint8_t* h = payload - 10 - wsh;
-    h[0] = 0x82;
-    if (wsh == 2) {
-      h[1] = uint8_t(frame);
-    } else {
-      h[1] = 126;
-      h[2] = uint8_t(frame >> 8);
-      h[3] = uint8_t(frame);
-    }
-    uint8_t* f = h + wsh;
-    f[0] = 0x10;
-    f[1] = c->stream;
-    f[2] = c->codec;
-    f[3] = c->marker ? 1 : 0;
-    f[4] = uint8_t(c->seq >> 8);
-    f[5] = uint8_t(c->seq);
-    f[6] = uint8_t(c->timestamp >> 24);
-    f[7] = uint8_t(c->timestamp >> 16);
-    f[8] = uint8_t(c->timestamp >> 8);
-    f[9] = uint8_t(c->timestamp);
-    c->marker = false;
-    c->seq = uint16_t(c->seq + 1);
-    c->timestamp += uint32_t(len / c->bytesPerSample);
-    if (writeToTerminal(c, h, wsh + frame, false)) {
-      bump(kFramesToTerminals);
-      // (a frame queued behind a slow socket counts from now: an under-estimate for those)
-      if (at != 0) down.add(realNowNs() - at);
-    }
+    // (a frame queued behind a slow socket counts from now: an under-estimate for those)
+    if (relayToTerminal(c, payload, len) && at != 0) down.add(realNowNs() - at);
   }
 
   // --- the JavaScript thread (under mu) ---
@@ -490,22 +623,27 @@ struct Pump {
   // What is still owed to the terminal goes out before JavaScript writes again: wait up to 200 ms
   // for the socket to take it; otherwise the connection is shut down rather than left with half a frame.
   void flushBlocking(Conn* c) {
+    flushBlocking(c->tcp, c->out);
+    if (c->wsLeg) flushBlocking(c->udp, c->legOut);
+  }
+
+  static void flushBlocking(int fd, std::string& out) {
     int64_t deadline = nowNs() + 200000000LL;
-    while (!c->out.empty()) {
-      ssize_t w = send(c->tcp, c->out.data(), c->out.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    while (!out.empty()) {
+      ssize_t w = send(fd, out.data(), out.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
       if (w > 0) {
-        c->out.erase(0, size_t(w));
+        out.erase(0, size_t(w));
         continue;
       }
       if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) break;
       int64_t left = (deadline - nowNs()) / 1000000;
       if (left <= 0) break;
-      pollfd pfd{c->tcp, POLLOUT, 0};
+      pollfd pfd{fd, POLLOUT, 0};
       poll(&pfd, 1, int(left));
     }
-    if (!c->out.empty()) {
-      shutdown(c->tcp, SHUT_RDWR);
-      c->out.clear();
+    if (!out.empty()) {
+      shutdown(fd, SHUT_RDWR);
+      out.clear();
     }
   }
 };
@@ -608,6 +746,8 @@ napi_value Start(napi_env env, napi_callback_info info) {
   ev.events = EPOLLIN;
   ev.data.u64 = 0;
   epoll_ctl(p->ep, EPOLL_CTL_ADD, p->wake, &ev);
+  uint32_t seed = 0;
+  if (getrandom(&seed, sizeof seed, 0) == sizeof seed && seed != 0) p->maskState = seed;
   p->running.store(true);
   p->thread = std::thread([p] { p->loop(); });
   // real-time priority for the relay thread only (as media servers run their media threads): a
@@ -653,6 +793,7 @@ napi_value Attach(napi_env env, napi_callback_info info) {
   c->timestamp = uint32_t(numberProp(env, o, "timestamp", 0));
   c->marker = numberProp(env, o, "marker", 0) != 0;
   c->rtp = numberProp(env, o, "rtp", 0) != 0;
+  c->wsLeg = numberProp(env, o, "webSocketLeg", 0) != 0;
   c->pt = uint8_t(numberProp(env, o, "payloadType", 0));
   c->rtpSeq = uint16_t(numberProp(env, o, "rtpSeq", 0));
   c->rtpTimestamp = uint32_t(numberProp(env, o, "rtpTimestamp", 0));
@@ -775,6 +916,14 @@ napi_value Detach(napi_env env, napi_callback_info info) {
     CHECK(napi_create_buffer_copy(env, c->rest.size(), c->rest.data(), &data, &rest));
   }
   napi_set_named_property(env, o, "rest", rest);
+  napi_value legRest;
+  if (c->legRest.empty()) {
+    napi_get_null(env, &legRest);
+  } else {
+    void* data = nullptr;
+    CHECK(napi_create_buffer_copy(env, c->legRest.size(), c->legRest.data(), &data, &legRest));
+  }
+  napi_set_named_property(env, o, "legRest", legRest);
   delete c;
   return o;
 }

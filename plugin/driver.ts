@@ -4,6 +4,8 @@
  * terminal's call into a leg on the media server whose audio it moves as 20 ms payloads.
  */
 import type { Socket } from 'node:dgram';
+import type { Socket as TcpSocket } from 'node:net';
+import type WebSocket from 'ws';
 import type { EventEmitter } from 'node:events';
 import type { AudioCodec } from '../bridge/protocol/codecs.ts';
 import type { VideoCodec } from '../bridge/protocol/videoCodecs.ts';
@@ -64,10 +66,14 @@ export interface DriverCall extends EventEmitter<DriverCallEvents> {
 }
 
 /**
- * A UDP audio leg, as the native media pump takes it: the pump sends each payload from the
- * terminal on `socket` (with an RTP header when `rtp` is set) and relays what arrives on it.
+ * A call's audio leg as the native media pump takes it over: a UDP socket (the pump sends each
+ * payload from the terminal on it, with an RTP header when `rtp` is set, and relays what arrives),
+ * or a WebSocket client connection (Asterisk's chan_websocket: binary frames of bare payload).
  */
-export interface PumpLeg {
+export type PumpLeg = UdpPumpLeg | WebSocketPumpLeg;
+
+export interface UdpPumpLeg {
+  readonly kind: 'udp';
   readonly socket: Socket;
   /** where payloads go; remotePort 0: the socket is connected, payloads go to its peer */
   readonly remoteHost: string;
@@ -82,6 +88,15 @@ export interface PumpLeg {
   readonly rtp: RtpSenderState | null;
   /** The pump let go: the leg goes on from this RTP state (raw legs ignore it). */
   resume(rtp: RtpSenderState | null): void;
+}
+
+export interface WebSocketPumpLeg {
+  readonly kind: 'websocket';
+  /** the leg's client WebSocket (ws) and the plain TCP socket under it */
+  readonly ws: WebSocket;
+  readonly tcp: TcpSocket;
+  readonly bytesPerSample: number;
+  readonly maxPayload: number;
 }
 
 export interface RtpSenderState {

@@ -47,6 +47,9 @@ export interface CallEvents {
   refused: [ErrorCode];
 }
 
+/** tries to put a bound audio connection on the pump while its leg gets ready (5 s) */
+const PUMP_RETRIES = 20;
+
 export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
   readonly id: string;
   readonly to: string;
@@ -87,6 +90,9 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
   private readonly pump: MediaPump | null;
   /** the audio while the pump relays it */
   private pumped: PumpedAudio | null = null;
+  /** the audio connection's fast reader while JavaScript relays it */
+  private reader: MediaFrameReader | null = null;
+  private pumpRetry: NodeJS.Timeout | null = null;
 
   constructor(id: string, to: string, codec: AudioCodec, leg: DriverCall, limits: CallLimits, log: Logger, videoRooms: VideoRooms | null = null, contentOnly = false, pump: MediaPump | null = null) {
     super();
@@ -297,7 +303,11 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
     if (this.unboundTimer) clearTimeout(this.unboundTimer);
     // frames the fast reader does not take (or all of them, without it) arrive as messages
     ws.on('message', (data: Buffer, isBinary: boolean) => this.fromTerminal(ws, data, isBinary));
-    if (socket && !this.pumpAudio(ws, socket)) new MediaFrameReader(socket, ws, (buf, start, end) => this.audioFromTerminal(ws, buf, start, end), this.limits.maxAudioFrameBytes);
+    if (socket && !this.pumpAudio(ws, socket)) {
+      this.reader = this.readFast(ws, socket);
+      // the leg may not carry media yet (chan_websocket before MEDIA_START): try again shortly
+      if (this.pumpable()) this.retryPump(ws, socket, PUMP_RETRIES);
+    }
     ws.once('close', (code: number) => {
       if (this.audio !== ws) return;
       this.audio = null;
@@ -316,11 +326,11 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
    * frames once it let go) come to ws's 'message' events above.
    */
   private pumpAudio(ws: Tracked, socket: Socket): boolean {
-    if (this.pump === null || this.inline || this.video !== null || this.videoCodec !== null) return false;
-    if (!this.up.isPassThrough || !this.down.isPassThrough) return false;
+    const pump = this.pump;
+    if (pump === null || !this.pumpable()) return false;
     const leg = this.leg.pumpLeg?.() ?? null;
     if (leg === null) return false;
-    const pumped = this.pump.attach(
+    const pumped = pump.attach(
       ws,
       socket,
       leg,
@@ -352,6 +362,30 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
     this.pumped = pumped;
     ws.confmuxHeartbeat = () => pumped.heartbeat();
     return true;
+  }
+
+  /** whether this call's audio could ever go on the pump (a process with one, audio only, no conversion) */
+  private pumpable(): boolean {
+    return this.pump !== null && !this.inline && this.video === null && this.videoCodec === null && this.up.isPassThrough && this.down.isPassThrough;
+  }
+
+  private readFast(ws: WebSocket, socket: Socket): MediaFrameReader {
+    return new MediaFrameReader(socket, ws, (buf, start, end) => this.audioFromTerminal(ws, buf, start, end), this.limits.maxAudioFrameBytes);
+  }
+
+  /** Tries the pump again every 250 ms, `left` times, while this audio connection is bound. */
+  private retryPump(ws: Tracked, socket: Socket, left: number): void {
+    if (left <= 0) return;
+    this.pumpRetry = setTimeout(() => {
+      this.pumpRetry = null;
+      if (this.ended || this.audio !== ws || this.pumped !== null || socket.destroyed) return;
+      this.reader?.close();
+      this.reader = null;
+      if (this.pumpAudio(ws, socket)) return;
+      this.reader = this.readFast(ws, socket);
+      this.retryPump(ws, socket, left - 1);
+    }, 250);
+    this.pumpRetry.unref();
   }
 
   /** a media connection closed by the bridge for bad input: that ends the call, no resume */
@@ -423,6 +457,7 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
   private onEnded(end: CallEnd): void {
     if (this.ended) return;
     this.ended = true;
+    if (this.pumpRetry) clearTimeout(this.pumpRetry);
     this.pumped?.release();
     this.stopGrace();
     if (this.unboundTimer) clearTimeout(this.unboundTimer);

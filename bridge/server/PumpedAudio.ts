@@ -1,12 +1,14 @@
 /**
  * One call's audio while the native media pump relays it (see MediaPump.ts): the terminal's audio
- * WebSocket and the call's UDP leg, both handed to the pump's thread. Node stops reading both
- * sockets; anything JavaScript then does to either of them (write, close, read again) first takes
- * them back from the pump (`release()`), so nothing is lost or reordered:
+ * WebSocket and the call's leg to the media server (a UDP socket, or chan_websocket's WebSocket),
+ * both handed to the pump's thread. Node stops reading both sockets; anything JavaScript then does
+ * to either of them (write, close, read again) first takes them back from the pump (`release()`),
+ * so nothing is lost or reordered:
  *
- * - the pump's own unsent bytes to the terminal go out first (detach flushes them);
- * - the bytes the pump read but did not handle (a close frame, a bad frame, a partial frame) are
- *   given to ws's reader, whole and in order, as if they had just arrived;
+ * - the pump's own unsent bytes go out first (detach flushes them);
+ * - the bytes the pump read but did not handle (a close frame, a bad frame, a partial frame; on a
+ *   WebSocket leg, Asterisk's text messages) are given to that connection's ws reader, whole and in
+ *   order, as if they had just arrived;
  * - the call gets its frame counters, rate-limit tokens and heartbeat state back, the leg its RTP
  *   state, and Node reads both sockets again.
  *
@@ -44,6 +46,7 @@ export interface NativeDetached {
   alive: boolean;
   handedBack: boolean;
   rest: Buffer | null;
+  legRest: Buffer | null;
 }
 
 /** The call's side of the audio: where frames to the terminal start from, and its limits. */
@@ -75,11 +78,12 @@ export interface PumpedAudioState {
 type Method = (...args: unknown[]) => unknown;
 type Handle = Record<string, unknown> & { fd?: unknown };
 
-/** the StreamBase writes and the handle calls that take the TCP socket back */
+/** the StreamBase writes and the handle calls that take a TCP socket back */
 const TCP_GUARDED = ['readStart', 'close', 'writeBuffer', 'writev', 'writeUtf8String', 'writeLatin1String', 'writeAsciiString', 'writeUcs2String', 'shutdown'];
 const UDP_GUARDED = ['recvStart', 'close', 'send', 'send6'];
 
 function tcpHandle(socket: TcpSocket): Handle | null {
+  if ((socket as { encrypted?: boolean }).encrypted) return null;
   const h = (socket as unknown as { _handle?: Handle | null })._handle;
   if (!h || typeof h.fd !== 'number' || h.fd < 0) return null;
   if (typeof h.readStop !== 'function' || typeof h.readStart !== 'function' || typeof h.close !== 'function') return null;
@@ -95,30 +99,53 @@ function udpHandle(socket: UdpSocket): Handle | null {
   return h;
 }
 
+/**
+ * A WebSocket connection the pump may take: a plain TCP socket with nothing queued to write, ws's
+ * reader at a frame boundary, and ws's one 'data' listener (which gets the bytes handed back).
+ */
+function streamSide(ws: WebSocket, socket: TcpSocket): Side | null {
+  const handle = tcpHandle(socket);
+  if (!handle) return null;
+  if (socket.writableLength !== 0 || (handle.writeQueueSize as number) !== 0) return null;
+  const receiver = (ws as unknown as { _receiver?: { _bufferedBytes?: number } })._receiver;
+  if ((receiver?._bufferedBytes ?? 0) !== 0) return null;
+  const listeners = socket.listeners('data');
+  if (listeners.length !== 1) return null;
+  return { handle, guarded: TCP_GUARDED, start: 'readStart', stop: 'readStop', socket, onData: listeners[0] as (chunk: Buffer) => void };
+}
+
+/** one socket the pump holds: how Node stops and starts reading it, and who reads it in JavaScript */
+interface Side {
+  handle: Handle;
+  guarded: readonly string[];
+  start: 'readStart' | 'recvStart';
+  stop: 'readStop' | 'recvStop';
+  /** stream sides: the socket and ws's data listener */
+  socket?: TcpSocket;
+  onData?: (chunk: Buffer) => void;
+}
+
 export class PumpedAudio {
   readonly id: number;
   private readonly native: NativePump;
-  private readonly socket: TcpSocket;
-  private readonly tcp: Handle;
-  private readonly udp: Handle;
+  private readonly terminal: Side;
+  private readonly legSide: Side;
   private readonly leg: PumpLeg;
-  private readonly wsOnData: (chunk: Buffer) => void;
   private readonly onReleased: (state: PumpedAudioState) => void;
   private released = false;
 
-  private constructor(native: NativePump, socket: TcpSocket, tcp: Handle, udp: Handle, leg: PumpLeg, wsOnData: (chunk: Buffer) => void, o: PumpedAudioOptions, onReleased: (state: PumpedAudioState) => void) {
+  private constructor(native: NativePump, terminal: Side, legSide: Side, leg: PumpLeg, o: PumpedAudioOptions, onReleased: (state: PumpedAudioState) => void) {
     this.native = native;
-    this.socket = socket;
-    this.tcp = tcp;
-    this.udp = udp;
+    this.terminal = terminal;
+    this.legSide = legSide;
     this.leg = leg;
-    this.wsOnData = wsOnData;
     this.onReleased = onReleased;
-    const rtp = leg.rtp;
-    (udp.recvStop as Method).call(udp);
-    (tcp.readStop as Method).call(tcp);
+    const udp = leg.kind === 'udp' ? leg : null;
+    const rtp = udp?.rtp ?? null;
+    (legSide.handle[legSide.stop] as Method).call(legSide.handle);
+    (terminal.handle.readStop as Method).call(terminal.handle);
     try {
-      this.id = native.attach(tcp.fd as number, udp.fd as number, {
+      this.id = native.attach(terminal.handle.fd as number, legSide.handle.fd as number, {
         maxFrameBytes: o.maxFrameBytes,
         codec: o.codecId,
         stream: o.stream,
@@ -126,6 +153,7 @@ export class PumpedAudio {
         seq: o.seq,
         timestamp: o.timestamp,
         marker: o.marker,
+        webSocketLeg: leg.kind === 'websocket',
         rtp: rtp !== null,
         payloadType: rtp?.payloadType ?? 0,
         rtpSeq: rtp?.seq ?? 0,
@@ -134,9 +162,9 @@ export class PumpedAudio {
         rtpFirst: rtp?.first ?? true,
         legBytesPerSample: leg.bytesPerSample,
         legMaxPayload: leg.maxPayload,
-        expectPort: leg.expectPort,
-        remoteHost: leg.remoteHost,
-        remotePort: leg.remotePort,
+        expectPort: udp?.expectPort ?? 0,
+        remoteHost: udp?.remoteHost ?? '',
+        remotePort: udp?.remotePort ?? 0,
         framesPerSecond: o.framesPerSecond,
         burst: o.burst,
         tokens: o.tokens,
@@ -144,31 +172,32 @@ export class PumpedAudio {
         alive: o.alive,
       });
     } catch (err) {
-      (udp.recvStart as Method).call(udp);
-      (tcp.readStart as Method).call(tcp);
+      (legSide.handle[legSide.start] as Method).call(legSide.handle);
+      (terminal.handle.readStart as Method).call(terminal.handle);
       throw err;
     }
-    this.guard(tcp, TCP_GUARDED, (name) => this.release(`tcp:${name}`));
-    this.guard(udp, UDP_GUARDED, (name) => this.release(`udp:${name}`));
+    this.guard(terminal, (name) => this.release(`tcp:${name}`));
+    this.guard(legSide, (name) => this.release(`leg:${name}`));
   }
 
   /**
    * Hands the call's audio to the pump, or returns null (and changes nothing) when it cannot:
-   * the sockets are not as expected, Node still holds bytes to write or ws bytes read for this
-   * connection, or the leg's formats need converting.
+   * the sockets are not as expected (TLS, another Node or ws version), Node still holds bytes to
+   * write or ws bytes read for either connection.
    */
   static attach(native: NativePump, ws: WebSocket, socket: TcpSocket, leg: PumpLeg, o: PumpedAudioOptions, onReleased: (state: PumpedAudioState) => void): PumpedAudio | null {
-    if ((socket as { encrypted?: boolean }).encrypted) return null;
-    const tcp = tcpHandle(socket);
-    const udp = udpHandle(leg.socket);
-    if (!tcp || !udp) return null;
-    if (socket.writableLength !== 0 || (tcp.writeQueueSize as number) !== 0) return null;
-    const receiver = (ws as unknown as { _receiver?: { _bufferedBytes?: number } })._receiver;
-    if ((receiver?._bufferedBytes ?? 0) !== 0) return null;
-    const listeners = socket.listeners('data');
-    if (listeners.length !== 1) return null;
     if (!Number.isInteger(o.bytesPerSample) || o.bytesPerSample < 1) return null;
-    return new PumpedAudio(native, socket, tcp, udp, leg, listeners[0] as (chunk: Buffer) => void, o, onReleased);
+    const terminal = streamSide(ws, socket);
+    if (!terminal) return null;
+    let legSide: Side | null;
+    if (leg.kind === 'websocket') {
+      legSide = streamSide(leg.ws, leg.tcp);
+    } else {
+      const handle = udpHandle(leg.socket);
+      legSide = handle ? { handle, guarded: UDP_GUARDED, start: 'recvStart', stop: 'recvStop' } : null;
+    }
+    if (!legSide) return null;
+    return new PumpedAudio(native, terminal, legSide, leg, o, onReleased);
   }
 
   /** Sends a heartbeat ping; false when no pong came since the last one (the connection is dead). */
@@ -178,35 +207,45 @@ export class PumpedAudio {
 
   /**
    * Takes both sockets back from the pump (idempotent): Node reads them again (but the one being
-   * closed, or whose read Node is starting itself: `trigger`), and ws gets the bytes the pump read
-   * but did not handle, before anything Node reads next.
+   * closed, or whose read Node is starting itself: `trigger`), and each connection's ws reader gets
+   * the bytes the pump read but did not handle, before anything Node reads next.
    */
   release(trigger: string | null = null): void {
     if (this.released) return;
     this.released = true;
     const state = this.native.detach(this.id);
-    this.unguard(this.tcp, TCP_GUARDED);
-    this.unguard(this.udp, UDP_GUARDED);
-    const rtp = this.leg.rtp;
-    if (state !== null && rtp !== null) this.leg.resume({ payloadType: rtp.payloadType, seq: state.rtpSeq, timestamp: state.rtpTimestamp, ssrc: rtp.ssrc, first: state.rtpFirst });
+    this.unguard(this.terminal);
+    this.unguard(this.legSide);
+    const leg = this.leg;
+    if (state !== null && leg.kind === 'udp' && leg.rtp !== null) leg.resume({ payloadType: leg.rtp.payloadType, seq: state.rtpSeq, timestamp: state.rtpTimestamp, ssrc: leg.rtp.ssrc, first: state.rtpFirst });
     if (state !== null) this.onReleased({ seq: state.seq, timestamp: state.timestamp, marker: state.marker, tokens: state.tokens, alive: state.alive });
-    if (trigger !== 'udp:close' && trigger !== 'udp:recvStart') {
-      try {
-        (this.udp.recvStart as Method).call(this.udp);
-      } catch {
-        // the leg's socket is closing
-      }
+    this.resume(this.legSide, 'leg', trigger, state?.legRest ?? null);
+    this.resume(this.terminal, 'tcp', trigger, state?.rest ?? null);
+  }
+
+  /** Node reads the side again, its ws first getting `rest` (after this turn's code: we may be inside a write). */
+  private resume(side: Side, name: string, trigger: string | null, rest: Buffer | null): void {
+    if (trigger === `${name}:close`) return;
+    const socket = side.socket;
+    if (socket) {
+      if (socket.destroyed) return;
+      const onData = side.onData!;
+      if (rest) process.nextTick(() => onData.call(socket, rest));
+      if (trigger === `${name}:${side.start}` || (socket as unknown as { _handle?: unknown })._handle !== side.handle) return;
+    } else if (trigger === `${name}:${side.start}`) {
+      return;
     }
-    if (trigger === 'tcp:close' || this.socket.destroyed) return;
-    const rest = state?.rest;
-    // after this turn's code (we may be inside a write), before any new bytes: those come from a later phase
-    if (rest) process.nextTick(() => this.wsOnData.call(this.socket, rest));
-    if (trigger !== 'tcp:readStart' && (this.socket as unknown as { _handle?: unknown })._handle === this.tcp) (this.tcp.readStart as Method).call(this.tcp);
+    try {
+      (side.handle[side.start] as Method).call(side.handle);
+    } catch {
+      // the socket is closing
+    }
   }
 
   /** Own properties over the handle's prototype methods: each takes the socket back, then goes on. */
-  private guard(handle: Handle, names: readonly string[], release: (name: string) => void): void {
-    for (const name of names) {
+  private guard(side: Side, release: (name: string) => void): void {
+    const handle = side.handle;
+    for (const name of side.guarded) {
       const original = handle[name];
       if (typeof original !== 'function') continue;
       handle[name] = function (this: unknown, ...args: unknown[]): unknown {
@@ -216,8 +255,9 @@ export class PumpedAudio {
     }
   }
 
-  private unguard(handle: Handle, names: readonly string[]): void {
-    for (const name of names) {
+  private unguard(side: Side): void {
+    const handle = side.handle;
+    for (const name of side.guarded) {
       if (Object.prototype.hasOwnProperty.call(handle, name)) delete handle[name];
     }
   }

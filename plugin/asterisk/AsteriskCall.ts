@@ -149,7 +149,9 @@ export class AsteriskCall extends EventEmitter<DriverCallEvents> implements Driv
   }
 
   pumpLeg(): PumpLeg | null {
-    return this.leg instanceof RtpMediaLeg && !this.ending ? this.leg.pumpLeg() : null;
+    const leg = this.leg;
+    if (leg === null || this.ending) return null;
+    return leg instanceof RtpMediaLeg ? leg.pumpLeg() : leg instanceof WebSocketMediaLeg ? leg.pumpLeg(this.format.bytesPerSample) : null;
   }
 
   /** Runs the call set-up; failures end the call with a reason, never throw. */

@@ -83,6 +83,7 @@ export class RtpMediaLeg extends EventEmitter<MediaLegEvents> {
   pumpLeg(): PumpLeg | null {
     if (this.closed || this.remotePort === 0) return null;
     return {
+      kind: 'udp',
       socket: this.socket,
       remoteHost: this.remoteHost,
       remotePort: this.remotePort,

@@ -6,6 +6,8 @@
  */
 import { EventEmitter } from 'node:events';
 import WebSocket from 'ws';
+import type { WebSocketPumpLeg } from '../driver.ts';
+import { rawSocket } from '../../bridge/server/wsFrames.ts';
 
 export interface MediaLegEvents {
   /** the leg is ready to carry media */
@@ -63,6 +65,13 @@ export class WebSocketMediaLeg extends EventEmitter<MediaLegEvents> {
     }
     // ws masks client frames into a copy, so the caller may reuse `payload` at once
     this.ws.send(payload, { binary: true });
+  }
+
+  /** This leg for the native media pump, while media flows (not before MEDIA_START, not in XOFF). */
+  pumpLeg(bytesPerSample: number): WebSocketPumpLeg | null {
+    const tcp = rawSocket(this.ws);
+    if (!this.started || this.closed || this.xoff || tcp === null || this.ws.readyState !== WebSocket.OPEN) return null;
+    return { kind: 'websocket', ws: this.ws, tcp, bytesPerSample, maxPayload: 4096 };
   }
 
   private finish(why: string): void {

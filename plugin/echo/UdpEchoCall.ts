@@ -38,7 +38,7 @@ export class UdpEchoCall extends EchoCall {
   /** The echo's leg for the native media pump: raw payloads on the connected socket. */
   pumpLeg(): PumpLeg | null {
     if (!this.ready || this.done) return null;
-    return { socket: this.socket, remoteHost: '', remotePort: 0, expectPort: 0, bytesPerSample: this.format.bytesPerSample, maxPayload: 1400, rtp: null, resume: () => undefined };
+    return { kind: 'udp', socket: this.socket, remoteHost: '', remotePort: 0, expectPort: 0, bytesPerSample: this.format.bytesPerSample, maxPayload: 1400, rtp: null, resume: () => undefined };
   }
 
   override end(end: CallEnd): void {

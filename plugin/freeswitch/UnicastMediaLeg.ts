@@ -93,6 +93,7 @@ export class UnicastMediaLeg extends EventEmitter<UnicastMediaLegEvents> {
   pumpLeg(): PumpLeg | null {
     if (this.closed) return null;
     return {
+      kind: 'udp',
       socket: this.socket,
       remoteHost: this.address,
       remotePort: this.peerPort,

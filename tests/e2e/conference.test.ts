@@ -38,10 +38,14 @@ test('two CLI terminals in room 703 each hear the other tone, not their own', as
     }
     return await asteriskRx('confbridge list 703');
   })();
+  // chan_websocket carries each call in the terminal's own codec: the native media pump relays both
+  let pumped = 0;
+  const watch = setInterval(() => (pumped = Math.max(pumped, bridge.server.pumpedCalls)), 100);
   const [a, b] = await Promise.all([
     runCli(terminalArgs('1001', '703', ['--tone', '440', '--record', rec1, '--seconds', '6'])),
     runCli(terminalArgs('1002', '703', ['--tone', '1000', '--record', rec2, '--seconds', '6', '--codec', 'PCMU/8000'])),
-  ]);
+  ]).finally(() => clearInterval(watch));
+  assert.equal(pumped, 2, 'both calls on the native media pump (chan_websocket legs)');
   assert.equal(a.code, 0, a.stderr + a.stdout);
   assert.equal(b.code, 0, b.stderr + b.stdout);
   assert.match(a.stdout, /answered/);

@@ -206,6 +206,7 @@ async function rig(opts: { rtp?: RtpSenderState | null; options?: Partial<Pumped
   const legResumed: Array<RtpSenderState | null> = [];
   const rtp = opts.rtp === undefined ? { payloadType: 0, seq: 0x1234, timestamp: 0x01020304, ssrc: 0xcafebabe, first: true } : opts.rtp;
   const leg: PumpLeg = {
+    kind: 'udp',
     socket: legSocket,
     remoteHost: opts.connected ? '' : '127.0.0.1',
     remotePort: opts.connected ? 0 : peer.port,
