@@ -47,6 +47,11 @@ class RawTerminal {
     });
   }
 
+  /** a socket already past its handshake */
+  static wrap(socket: TcpSocket): RawTerminal {
+    return new RawTerminal(socket);
+  }
+
   static async open(port: number): Promise<RawTerminal> {
     const socket = connect(port, '127.0.0.1');
     await once(socket, 'connect');
@@ -532,5 +537,113 @@ test('bridge: the heartbeat reaches a pumped connection through the pump, and a 
     alive.close();
     mute.close();
     await b.close();
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// A WebSocket leg (Asterisk's chan_websocket): the bridge is the client, the media server the
+// server; here a ws server of this test stands in for Asterisk's /media endpoint.
+
+interface WsRig {
+  terminal: RawTerminal;
+  ws: WebSocket;
+  legClient: WebSocket;
+  /** the media server's end, raw bytes */
+  server: RawTerminal;
+  pumped: PumpedAudio;
+  legMessages: string[];
+  close(): void;
+}
+
+async function wsRig(): Promise<WsRig> {
+  const { default: WebSocketClient } = await import('ws');
+  // the "media server": a raw TCP peer that answers one WebSocket handshake, then speaks bytes
+  const { createServer } = await import('node:net');
+  const { createHash } = await import('node:crypto');
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const serverSide = new Promise<TcpSocket>((resolve) => srv.once('connection', resolve));
+  const legClient = new WebSocketClient(`ws://127.0.0.1:${(srv.address() as AddressInfo).port}/media/x`, 'media', { perMessageDeflate: false });
+  const peer = await serverSide;
+  srv.close();
+  const head = await new Promise<string>((resolve) => {
+    let got = '';
+    const on = (d: Buffer): void => {
+      got += d.toString('latin1');
+      if (got.includes('\r\n\r\n')) {
+        peer.off('data', on);
+        resolve(got);
+      }
+    };
+    peer.on('data', on);
+  });
+  const key = /Sec-WebSocket-Key: (.+)\r\n/i.exec(head)![1]!.trim();
+  const accept = createHash('sha1').update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
+  peer.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\nSec-WebSocket-Protocol: media\r\n\r\n`);
+  await once(legClient, 'open');
+  const server = RawTerminal.wrap(peer);
+  const legMessages: string[] = [];
+  legClient.on('message', (d: Buffer, binary: boolean) => legMessages.push(binary ? `bin:${d.toString('hex')}` : d.toString()));
+
+  const accepted = once(wss, 'connection');
+  const terminal = await RawTerminal.open(port);
+  const [ws] = (await accepted) as [WebSocket];
+  const pumped = pump.attach(ws, rawSocket(ws)!, { kind: 'websocket', ws: legClient, tcp: rawSocket(legClient)!, bytesPerSample: 2, maxPayload: 4096 }, { ...OPTIONS, codecId: 1, bytesPerSample: 2 }, () => undefined);
+  assert.ok(pumped, 'the pump took the terminal and the WebSocket leg');
+  return {
+    terminal,
+    ws,
+    legClient,
+    server,
+    pumped,
+    legMessages,
+    close() {
+      pumped.release();
+      terminal.socket.destroy();
+      ws.terminate();
+      legClient.terminate();
+      peer.destroy();
+    },
+  };
+}
+
+/** unmasks a client frame (FIN binary, payload < 126) as the media server reads it */
+function unmaskFrame(frame: Buffer): { b0: number; masked: boolean; payload: Buffer } {
+  const n = frame[1]! & 0x7f;
+  const mask = frame.subarray(2, 6);
+  const payload = Buffer.from(frame.subarray(6, 6 + n));
+  for (let i = 0; i < n; i++) payload[i] = payload[i]! ^ mask[i & 3]!;
+  return { b0: frame[0]!, masked: (frame[1]! & 0x80) !== 0, payload };
+}
+
+test('WebSocket leg: frames from the terminal reach the media server as masked binary frames of bare payload; its binary frames reach the terminal with the confmux header, golden bytes', async () => {
+  const r = await wsRig();
+  try {
+    r.terminal.write(masked(2, hex('10 00 01 00 0001 00000000 01020304')));
+    r.terminal.write(masked(2, hex('10 00 01 00 0002 00000002 0506')));
+    const f1 = unmaskFrame(await r.server.take(10));
+    const f2 = unmaskFrame(await r.server.take(8));
+    assert.deepEqual([f1.b0, f1.masked, f1.payload.toString('hex')], [0x82, true, '01020304']);
+    assert.deepEqual([f2.b0, f2.masked, f2.payload.toString('hex')], [0x82, true, '0506']);
+    // the media server's frames (unmasked, from a server), two in one write
+    r.server.write(hex('8204 aabbccdd 8202 eeff'));
+    assert.equal((await r.terminal.take(16 + 14)).toString('hex'), hex('820e 10 00 01 01 0005 000003e8 aabbccdd 820c 10 00 01 00 0006 000003ea eeff').toString('hex'));
+    assert.deepEqual(r.legMessages, [], 'nothing went through the leg\'s ws while pumped');
+  } finally {
+    r.close();
+  }
+});
+
+test("WebSocket leg: the media server's text message (MEDIA_XOFF) goes to the leg's ws, with what follows; the pump lets go", async () => {
+  const r = await wsRig();
+  try {
+    const text = Buffer.from('MEDIA_XOFF');
+    r.server.write(Buffer.concat([hex('8204 01020304'), Buffer.from([0x81, text.length]), text, hex('8202 0506')]));
+    await r.terminal.take(16);
+    await new Promise((res) => setTimeout(res, 100));
+    assert.equal(native.attached(), 0, 'handed back');
+    assert.deepEqual(r.legMessages, ['MEDIA_XOFF', 'bin:0506'], "the leg's ws read the text and the frame behind it");
+  } finally {
+    r.close();
   }
 });
