@@ -1,9 +1,9 @@
 // The Ansible role (ansible/roles/confmux), run for real against this machine with `-c local`, into a
 // scratch prefix: every path the role writes (install dir, config dir, unit dir, the service user's
 // home, a fake /etc/asterisk and /etc/freeswitch) points into a temp dir, packages are not installed
-// (confmux_install_packages: false, the machine has them), node_modules is a symlink to the
-// checkout's (confmux_node_modules_link) instead of `npm ci`, and `asterisk -rx` / `fs_cli` are
-// stand-ins that log what they were asked to do.
+// (confmux_install_packages: false, the machine has them), the role's `npm ci --omit=dev` runs with
+// --prefer-offline (npm's cache is warm after scripts/node.sh: about 5 s, no network needed), and
+// `asterisk -rx` / `fs_cli` are stand-ins that log what they were asked to do.
 //
 // What it checks: syntax; a first run (-v --diff) and a second run that changes nothing; that no
 // secret reaches Ansible's output; the rendered config passes the bridge's own validation
@@ -16,13 +16,13 @@
 // awaited by the role, since systemd is not PID 1 here (the role skips both when
 // ansible_service_mgr != 'systemd' and says so; on a machine with systemd this test turns them off
 // itself, so as not to touch the host's systemd); no Debian package is installed (Node.js from
-// Debian or NodeSource, g++/make/python3); `npm ci --omit=dev` is not run; the `git` install method
+// Debian or NodeSource, g++/make/python3); the `git` install method and confmux_node_modules_link
 // is not run; nothing runs over SSH on a remote host; the Asterisk and FreeSWITCH snippets are not
 // loaded by a real Asterisk or FreeSWITCH (only their shape is checked here).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -150,7 +150,7 @@ before(async () => {
     confmux_user: USER,
     confmux_group: USER,
     confmux_install_packages: false,
-    confmux_node_modules_link: join(REPO, 'node_modules'),
+    confmux_npm_ci_args: '--omit=dev --no-audit --no-fund --prefer-offline',
     confmux_host: '127.0.0.1',
     confmux_port: bridgePort,
     confmux_plain: true,
@@ -213,6 +213,13 @@ test('the release: the controller\'s HEAD, owned by root, not writable by the se
     assert.equal(st.mode & 0o022, 0, `${f} is group/world-writable`);
   }
   assert.ok(existsSync(join(install, 'native/build/Release/confmux_pump.node')), 'native media pump built');
+  // npm ci --omit=dev: what `serve` needs (tsx runs the TypeScript), none of the devDependencies
+  const modules = join(install, 'node_modules');
+  assert.ok(lstatSync(modules).isDirectory(), 'node_modules is the install\'s own (npm ci), not a link');
+  for (const dep of Object.keys((JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { dependencies: Record<string, string> }).dependencies)) {
+    assert.ok(existsSync(join(modules, dep, 'package.json')), `dependency ${dep} installed`);
+  }
+  for (const dev of ['typescript', 'fast-check', 'playwright-core', '@types/node']) assert.ok(!existsSync(join(modules, dev)), `devDependency ${dev} left out`);
   const home = p('var', 'lib', 'confmux');
   assert.equal(statSync(home).uid, idOf('-u'));
   assert.equal(mode(home), 0o750);
@@ -301,6 +308,8 @@ test('Asterisk: snippets beside the PBX\'s files, one #include each, the PBX\'s 
   assert.match(extensions, /^exten => _X\.,1,Stasis\(confmuxtest,invite,\$\{EXTEN\}\)$/m, 'the Stasis app is asterisk.app');
   assert.doesNotMatch(extensions, /Stasis\(confmux,/);
   assert.match(extensions, /^\[confmux-rooms\]$/m);
+  assert.match(extensions, /^\[confmux-terminals\]\nexten => 2001,hint,Stasis:2001\n/m, 'hints of confmux_asterisk_terminals');
+  assert.doesNotMatch(extensions, /^exten => 1001,hint/m, 'the sandbox\'s hints replaced');
   const pjsip = readFileSync(p('asterisk', 'pjsip_confmux.conf'), 'utf8');
   assert.match(pjsip, /^\[2001\]\(confmux-terminal-auth\)$/m);
   assert.ok(pjsip.includes(`password = ${TERMINAL_SECRET}\n`));
@@ -354,6 +363,24 @@ test('a native build that fails does not fail the role (the bridge then relays a
   assertRunOk(r, 'run with a failing native build');
   assert.match(r.out, /WARNING: the native media pump did not build \(rc 1\)/);
   assertNoSecret(r.out, 'the native-build run');
+});
+
+test('a PBX file that defines a snippet\'s section already is refused before anything is written', { skip, timeout: 120_000 }, () => {
+  assert.ok(firstRun, 'first run');
+  // another operator's Asterisk: its sorcery.conf maps res_pjsip itself
+  const other = p('asterisk-other');
+  mkdirSync(other);
+  for (const [file, text] of Object.entries(PBX_FILES)) if (file.startsWith('asterisk/')) writeFileSync(join(other, file.slice('asterisk/'.length)), text);
+  const sorcery = '[res_pjsip]\nendpoint = realtime,ps_endpoints\n';
+  writeFileSync(join(other, 'sorcery.conf'), sorcery);
+  const r = playbook(['--tags', 'asterisk', '-e', `confmux_asterisk_config_dir=${other}`]);
+  assert.notEqual(r.status, 0, 'the run should fail');
+  assert.match(r.out, /sorcery\.conf defines res_pjsip already: merge dialplan\/asterisk\/sorcery\.conf by hand and drop sorcery from confmux_asterisk_snippets/);
+  assert.equal(readFileSync(join(other, 'sorcery.conf'), 'utf8'), sorcery);
+  assert.equal(readFileSync(join(other, 'extensions.conf'), 'utf8'), PBX_FILES['asterisk/extensions.conf'], 'nothing written to the other files either');
+  assert.ok(!existsSync(join(other, 'extensions_confmux.conf')));
+  assertNoSecret(r.out, 'the refused run');
+  assert.ok(!r.out.includes(Buffer.from(sorcery).toString('base64')) && !r.out.includes('ps_endpoints'), 'the PBX file\'s content is not shown');
 });
 
 test('the installed bridge starts as the service user from the installed tree; /healthz answers', { skip, timeout: 60_000 }, async () => {
