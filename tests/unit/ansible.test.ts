@@ -78,6 +78,7 @@ function playbook(args: string[]): Run {
       ANSIBLE_NOCOLOR: '1',
       ANSIBLE_FORCE_COLOR: '0',
       ANSIBLE_STDOUT_CALLBACK: 'default',
+      ANSIBLE_PIPELINING: '1',
     },
   });
   const out = `${r.stdout}\n${r.stderr}`;
