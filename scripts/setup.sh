@@ -7,10 +7,11 @@
 #   nginx-light, openssl: a TLS reverse proxy in front of the bridge (browser test), test certificates
 #   coturn: its UDP echo peer (turnutils_peer) for `bench --udp-echo` (tests/unit/bench.test.ts) and
 #     the relay itself for `bench --coturn`; its own service is not used
+#   ansible-core: tests/unit/ansible.test.ts runs the Ansible role (ansible/) against this machine
 # Idempotent: installs only what is missing.
 set -euo pipefail
 [[ $(id -u) -eq 0 ]] || { echo "setup.sh: run as root" >&2; exit 1; }
-pkgs=(debootstrap zstd debian-archive-keyring curl baresip-core ffmpeg chromium fonts-dejavu-core nginx-light openssl coturn)
+pkgs=(debootstrap zstd debian-archive-keyring curl baresip-core ffmpeg chromium fonts-dejavu-core nginx-light openssl coturn ansible-core)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
