@@ -24,7 +24,7 @@ import type WebSocket from 'ws';
 import type { Logger } from 'pino';
 import type { PumpLeg } from '../../plugin/driver.ts';
 import { ConfigError } from '../config.ts';
-import { mediaStats, mediaStatsCollectors } from './metrics.ts';
+import { mediaStats, mediaStatsCollectors, relayLatencySource, type RelayLatencySummary } from './metrics.ts';
 import { PumpedAudio, type NativePump, type PumpedAudioOptions, type PumpedAudioState } from './PumpedAudio.ts';
 
 export type MediaPumpMode = 'auto' | 'on' | 'off';
@@ -64,6 +64,7 @@ export class MediaPump {
     this.native = native;
     this.priority = native.start((id) => this.held.get(id)?.release(), priority === 'realtime');
     mediaStatsCollectors.push(() => this.collectStats());
+    relayLatencySource.read = () => this.latency(true);
   }
 
   /**
@@ -134,13 +135,7 @@ export class MediaPump {
 
 let instance: MediaPump | undefined;
 
-export interface RelayLatency {
-  p50: number;
-  p99: number;
-  p999: number;
-  max: number;
-  count: number;
-}
+export type RelayLatency = RelayLatencySummary;
 
 /** the native latency() array as two summaries */
 export function relayLatency(v: number[]): { up: RelayLatency; down: RelayLatency } {

@@ -20,6 +20,21 @@ export const mediaStats = {
 /** Called before the media counters are read (the native media pump adds its counts). */
 export const mediaStatsCollectors: Array<() => void> = [];
 
+/** one direction's relay-added latency, microseconds */
+export interface RelayLatencySummary {
+  p50: number;
+  p99: number;
+  p999: number;
+  max: number;
+  count: number;
+}
+
+/**
+ * The native media pump's relay-added latency since the last reading (it starts again after each),
+ * when the process has a pump; /metrics shows it per scrape interval.
+ */
+export const relayLatencySource: { read: (() => { up: RelayLatencySummary; down: RelayLatencySummary }) | null } = { read: null };
+
 export class Metrics {
   readonly registry = new Registry();
   readonly connections: Counter<'kind'>;
@@ -59,6 +74,23 @@ export class Metrics {
         dropped.set({ reason: 'slow_terminal' }, mediaStats.droppedSlowTerminal);
         dropped.set({ reason: 'rate_limit' }, mediaStats.droppedRateLimit);
         dropped.set({ reason: 'pump_rejected_datagram' }, mediaStats.pumpRejectedDatagrams);
+      },
+    });
+    const relay = new Gauge({
+      name: 'confmux_media_pump_relay_latency_seconds',
+      help: 'delay the native media pump added to the frames it relayed since the previous scrape, one way: from the kernel receive time of a packet to its send on the other socket (quantile 1 is the maximum)',
+      labelNames: ['direction', 'quantile'],
+      registers,
+      collect() {
+        const read = relayLatencySource.read;
+        if (read === null) return;
+        const l = read();
+        for (const [direction, d] of [['to_media_server', l.up], ['to_terminal', l.down]] as const) {
+          relay.set({ direction, quantile: '0.5' }, d.p50 / 1e6);
+          relay.set({ direction, quantile: '0.99' }, d.p99 / 1e6);
+          relay.set({ direction, quantile: '0.999' }, d.p999 / 1e6);
+          relay.set({ direction, quantile: '1' }, d.max / 1e6);
+        }
       },
     });
     const handbacks = new Gauge({

@@ -488,6 +488,12 @@ test('bridge: a PCMU call on a UDP leg is pumped; its audio comes back; a text f
     }
     await new Promise((r) => setTimeout(r, 100));
     assert.deepEqual(back, [1, 2, 3, 4, 5].map((i) => Buffer.alloc(160, i).toString('hex')), 'each payload came back through the pump, in order');
+    // the delay the pump added, measured from the kernel's receive timestamps: there, and small on loopback
+    const relay = await b.server.metrics.registry.metrics();
+    for (const d of ['to_media_server', 'to_terminal']) {
+      const p99 = counter(relay, `confmux_media_pump_relay_latency_seconds{direction="${d}",quantile="0.99"}`);
+      assert.ok(p99 > 0 && p99 < 0.5, `${d} relay p99 ${p99} s`);
+    }
     const ended = call.ended();
     call.sendRaw('not media');
     const info = await ended;
