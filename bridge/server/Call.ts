@@ -10,7 +10,7 @@
 import type { Socket } from 'node:net';
 import { EventEmitter } from 'node:events';
 import type WebSocket from 'ws';
-import type { Logger } from '../logger.ts';
+import { logWith, type Logger } from '../logger.ts';
 import type { AudioCodec } from '../protocol/codecs.ts';
 import { FLAG_KEYFRAME, FRAME_HEADER_BYTES, FRAME_KEYFRAME_REQUEST, FRAME_OK, STREAM_AUDIO, STREAM_CONTENT, STREAM_OWN, STREAM_VIDEO, checkFrame, checkFrameAt, frameTimestamp, writeFrameHeader, writeKeyframeRequest } from '../protocol/frame.ts';
 import type { VideoCodec } from '../protocol/videoCodecs.ts';
@@ -52,7 +52,10 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
   readonly to: string;
   readonly codec: AudioCodec;
   private readonly leg: DriverCall;
-  private readonly log: Logger;
+  /** the bridge's logger; lines about this call carry { terminal, callId } */
+  private readonly logger: Logger;
+  /** the terminal's number */
+  private readonly terminal: string;
   private readonly limits: CallLimits;
   private readonly up: AudioConverter;
   private readonly down: AudioConverter;
@@ -69,7 +72,8 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
   /** video frames dropped for a slow terminal */
   videoDropped = 0;
   private audioBucket: TokenBucket;
-  private readonly videoBucket: TokenBucket;
+  /** video frames from the terminal (a call with video only) */
+  private readonly videoBucket: TokenBucket | null;
   private seq = 0;
   private timestamp = 0;
   private marker = true;
@@ -88,7 +92,7 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
   /** the audio while the pump relays it */
   private pumped: PumpedAudio | null = null;
 
-  constructor(id: string, to: string, codec: AudioCodec, leg: DriverCall, limits: CallLimits, log: Logger, videoRooms: VideoRooms | null = null, contentOnly = false, pump: MediaPump | null = null) {
+  constructor(id: string, to: string, codec: AudioCodec, leg: DriverCall, limits: CallLimits, log: Logger, terminal: string, videoRooms: VideoRooms | null = null, contentOnly = false, pump: MediaPump | null = null) {
     super();
     this.pump = pump;
     this.contentOnly = contentOnly;
@@ -98,11 +102,11 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
     this.codec = codec;
     this.leg = leg;
     this.limits = limits;
-    this.log = log;
+    this.logger = log;
+    this.terminal = terminal;
     this.up = new AudioConverter(codec, leg.format);
     this.down = new AudioConverter(leg.format, codec);
     this.audioBucket = new TokenBucket(limits.audioFramesPerSecond, Math.ceil(limits.audioFramesPerSecond / 2));
-    this.videoBucket = new TokenBucket(limits.videoFramesPerSecond, Math.ceil(limits.videoFramesPerSecond / 2));
     leg.on('ringing', () => this.emit('ringing'));
     leg.on('answered', () => {
       this.answered = true;
@@ -110,12 +114,15 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
       this.watchKeyframes();
     });
     leg.on('dtmf', (digit) => this.emit('dtmf', digit));
-    leg.once('ended', (end) => this.onEnded(end));
+    // onEnded runs once whatever the leg emits ('on' rather than 'once': no wrapper kept per call)
+    leg.on('ended', (end) => this.onEnded(end));
     leg.onAudio = (payload) => this.toTerminal(payload);
     this.videoCodec = leg.videoFormat ?? null;
+    this.videoBucket = this.videoCodec ? new TokenBucket(limits.videoFramesPerSecond, Math.ceil(limits.videoFramesPerSecond / 2)) : null;
     // a call whose audio never binds (the terminal gave up half-way) must not stay up for ever
     if (!contentOnly) {
       this.unboundTimer = setTimeout(() => {
+        this.unboundTimer = null;
         if (!this.audio && !this.ended && !this.inline) void this.hangup('media_lost');
       }, limits.mediaTokenTtlMs);
       this.unboundTimer.unref();
@@ -199,7 +206,7 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
       this.stopGrace();
       if (!this.ended && !this.audio) void this.hangup('media_lost');
     }, this.limits.resumeWindowMs);
-    this.log.info({ windowMs: this.limits.resumeWindowMs }, 'audio connection lost: waiting for the terminal to come back');
+    logWith(this.logger, 'info', { terminal: this.terminal, callId: this.id }, 'audio connection lost: waiting for the terminal to come back', { windowMs: this.limits.resumeWindowMs });
   }
 
   private stopGrace(): void {
@@ -252,7 +259,7 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
     if (check === FRAME_KEYFRAME_REQUEST) return this.askPbxForKeyframe();
     if (check !== FRAME_OK) return this.refuse(ws, 'BAD_FRAME', 'bad frame header (version 1, type media or keyframe request)');
     if (data[2] !== codec.id) return this.refuse(ws, 'BAD_FRAME', `codec id ${data[2]} is not the call's video codec ${codec.id} (${codec.name})`);
-    if (!this.videoBucket.take()) {
+    if (!this.videoBucket!.take()) {
       mediaStats.droppedRateLimit++;
       return;
     }
@@ -295,10 +302,12 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
     this.audioSocket = socket;
     this.stopGrace();
     if (this.unboundTimer) clearTimeout(this.unboundTimer);
+    this.unboundTimer = null;
     // frames the fast reader does not take (or all of them, without it) arrive as messages
     ws.on('message', (data: Buffer, isBinary: boolean) => this.fromTerminal(ws, data, isBinary));
     if (socket && !this.pumpAudio(ws, socket)) new MediaFrameReader(socket, ws, (buf, start, end) => this.audioFromTerminal(ws, buf, start, end), this.limits.maxAudioFrameBytes);
-    ws.once('close', (code: number) => {
+    // 'close' comes once ('on' rather than 'once': no wrapper kept per connection)
+    ws.on('close', (code: number) => {
       if (this.audio !== ws) return;
       this.audio = null;
       this.audioSocket = null;
@@ -426,6 +435,7 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
     this.pumped?.release();
     this.stopGrace();
     if (this.unboundTimer) clearTimeout(this.unboundTimer);
+    this.unboundTimer = null;
     this.videoRooms?.leave(this);
     this.leg.onAudio = null;
     if (this.leg.onVideo !== undefined) this.leg.onVideo = null;
@@ -437,7 +447,7 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
       if (ws) ws.close(1000, `call ended: ${end.reason}`);
       if (vws) vws.close(1000, `call ended: ${end.reason}`);
     }
-    this.log.debug({ reason: end.reason }, 'call closed');
+    logWith(this.logger, 'debug', { terminal: this.terminal, callId: this.id }, 'call closed', { reason: end.reason });
     this.emit('ended', end);
   }
 }
