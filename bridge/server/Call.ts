@@ -47,6 +47,21 @@ export interface CallEvents {
   refused: [ErrorCode];
 }
 
+/**
+ * The terminal a call belongs to. The call tells it of each event directly, before the call's own
+ * listeners: one reference per call where a listener per event (five closures, a once-wrapper and
+ * the emitter's table) used to be, for the whole call.
+ */
+export interface CallOwner {
+  /** the terminal's number (in the call's log lines) */
+  readonly number: string;
+  callRinging(call: Call): void;
+  callAnswered(call: Call): void;
+  callDtmf(call: Call, digit: string): void;
+  callRefused(call: Call, code: ErrorCode): void;
+  callEnded(call: Call, end: CallEnd): void;
+}
+
 export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
   readonly id: string;
   readonly to: string;
@@ -54,8 +69,7 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
   private readonly leg: DriverCall;
   /** the bridge's logger; lines about this call carry { terminal, callId } */
   private readonly logger: Logger;
-  /** the terminal's number */
-  private readonly terminal: string;
+  private readonly owner: CallOwner;
   private readonly limits: CallLimits;
   private readonly up: AudioConverter;
   private readonly down: AudioConverter;
@@ -92,7 +106,7 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
   /** the audio while the pump relays it */
   private pumped: PumpedAudio | null = null;
 
-  constructor(id: string, to: string, codec: AudioCodec, leg: DriverCall, limits: CallLimits, log: Logger, terminal: string, videoRooms: VideoRooms | null = null, contentOnly = false, pump: MediaPump | null = null) {
+  constructor(id: string, to: string, codec: AudioCodec, leg: DriverCall, limits: CallLimits, log: Logger, owner: CallOwner, videoRooms: VideoRooms | null = null, contentOnly = false, pump: MediaPump | null = null) {
     super();
     this.pump = pump;
     this.contentOnly = contentOnly;
@@ -103,17 +117,24 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
     this.leg = leg;
     this.limits = limits;
     this.logger = log;
-    this.terminal = terminal;
+    this.owner = owner;
     this.up = new AudioConverter(codec, leg.format);
     this.down = new AudioConverter(leg.format, codec);
     this.audioBucket = new TokenBucket(limits.audioFramesPerSecond, Math.ceil(limits.audioFramesPerSecond / 2));
-    leg.on('ringing', () => this.emit('ringing'));
+    leg.on('ringing', () => {
+      this.owner.callRinging(this);
+      this.emit('ringing');
+    });
     leg.on('answered', () => {
       this.answered = true;
+      this.owner.callAnswered(this);
       this.emit('answered');
       this.watchKeyframes();
     });
-    leg.on('dtmf', (digit) => this.emit('dtmf', digit));
+    leg.on('dtmf', (digit) => {
+      this.owner.callDtmf(this, digit);
+      this.emit('dtmf', digit);
+    });
     // onEnded runs once whatever the leg emits ('on' rather than 'once': no wrapper kept per call)
     leg.on('ended', (end) => this.onEnded(end));
     leg.onAudio = (payload) => this.toTerminal(payload);
@@ -206,7 +227,7 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
       this.stopGrace();
       if (!this.ended && !this.audio) void this.hangup('media_lost');
     }, this.limits.resumeWindowMs);
-    logWith(this.logger, 'info', { terminal: this.terminal, callId: this.id }, 'audio connection lost: waiting for the terminal to come back', { windowMs: this.limits.resumeWindowMs });
+    logWith(this.logger, 'info', { terminal: this.owner.number, callId: this.id }, 'audio connection lost: waiting for the terminal to come back', { windowMs: this.limits.resumeWindowMs });
   }
 
   private stopGrace(): void {
@@ -369,6 +390,7 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
   private refuse(ws: WebSocket, code: ErrorCode, message?: string): void {
     const err = new ConfmuxError(code, message);
     if (ws === this.audio) this.refused = true;
+    this.owner.callRefused(this, code);
     this.emit('refused', code);
     ws.close(err.closeCode, closeReason(code, message));
   }
@@ -447,7 +469,8 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
       if (ws) ws.close(1000, `call ended: ${end.reason}`);
       if (vws) vws.close(1000, `call ended: ${end.reason}`);
     }
-    logWith(this.logger, 'debug', { terminal: this.terminal, callId: this.id }, 'call closed', { reason: end.reason });
+    logWith(this.logger, 'debug', { terminal: this.owner.number, callId: this.id }, 'call closed', { reason: end.reason });
+    this.owner.callEnded(this, end);
     this.emit('ended', end);
   }
 }

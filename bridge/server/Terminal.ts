@@ -9,13 +9,13 @@ import type { Config } from '../config.ts';
 import { ConfmuxError, closeReason, type ErrorCode } from '../errors.ts';
 import { AUDIO_CODECS, chooseCodec } from '../protocol/codecs.ts';
 import { parseControl, type ControlRequest, type HangupReason, type ServerMessage } from '../protocol/messages.ts';
-import type { DriverCall, IncomingCall, MediaServerDriver } from '../../plugin/driver.ts';
+import type { CallEnd, DriverCall, IncomingCall, MediaServerDriver } from '../../plugin/driver.ts';
 import type { AudioCodec } from '../protocol/codecs.ts';
 import { chooseVideoCodec } from '../protocol/videoCodecs.ts';
 import { STREAM_AUDIO, STREAM_CONTENT, STREAM_VIDEO } from '../protocol/frame.ts';
 import { newCallId } from '../protocol/callId.ts';
 import type { MediaPump } from './MediaPump.ts';
-import { Call } from './Call.ts';
+import { Call, type CallOwner } from './Call.ts';
 import type { MediaTokens } from './MediaTokens.ts';
 import { TokenBucket } from './TokenBucket.ts';
 import type { Metrics } from './metrics.ts';
@@ -49,7 +49,7 @@ interface PendingInvite {
  * it holds only what it needs (one dependencies object shared by every terminal, no child logger,
  * the invitation and content maps made when first used).
  */
-export class Terminal {
+export class Terminal implements CallOwner {
   readonly number: string;
   name: string;
   registered = false;
@@ -287,25 +287,43 @@ export class Terminal {
   /** Wires a driver call to this terminal; returns the audio token for it. */
   private adopt(callId: string, to: string, codec: AudioCodec, leg: DriverCall, contentOnly = false, withToken = true): string {
     const { config, tokens } = this.deps;
-    const call = new Call(callId, to, codec, leg, config.limits, this.deps.log, this.number, this.deps.videoRooms, contentOnly, this.deps.mediaPump);
+    // the call reports its events to this terminal (callRinging ... callEnded below)
+    const call = new Call(callId, to, codec, leg, config.limits, this.deps.log, this, this.deps.videoRooms, contentOnly, this.deps.mediaPump);
     this.calls.set(callId, call);
     this.logCall(callId, 'call started', { to, codec: codec.name });
-    call.on('ringing', () => this.send({ type: 'ringing', callId }));
-    call.on('answered', () => {
-      this.logCall(callId, 'call answered');
-      this.send({ type: 'answered', callId });
-    });
-    call.on('dtmf', (digit) => this.send({ type: 'dtmf', callId, digit }));
-    call.on('refused', (code) => this.deps.metrics.refusals.inc({ code }));
-    call.once('ended', (end) => {
-      this.calls.delete(callId);
-      tokens.revokeCall(callId);
-      this.deps.metrics.calls.inc({ reason: end.reason });
-      this.send({ type: 'hangup', callId, reason: end.reason, cause: end.cause, message: end.message });
-      this.deps.presenceChanged(this);
-    });
     this.deps.presenceChanged(this);
     return withToken && !contentOnly ? tokens.issue(this.number, callId, 'audio') : '';
+  }
+
+  /** @internal CallOwner: the call's leg is ringing */
+  callRinging(call: Call): void {
+    this.send({ type: 'ringing', callId: call.id });
+  }
+
+  /** @internal CallOwner */
+  callAnswered(call: Call): void {
+    this.logCall(call.id, 'call answered');
+    this.send({ type: 'answered', callId: call.id });
+  }
+
+  /** @internal CallOwner */
+  callDtmf(call: Call, digit: string): void {
+    this.send({ type: 'dtmf', callId: call.id, digit });
+  }
+
+  /** @internal CallOwner: a media connection of the call was refused or closed for bad input */
+  callRefused(_call: Call, code: ErrorCode): void {
+    this.deps.metrics.refusals.inc({ code });
+  }
+
+  /** @internal CallOwner: the call ended (once); before the call's own 'ended' listeners */
+  callEnded(call: Call, end: CallEnd): void {
+    const callId = call.id;
+    this.calls.delete(callId);
+    this.deps.tokens.revokeCall(callId);
+    this.deps.metrics.calls.inc({ reason: end.reason });
+    this.send({ type: 'hangup', callId, reason: end.reason, cause: end.cause, message: end.message });
+    this.deps.presenceChanged(this);
   }
 
   /**
