@@ -3,9 +3,9 @@
  *
  * Node lets each of the young generation's two semi-spaces grow to 16 MB when the allocation
  * rate is high (while terminals connect, or on the JavaScript media path) and keeps them there:
- * up to 32 MB of RSS that measures the allocation rate, not the terminals. The bridge's heap in a
- * call is otherwise about 16 kB per terminal (docs/performance.md, "Memory in calls"), so that
- * headroom was most of its memory per terminal. The bridge runs with each semi-space bounded to
+ * up to 32 MB of RSS that measures the allocation rate, not the terminals. The bridge's live heap
+ * in a call is about 15 kB per terminal (docs/performance.md, "Memory per terminal in a call"), so
+ * at 1,000 terminals that headroom alone was up to 32 kB per terminal. The bridge runs with each semi-space bounded to
  * 1 MB: `confmux serve` (bin/confmux.mjs) re-executes itself with the flag when it was not given,
  * the primary passes it on to its workers (server.workers > 1), and the bench gives it to the
  * bridge it starts (bench/run.ts). A --max-semi-space-size given on the command line or in
