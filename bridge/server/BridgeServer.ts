@@ -256,7 +256,7 @@ export class BridgeServer {
       socket.resume();
       return;
     }
-    socket.on('error', () => socket.destroy());
+    socket.on('error', destroyOnError);
     // what ws's WebSocketServer does after its own handshake (ws: websocket-server.js completeUpgrade)
     const ws = new WebSocket(null as unknown as string, undefined, { autoPong: true } as WebSocket.ClientOptions) as Tracked & { setSocket(socket: Socket, head: Buffer, options: object): void };
     ws.setSocket(socket, handoff.head, { allowSynchronousEvents: true, maxPayload: this.config.limits.maxMessageBytes, skipUTF8Validation: false });
