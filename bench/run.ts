@@ -27,6 +27,7 @@ import { MediaFrameReader } from '../bridge/server/MediaFrameReader.ts';
 import { rawSocket } from '../bridge/server/wsFrames.ts';
 import { Histogram, cpuModel, cpuSeconds, cpuSplit, rssBytes } from './proc.ts';
 import { startUdpPeer } from './turn.ts';
+import { youngGenerationArgs } from '../bin/youngGeneration.mjs';
 
 export interface BenchOptions {
   /** streams (terminals in a call) of the first (or only) step */
@@ -182,12 +183,16 @@ export async function bridgeStats(bridge: Bridge): Promise<LoopStats | null> {
 
 /**
  * Starts bench/server.ts. Its open-files limit is raised to the hard limit first (a shell's
- * `ulimit -n`), so that it can hold as many terminals as the load generator opens.
+ * `ulimit -n`), so that it can hold as many terminals as the load generator opens. It runs with
+ * the node options `confmux serve` runs with (V8's young generation bounded, bin/youngGeneration.mjs).
  */
 export async function startBridge(env: Record<string, string> = {}, workers = 1): Promise<Bridge> {
+  // as confmux serve (unless NODE_OPTIONS sets the young generation: the bridge inherits it)
+  const serveArgs = youngGenerationArgs([], process.env.NODE_OPTIONS ?? '');
   // CONFMUX_BENCH_BRIDGE_NODE_ARGS: extra node options for the bridge, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
+  // (after those: a --max-semi-space-size here wins)
   const extra = (process.env.CONFMUX_BENCH_BRIDGE_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const child = spawn('/bin/sh', ['-c', 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$0" "$@"', process.execPath, ...extra, '--import', TSX, SERVER], {
+  const child = spawn('/bin/sh', ['-c', 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$0" "$@"', process.execPath, ...serveArgs, ...extra, '--import', TSX, SERVER], {
     stdio: ['pipe', 'pipe', 'inherit'],
     env: { ...process.env, ...env, CONFMUX_BENCH_PASSWORD: PASSWORD, CONFMUX_BENCH_WORKERS: String(workers) },
   });

@@ -1,5 +1,53 @@
 #!/usr/bin/env node
 // Runs the TypeScript CLI through tsx's loader.
-import { register } from 'tsx/esm/api';
-register();
-await import('../bridge/cli/main.ts');
+//
+// `serve` runs the bridge with V8's young generation bounded (bin/youngGeneration.mjs). Node reads
+// that option only at process start, so when it was not given this re-executes itself with it:
+// in place where node has process.execve (22.15 and later), else (Node 20) as a child that this
+// process supervises: it relays SIGTERM and SIGINT (bridge/cli/signals.ts), passes SIGHUP on, and
+// exits as the child did. Nothing else is loaded here before that (no tsx), so the supervisor
+// stays small.
+import { spawn } from 'node:child_process';
+import { YOUNG_GENERATION_FLAGS, youngGenerationGiven } from './youngGeneration.mjs';
+
+if (process.argv[2] === 'serve' && !youngGenerationGiven()) {
+  const args = [...YOUNG_GENERATION_FLAGS, ...process.execArgv, ...process.argv.slice(1)];
+  if (typeof process.execve === 'function') {
+    try {
+      process.execve(process.execPath, [process.execPath, ...args]);
+    } catch {
+      // not possible here: supervise instead
+    }
+  }
+  supervise(args);
+} else {
+  const { register } = await import('tsx/esm/api');
+  register();
+  await import('../bridge/cli/main.ts');
+}
+
+/** Runs node with `args` as a child, relays the stop signals to it, and exits as it does. */
+function supervise(args) {
+  const child = spawn(process.execPath, args, { stdio: ['inherit', 'inherit', 'inherit', 'ipc'], env: { ...process.env, CONFMUX_SUPERVISED: '1' } });
+  const relay = (signal) => {
+    if (child.connected) child.send({ type: 'confmux:signal', signal });
+  };
+  process.on('SIGTERM', () => relay('SIGTERM'));
+  process.on('SIGINT', () => relay('SIGINT'));
+  // the bridge does not handle SIGHUP: a second copy of one changes nothing
+  process.on('SIGHUP', () => child.kill('SIGHUP'));
+  child.on('error', (err) => {
+    process.stderr.write(`error: could not start the bridge: ${err.message}\n`);
+    process.exit(1);
+  });
+  child.on('exit', (code, signal) => {
+    if (signal) {
+      // end the same way: the signal's default action
+      process.removeAllListeners(signal);
+      process.kill(process.pid, signal);
+      setTimeout(() => process.exit(1), 1000).unref();
+      return;
+    }
+    process.exit(code ?? 1);
+  });
+}

@@ -14,6 +14,8 @@ import { WorkerPool } from '../server/WorkerPool.ts';
 import { AsteriskDriver } from '../../plugin/asterisk/AsteriskDriver.ts';
 import { FreeSwitchDriver } from '../../plugin/freeswitch/FreeSwitchDriver.ts';
 import { TerminalError } from '../sdk/TerminalError.ts';
+import { youngGenerationArgs } from '../../bin/youngGeneration.mjs';
+import { onStopSignals } from './signals.ts';
 import { runTerminalAnswer, runTerminalCall, type TerminalAnswerOptions, type TerminalCallOptions } from './terminalCommand.ts';
 
 function positiveNumber(value: string): number {
@@ -63,8 +65,7 @@ program
           process.exit(0);
         });
     };
-    process.on('SIGTERM', () => stop('SIGTERM'));
-    process.on('SIGINT', () => stop('SIGINT'));
+    onStopSignals(stop);
   });
 
 /**
@@ -75,7 +76,8 @@ async function servePrimary(config: Config, log: Logger): Promise<void> {
   const pool = new WorkerPool({
     script: fileURLToPath(new URL('./worker.ts', import.meta.url)),
     count: config.server.workers,
-    execArgv: ['--import', import.meta.resolve('tsx')],
+    // the workers run the bridge: the same young-generation bound as this process (bin/youngGeneration.mjs)
+    execArgv: [...youngGenerationArgs(), '--import', import.meta.resolve('tsx')],
     env: { CONFMUX_WORKER_CONFIG: JSON.stringify(config) },
     log,
   });
@@ -100,8 +102,7 @@ async function servePrimary(config: Config, log: Logger): Promise<void> {
         process.exit(0);
       });
   };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  onStopSignals(stop);
 }
 
 const terminal = program

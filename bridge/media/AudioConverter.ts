@@ -10,14 +10,14 @@ import { ulawDecode, ulawEncode } from './g711.ts';
 export class AudioConverter {
   readonly from: AudioCodec;
   readonly to: AudioCodec;
-  private out: Buffer;
+  /** made at the first conversion: a pass-through converter (most calls) never needs one */
+  private out: Buffer | null = null;
   /** last input sample of the previous frame, for continuous interpolation when upsampling */
   private last = 0;
 
   constructor(from: AudioCodec, to: AudioCodec) {
     this.from = from;
     this.to = to;
-    this.out = Buffer.alloc(to.frameBytes * 4);
   }
 
   get isPassThrough(): boolean {
@@ -37,7 +37,8 @@ export class AudioConverter {
   }
 
   private ensure(bytes: number): Buffer {
-    if (this.out.length < bytes) this.out = Buffer.alloc(bytes * 2);
+    if (this.out === null) this.out = Buffer.alloc(bytes <= this.to.frameBytes * 4 ? this.to.frameBytes * 4 : bytes * 2);
+    else if (this.out.length < bytes) this.out = Buffer.alloc(bytes * 2);
     return this.out;
   }
 

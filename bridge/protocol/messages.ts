@@ -176,6 +176,13 @@ export function parseBind(text: string): BindMessage {
   if (v !== PROTOCOL_VERSION) throw new ConfmuxError('UNSUPPORTED_VERSION', `protocol version ${String(v)} is not supported; this bridge speaks v${PROTOCOL_VERSION}`);
   const k = (raw as { kind?: unknown }).kind;
   if (!kind.safeParse(k).success) throw new ConfmuxError('UNSUPPORTED_KIND', `kind must be one of control, audio, video, content`);
+  // Only the schema of this kind can match (the union returns the first that does): a valid bind
+  // is checked against it alone. Through the union, a media bind failed BindControl first, and
+  // zod built that failure's issues and messages for nothing (about 2 kB per media connection,
+  // kept long enough to be promoted to the old generation). Anything it refuses goes through the
+  // union, for the same error as ever.
+  const own = (k === 'control' ? BindControl : BindMedia).safeParse(raw);
+  if (own.success) return own.data;
   const result = Bind.safeParse(raw);
   if (!result.success) throw new ConfmuxError('BAD_MESSAGE', `bind: ${describe(result.error)}`);
   return result.data;

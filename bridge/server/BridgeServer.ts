@@ -17,7 +17,7 @@ import { PROTOCOL_VERSION, parseBind, type BindMessage, type ServerMessage } fro
 import type { IncomingCall, MediaServerDriver, Presence } from '../../plugin/driver.ts';
 import { MediaTokens } from './MediaTokens.ts';
 import { Metrics } from './metrics.ts';
-import { Terminal } from './Terminal.ts';
+import { Terminal, type TerminalDeps } from './Terminal.ts';
 import { MediaPump } from './MediaPump.ts';
 import { VideoRooms } from './VideoRooms.ts';
 import { WebAssets } from './WebAssets.ts';
@@ -42,6 +42,17 @@ export interface Tracked extends WebSocket {
 
 const LOOPBACK = /^(127\.|::1$|::ffff:127\.)/;
 
+/**
+ * Connection listeners that need nothing but the emitter (`this`): one function for every
+ * connection instead of a closure (and the scope it keeps) per connection.
+ */
+function destroyOnError(this: Duplex): void {
+  this.destroy();
+}
+function markAlive(this: Tracked): void {
+  this.confmuxAlive = true;
+}
+
 export class BridgeServer {
   readonly metrics: Metrics;
   private readonly config: Readonly<Config>;
@@ -63,6 +74,8 @@ export class BridgeServer {
   private closed = false;
   private serving = false;
   private readonly owns: (number: string) => boolean;
+  /** what every Terminal gets: one object shared by all of them */
+  private readonly terminalDeps: TerminalDeps;
 
   constructor(config: Readonly<Config>, driver: MediaServerDriver, log: Logger, options: BridgeServerOptions = {}) {
     this.owns = options.owns ?? (() => true);
@@ -74,6 +87,20 @@ export class BridgeServer {
     this.admission = new Admission(config.limits);
     // the pump reads and writes the TCP socket itself: with TLS in the bridge, the JavaScript path
     this.mediaPump = config.server.tls ? null : MediaPump.forMode(config.server.mediaPump, log, config.server.mediaPumpPriority);
+    this.terminalDeps = {
+      config: this.config,
+      driver: this.driver,
+      tokens: this.tokens,
+      metrics: this.metrics,
+      log: this.log,
+      acceptingCalls: () => !this.draining,
+      presenceChanged: (t) => this.publishPresence(t.number),
+      videoRooms: this.videoRooms,
+      mediaPump: this.mediaPump,
+      closed: (t) => {
+        if (this.terminals.get(t.number) === t) this.terminals.delete(t.number);
+      },
+    };
     const handler = (req: IncomingMessage, res: ServerResponse): void => void this.onRequest(req, res);
     const tls = config.server.tls;
     this.http = tls ? createTlsServer({ ...this.readTls(), minVersion: 'TLSv1.2' }, handler) : createServer(handler);
@@ -234,7 +261,7 @@ export class BridgeServer {
       socket.resume();
       return;
     }
-    socket.on('error', () => socket.destroy());
+    socket.on('error', destroyOnError);
     // what ws's WebSocketServer does after its own handshake (ws: websocket-server.js completeUpgrade)
     const ws = new WebSocket(null as unknown as string, undefined, { autoPong: true } as WebSocket.ClientOptions) as Tracked & { setSocket(socket: Socket, head: Buffer, options: object): void };
     ws.setSocket(socket, handoff.head, { allowSynchronousEvents: true, maxPayload: this.config.limits.maxMessageBytes, skipUTF8Validation: false });
@@ -307,7 +334,9 @@ export class BridgeServer {
 
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const path = (req.url ?? '/').split('?')[0];
-    socket.on('error', () => socket.destroy());
+    // no closure here outlives the handshake: one kept for the connection's life would keep the
+    // whole request (headers, parser state) with it
+    socket.on('error', destroyOnError);
     if (path !== this.config.server.path) {
       socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
       return;
@@ -322,7 +351,8 @@ export class BridgeServer {
       socket.end('HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
       return;
     }
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws as Tracked, req.socket.remoteAddress));
+    const remote = req.socket.remoteAddress;
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws as Tracked, remote));
   }
 
   private refuse(ws: WebSocket, code: ErrorCode, message?: string, remote?: string): void {
@@ -343,23 +373,29 @@ export class BridgeServer {
       const why = refused === 'RATE_LIMITED' ? `more than ${this.config.limits.connectionsPerSecondPerIp} new connections per second from this address` : undefined;
       return this.refuse(ws, refused, why, remote);
     }
+    // Listeners here stay for the connection's life (but 'message', gone after the first): few,
+    // and sharing one scope; 'close' comes once, so 'on' (no once-wrapper kept per connection)
     let unbound = true;
-    ws.once('close', () => this.admission.release(ip, unbound));
-    ws.once('message', () => {
-      unbound = false;
-      this.admission.bound();
-    });
+    let timer: NodeJS.Timeout | null = null;
     ws.confmuxAlive = true;
     this.sockets.add(ws);
-    ws.on('pong', () => {
-      ws.confmuxAlive = true;
+    ws.on('close', () => {
+      this.admission.release(ip, unbound);
+      this.sockets.delete(ws);
+      if (timer !== null) clearTimeout(timer);
+      timer = null;
     });
+    ws.on('pong', markAlive);
     ws.on('error', (err) => this.log.debug({ err: err.message, remote }, 'socket error'));
-    ws.once('close', () => this.sockets.delete(ws));
-    const timer = setTimeout(() => this.refuse(ws, 'BIND_TIMEOUT', `no bind message within ${this.config.limits.bindTimeoutMs} ms`, remote), this.config.limits.bindTimeoutMs);
-    ws.once('close', () => clearTimeout(timer));
+    timer = setTimeout(() => {
+      timer = null;
+      this.refuse(ws, 'BIND_TIMEOUT', `no bind message within ${this.config.limits.bindTimeoutMs} ms`, remote);
+    }, this.config.limits.bindTimeoutMs);
     ws.once('message', (data: Buffer, isBinary: boolean) => {
-      clearTimeout(timer);
+      unbound = false;
+      this.admission.bound();
+      if (timer !== null) clearTimeout(timer);
+      timer = null;
       if (isBinary) return this.refuse(ws, 'BIND_REQUIRED', 'binary data before the bind message', remote);
       if (data.length > this.config.limits.maxControlMessageBytes) return this.refuse(ws, 'FRAME_TOO_LARGE', 'bind message too large', remote);
       let bind: BindMessage;
@@ -399,21 +435,8 @@ export class BridgeServer {
         this.metrics.refusals.inc({ code: 'REPLACED' });
         void previous.close('REPLACED');
       }
-      const terminal = new Terminal(bind.number, ws, {
-        config: this.config,
-        driver: this.driver,
-        tokens: this.tokens,
-        metrics: this.metrics,
-        log: this.log,
-        acceptingCalls: () => !this.draining,
-        presenceChanged: (t) => this.publishPresence(t.number),
-        videoRooms: this.videoRooms,
-        mediaPump: this.mediaPump,
-      });
+      const terminal = new Terminal(bind.number, ws, this.terminalDeps);
       this.terminals.set(bind.number, terminal);
-      terminal.once('closed', () => {
-        if (this.terminals.get(bind.number) === terminal) this.terminals.delete(bind.number);
-      });
       this.metrics.connections.inc({ kind: 'control' });
       terminal.send({
         type: 'bound',

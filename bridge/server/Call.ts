@@ -10,7 +10,7 @@
 import type { Socket } from 'node:net';
 import { EventEmitter } from 'node:events';
 import type WebSocket from 'ws';
-import type { Logger } from '../logger.ts';
+import { logWith, type Logger } from '../logger.ts';
 import type { AudioCodec } from '../protocol/codecs.ts';
 import { FLAG_KEYFRAME, FRAME_HEADER_BYTES, FRAME_KEYFRAME_REQUEST, FRAME_OK, STREAM_AUDIO, STREAM_CONTENT, STREAM_OWN, STREAM_VIDEO, checkFrame, checkFrameAt, frameTimestamp, writeFrameHeader, writeKeyframeRequest } from '../protocol/frame.ts';
 import type { VideoCodec } from '../protocol/videoCodecs.ts';
@@ -50,12 +50,29 @@ export interface CallEvents {
 /** tries to put a bound audio connection on the pump while its leg gets ready (5 s) */
 const PUMP_RETRIES = 20;
 
+/**
+ * The terminal a call belongs to. The call tells it of each event directly, before the call's own
+ * listeners: one reference per call where a listener per event (five closures, a once-wrapper and
+ * the emitter's table) used to be, for the whole call.
+ */
+export interface CallOwner {
+  /** the terminal's number (in the call's log lines) */
+  readonly number: string;
+  callRinging(call: Call): void;
+  callAnswered(call: Call): void;
+  callDtmf(call: Call, digit: string): void;
+  callRefused(call: Call, code: ErrorCode): void;
+  callEnded(call: Call, end: CallEnd): void;
+}
+
 export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
   readonly id: string;
   readonly to: string;
   readonly codec: AudioCodec;
   private readonly leg: DriverCall;
-  private readonly log: Logger;
+  /** the bridge's logger; lines about this call carry { terminal, callId } */
+  private readonly logger: Logger;
+  private readonly owner: CallOwner;
   private readonly limits: CallLimits;
   private readonly up: AudioConverter;
   private readonly down: AudioConverter;
@@ -72,7 +89,8 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
   /** video frames dropped for a slow terminal */
   videoDropped = 0;
   private audioBucket: TokenBucket;
-  private readonly videoBucket: TokenBucket;
+  /** video frames from the terminal (a call with video only) */
+  private readonly videoBucket: TokenBucket | null;
   private seq = 0;
   private timestamp = 0;
   private marker = true;
@@ -94,7 +112,7 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
   private reader: MediaFrameReader | null = null;
   private pumpRetry: NodeJS.Timeout | null = null;
 
-  constructor(id: string, to: string, codec: AudioCodec, leg: DriverCall, limits: CallLimits, log: Logger, videoRooms: VideoRooms | null = null, contentOnly = false, pump: MediaPump | null = null) {
+  constructor(id: string, to: string, codec: AudioCodec, leg: DriverCall, limits: CallLimits, log: Logger, owner: CallOwner, videoRooms: VideoRooms | null = null, contentOnly = false, pump: MediaPump | null = null) {
     super();
     this.pump = pump;
     this.contentOnly = contentOnly;
@@ -104,24 +122,34 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
     this.codec = codec;
     this.leg = leg;
     this.limits = limits;
-    this.log = log;
+    this.logger = log;
+    this.owner = owner;
     this.up = new AudioConverter(codec, leg.format);
     this.down = new AudioConverter(leg.format, codec);
     this.audioBucket = new TokenBucket(limits.audioFramesPerSecond, Math.ceil(limits.audioFramesPerSecond / 2));
-    this.videoBucket = new TokenBucket(limits.videoFramesPerSecond, Math.ceil(limits.videoFramesPerSecond / 2));
-    leg.on('ringing', () => this.emit('ringing'));
+    leg.on('ringing', () => {
+      this.owner.callRinging(this);
+      this.emit('ringing');
+    });
     leg.on('answered', () => {
       this.answered = true;
+      this.owner.callAnswered(this);
       this.emit('answered');
       this.watchKeyframes();
     });
-    leg.on('dtmf', (digit) => this.emit('dtmf', digit));
-    leg.once('ended', (end) => this.onEnded(end));
+    leg.on('dtmf', (digit) => {
+      this.owner.callDtmf(this, digit);
+      this.emit('dtmf', digit);
+    });
+    // onEnded runs once whatever the leg emits ('on' rather than 'once': no wrapper kept per call)
+    leg.on('ended', (end) => this.onEnded(end));
     leg.onAudio = (payload) => this.toTerminal(payload);
     this.videoCodec = leg.videoFormat ?? null;
+    this.videoBucket = this.videoCodec ? new TokenBucket(limits.videoFramesPerSecond, Math.ceil(limits.videoFramesPerSecond / 2)) : null;
     // a call whose audio never binds (the terminal gave up half-way) must not stay up for ever
     if (!contentOnly) {
       this.unboundTimer = setTimeout(() => {
+        this.unboundTimer = null;
         if (!this.audio && !this.ended && !this.inline) void this.hangup('media_lost');
       }, limits.mediaTokenTtlMs);
       this.unboundTimer.unref();
@@ -205,7 +233,7 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
       this.stopGrace();
       if (!this.ended && !this.audio) void this.hangup('media_lost');
     }, this.limits.resumeWindowMs);
-    this.log.info({ windowMs: this.limits.resumeWindowMs }, 'audio connection lost: waiting for the terminal to come back');
+    logWith(this.logger, 'info', { terminal: this.owner.number, callId: this.id }, 'audio connection lost: waiting for the terminal to come back', { windowMs: this.limits.resumeWindowMs });
   }
 
   private stopGrace(): void {
@@ -258,7 +286,7 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
     if (check === FRAME_KEYFRAME_REQUEST) return this.askPbxForKeyframe();
     if (check !== FRAME_OK) return this.refuse(ws, 'BAD_FRAME', 'bad frame header (version 1, type media or keyframe request)');
     if (data[2] !== codec.id) return this.refuse(ws, 'BAD_FRAME', `codec id ${data[2]} is not the call's video codec ${codec.id} (${codec.name})`);
-    if (!this.videoBucket.take()) {
+    if (!this.videoBucket!.take()) {
       mediaStats.droppedRateLimit++;
       return;
     }
@@ -301,6 +329,7 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
     this.audioSocket = socket;
     this.stopGrace();
     if (this.unboundTimer) clearTimeout(this.unboundTimer);
+    this.unboundTimer = null;
     // frames the fast reader does not take (or all of them, without it) arrive as messages
     ws.on('message', (data: Buffer, isBinary: boolean) => this.fromTerminal(ws, data, isBinary));
     if (socket && !this.pumpAudio(ws, socket)) {
@@ -308,7 +337,8 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
       // the leg may not carry media yet (chan_websocket before MEDIA_START): try again shortly
       if (this.pumpable()) this.retryPump(ws, socket, PUMP_RETRIES);
     }
-    ws.once('close', (code: number) => {
+    // 'close' comes once ('on' rather than 'once': no wrapper kept per connection)
+    ws.on('close', (code: number) => {
       if (this.audio !== ws) return;
       this.audio = null;
       this.audioSocket = null;
@@ -394,6 +424,7 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
   private refuse(ws: WebSocket, code: ErrorCode, message?: string): void {
     const err = new ConfmuxError(code, message);
     if (ws === this.audio) this.refused = true;
+    this.owner.callRefused(this, code);
     this.emit('refused', code);
     ws.close(err.closeCode, closeReason(code, message));
   }
@@ -461,6 +492,7 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
     this.pumped?.release();
     this.stopGrace();
     if (this.unboundTimer) clearTimeout(this.unboundTimer);
+    this.unboundTimer = null;
     this.videoRooms?.leave(this);
     this.leg.onAudio = null;
     if (this.leg.onVideo !== undefined) this.leg.onVideo = null;
@@ -472,7 +504,8 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
       if (ws) ws.close(1000, `call ended: ${end.reason}`);
       if (vws) vws.close(1000, `call ended: ${end.reason}`);
     }
-    this.log.debug({ reason: end.reason }, 'call closed');
+    logWith(this.logger, 'debug', { terminal: this.owner.number, callId: this.id }, 'call closed', { reason: end.reason });
+    this.owner.callEnded(this, end);
     this.emit('ended', end);
   }
 }

@@ -2,21 +2,20 @@
  * A terminal's control session: its bound control connection, its registration and its calls.
  * close() ends every call and the connection; it is idempotent.
  */
-import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import type WebSocket from 'ws';
-import type { Logger } from '../logger.ts';
+import { logWith, type Logger } from '../logger.ts';
 import type { Config } from '../config.ts';
 import { ConfmuxError, closeReason, type ErrorCode } from '../errors.ts';
 import { AUDIO_CODECS, chooseCodec } from '../protocol/codecs.ts';
 import { parseControl, type ControlRequest, type HangupReason, type ServerMessage } from '../protocol/messages.ts';
-import type { DriverCall, IncomingCall, MediaServerDriver } from '../../plugin/driver.ts';
+import type { CallEnd, DriverCall, IncomingCall, MediaServerDriver } from '../../plugin/driver.ts';
 import type { AudioCodec } from '../protocol/codecs.ts';
 import { chooseVideoCodec } from '../protocol/videoCodecs.ts';
 import { STREAM_AUDIO, STREAM_CONTENT, STREAM_VIDEO } from '../protocol/frame.ts';
 import { newCallId } from '../protocol/callId.ts';
 import type { MediaPump } from './MediaPump.ts';
-import { Call } from './Call.ts';
+import { Call, type CallOwner } from './Call.ts';
 import type { MediaTokens } from './MediaTokens.ts';
 import { TokenBucket } from './TokenBucket.ts';
 import type { Metrics } from './metrics.ts';
@@ -36,6 +35,8 @@ export interface TerminalDeps {
   videoRooms: VideoRooms;
   /** the native media pump, when this process has one */
   mediaPump: MediaPump | null;
+  /** the session closed (after its calls ended and its connection was closed) */
+  closed(terminal: Terminal): void;
 }
 
 interface PendingInvite {
@@ -43,12 +44,12 @@ interface PendingInvite {
   timer: NodeJS.Timeout;
 }
 
-export interface TerminalEvents {
-  closed: [];
-  callEnded: [Call];
-}
-
-export class Terminal extends EventEmitter<TerminalEvents> {
+/**
+ * One per bound terminal, for as long as it is connected: what it holds is memory per terminal, so
+ * it holds only what it needs (one dependencies object shared by every terminal, no child logger,
+ * the invitation and content maps made when first used).
+ */
+export class Terminal implements CallOwner {
   readonly number: string;
   name: string;
   registered = false;
@@ -56,34 +57,42 @@ export class Terminal extends EventEmitter<TerminalEvents> {
   /** the call whose media rides on the control connection, and its content leg */
   private inlineCall: Call | null = null;
   private inlineContent: Call | null = null;
-  /** content legs (presentation sharing) by their id, with the call they belong to */
-  private readonly contentOf = new Map<string, string>();
-  /** invitations from the PBX ringing this terminal, by callId */
-  private readonly invites = new Map<string, PendingInvite>();
+  /** content legs (presentation sharing) by their id, with the call they belong to (made when first used) */
+  private contentOf: Map<string, string> | null = null;
+  /** invitations from the PBX ringing this terminal, by callId (made when first used) */
+  private invites: Map<string, PendingInvite> | null = null;
   private ws: WebSocket;
   /** single-use token to come back after a dropped connection; rotated at each resume */
   resumeToken = randomBytes(18).toString('base64url');
   private detachTimer: NodeJS.Timeout | null = null;
   private readonly deps: TerminalDeps;
-  private readonly log: Logger;
   private readonly bucket: TokenBucket;
   private closed = false;
 
   constructor(number: string, ws: WebSocket, deps: TerminalDeps) {
-    super();
     this.number = number;
     this.name = number;
     this.ws = ws;
     this.deps = deps;
-    this.log = deps.log.child({ terminal: number });
     const limits = deps.config.limits;
     this.bucket = new TokenBucket(limits.controlMessagesPerSecond, limits.controlBurst);
     this.listen(ws);
   }
 
+  /** a line about this terminal: what a child logger with { terminal } would write */
+  private log(msg: string, extra?: Record<string, unknown>): void {
+    logWith(this.deps.log, 'info', { terminal: this.number }, msg, extra);
+  }
+
+  /** a line about one of its calls: what a child logger with { terminal, callId } would write */
+  private logCall(callId: string, msg: string, extra?: Record<string, unknown>): void {
+    logWith(this.deps.log, 'info', { terminal: this.number, callId }, msg, extra);
+  }
+
   private listen(ws: WebSocket): void {
     ws.on('message', (data: Buffer, isBinary: boolean) => this.onMessage(data, isBinary));
-    ws.once('close', (code: number) => {
+    // 'close' comes once ('on' rather than 'once': no wrapper kept per connection)
+    ws.on('close', (code: number) => {
       if (this.ws !== ws || this.closed) return;
       // a dropped connection (1006: no close frame, e.g. the network went) during calls may come
       // back; a terminal that closed (1000, or a browser leaving the page: 1001) has left
@@ -98,10 +107,10 @@ export class Terminal extends EventEmitter<TerminalEvents> {
   }
 
   private detach(windowMs: number): void {
-    this.log.info({ windowMs, calls: this.calls.size }, 'control connection lost: calls kept for the resume window');
+    this.log('control connection lost: calls kept for the resume window', { windowMs, calls: this.calls.size });
     this.detachTimer = setTimeout(() => {
       this.detachTimer = null;
-      this.log.info('resume window passed');
+      this.log('resume window passed');
       void this.close(undefined, undefined, 'media_lost');
     }, windowMs);
   }
@@ -115,7 +124,7 @@ export class Terminal extends EventEmitter<TerminalEvents> {
     if (old.readyState === old.OPEN) old.terminate();
     this.resumeToken = randomBytes(18).toString('base64url');
     this.listen(ws);
-    this.log.info({ calls: this.calls.size }, 'terminal resumed');
+    this.log('terminal resumed', { calls: this.calls.size });
   }
 
   /** New media tokens for every call still up (sent with a resume). */
@@ -145,7 +154,7 @@ export class Terminal extends EventEmitter<TerminalEvents> {
   private fail(code: ErrorCode, message?: string): void {
     this.failed = true;
     this.deps.metrics.refusals.inc({ code });
-    this.log.info({ code, reason: message }, 'control connection closed for bad input');
+    this.log('control connection closed for bad input', { code, reason: message });
     this.ws.close(new ConfmuxError(code, message).closeCode, closeReason(code, message));
   }
 
@@ -184,7 +193,7 @@ export class Terminal extends EventEmitter<TerminalEvents> {
       case 'register':
         if (msg.name) this.name = msg.name.replace(/[\u0000-\u001f"<>\\]/g, '').trim() || this.number;
         this.registered = true;
-        this.log.info({ name: this.name }, 'registered');
+        this.log('registered', { name: this.name });
         this.send({ type: 'registered', id: msg.id, number: this.number, name: this.name });
         this.deps.presenceChanged(this);
         return;
@@ -199,7 +208,7 @@ export class Terminal extends EventEmitter<TerminalEvents> {
       case 'reject': {
         const pending = this.takeInvite(msg.callId);
         if (!pending) return this.reply(msg.id, 'NO_SUCH_CALL', `no invitation ${msg.callId} is ringing`);
-        this.log.info({ callId: msg.callId, reason: msg.reason }, 'invitation rejected');
+        this.log('invitation rejected', { callId: msg.callId, reason: msg.reason });
         void pending.invite.reject(msg.reason).catch(() => undefined);
         this.send({ type: 'hangup', callId: msg.callId, reason: 'rejected', message: msg.reason });
         return;
@@ -209,7 +218,7 @@ export class Terminal extends EventEmitter<TerminalEvents> {
         return;
       case 'unshare': {
         const content = this.calls.get(msg.callId);
-        if (!content || !this.contentOf.has(msg.callId)) return this.reply(msg.id, 'NO_SUCH_CALL', `no content ${msg.callId} is shared`);
+        if (!content || !this.contentOf?.has(msg.callId)) return this.reply(msg.id, 'NO_SUCH_CALL', `no content ${msg.callId} is shared`);
         void content.hangup('normal');
         return;
       }
@@ -278,27 +287,43 @@ export class Terminal extends EventEmitter<TerminalEvents> {
   /** Wires a driver call to this terminal; returns the audio token for it. */
   private adopt(callId: string, to: string, codec: AudioCodec, leg: DriverCall, contentOnly = false, withToken = true): string {
     const { config, tokens } = this.deps;
-    const log = this.log.child({ callId });
-    const call = new Call(callId, to, codec, leg, config.limits, log, this.deps.videoRooms, contentOnly, this.deps.mediaPump);
+    // the call reports its events to this terminal (callRinging ... callEnded below)
+    const call = new Call(callId, to, codec, leg, config.limits, this.deps.log, this, this.deps.videoRooms, contentOnly, this.deps.mediaPump);
     this.calls.set(callId, call);
-    log.info({ to, codec: codec.name }, 'call started');
-    call.on('ringing', () => this.send({ type: 'ringing', callId }));
-    call.on('answered', () => {
-      log.info('call answered');
-      this.send({ type: 'answered', callId });
-    });
-    call.on('dtmf', (digit) => this.send({ type: 'dtmf', callId, digit }));
-    call.on('refused', (code) => this.deps.metrics.refusals.inc({ code }));
-    call.once('ended', (end) => {
-      this.calls.delete(callId);
-      tokens.revokeCall(callId);
-      this.deps.metrics.calls.inc({ reason: end.reason });
-      this.send({ type: 'hangup', callId, reason: end.reason, cause: end.cause, message: end.message });
-      this.emit('callEnded', call);
-      this.deps.presenceChanged(this);
-    });
+    this.logCall(callId, 'call started', { to, codec: codec.name });
     this.deps.presenceChanged(this);
     return withToken && !contentOnly ? tokens.issue(this.number, callId, 'audio') : '';
+  }
+
+  /** @internal CallOwner: the call's leg is ringing */
+  callRinging(call: Call): void {
+    this.send({ type: 'ringing', callId: call.id });
+  }
+
+  /** @internal CallOwner */
+  callAnswered(call: Call): void {
+    this.logCall(call.id, 'call answered');
+    this.send({ type: 'answered', callId: call.id });
+  }
+
+  /** @internal CallOwner */
+  callDtmf(call: Call, digit: string): void {
+    this.send({ type: 'dtmf', callId: call.id, digit });
+  }
+
+  /** @internal CallOwner: a media connection of the call was refused or closed for bad input */
+  callRefused(_call: Call, code: ErrorCode): void {
+    this.deps.metrics.refusals.inc({ code });
+  }
+
+  /** @internal CallOwner: the call ended (once); before the call's own 'ended' listeners */
+  callEnded(call: Call, end: CallEnd): void {
+    const callId = call.id;
+    this.calls.delete(callId);
+    this.deps.tokens.revokeCall(callId);
+    this.deps.metrics.calls.inc({ reason: end.reason });
+    this.send({ type: 'hangup', callId, reason: end.reason, cause: end.cause, message: end.message });
+    this.deps.presenceChanged(this);
   }
 
   /**
@@ -307,14 +332,14 @@ export class Terminal extends EventEmitter<TerminalEvents> {
    */
   private share(msg: Extract<ControlRequest, { type: 'share' }>): void {
     const call = this.calls.get(msg.callId);
-    if (!call || this.contentOf.has(msg.callId)) return this.reply(msg.id, 'NO_SUCH_CALL', `no call ${msg.callId} on this terminal`);
+    if (!call || this.contentOf?.has(msg.callId)) return this.reply(msg.id, 'NO_SUCH_CALL', `no call ${msg.callId} on this terminal`);
     if (!call.videoCodec) return this.reply(msg.id, 'NO_VIDEO');
     const contentId = `${msg.callId}-c${randomBytes(3).toString('hex')}`;
     const leg = this.deps.driver.placeCall({ callId: contentId, number: this.number, name: this.name, to: call.to, codec: call.codec, video: call.videoCodec, content: true });
     this.adopt(contentId, call.to, call.codec, leg, true);
-    this.contentOf.set(contentId, msg.callId);
+    (this.contentOf ??= new Map()).set(contentId, msg.callId);
     const content = this.calls.get(contentId)!;
-    content.once('ended', () => this.contentOf.delete(contentId));
+    content.once('ended', () => this.contentOf?.delete(contentId));
     call.once('ended', () => void content.hangup('normal'));
     if (call === this.inlineCall) {
       // the content of an inline call rides on the control connection too, as stream 3
@@ -336,31 +361,31 @@ export class Terminal extends EventEmitter<TerminalEvents> {
     const timeoutMs = this.deps.config.limits.inviteTimeoutMs;
     const timer = setTimeout(() => {
       if (!this.takeInvite(callId)) return;
-      this.log.info({ callId }, 'invitation not answered in time');
+      this.log('invitation not answered in time', { callId });
       void invite.reject('no_answer').catch(() => undefined);
       this.send({ type: 'hangup', callId, reason: 'no_answer', cause: 19, message: 'not answered in time' });
     }, timeoutMs);
-    this.invites.set(callId, { invite, timer });
+    (this.invites ??= new Map()).set(callId, { invite, timer });
     invite.once('cancelled', (end) => {
       if (!this.takeInvite(callId)) return;
       this.send({ type: 'hangup', callId, reason: 'cancelled', cause: end.cause, message: end.message });
     });
-    this.log.info({ callId, from: invite.from.number }, 'invitation ringing');
+    this.log('invitation ringing', { callId, from: invite.from.number });
     const video = invite.videoCodecs.map((c) => c.name);
     this.send({ type: 'incoming', callId, from: invite.from, to: invite.to, codecs: AUDIO_CODECS.map((c) => c.name), ...(video.length ? { video } : {}), expiresInMs: timeoutMs });
     invite.ring().catch(() => undefined);
   }
 
   private takeInvite(callId: string): PendingInvite | undefined {
-    const pending = this.invites.get(callId);
+    const pending = this.invites?.get(callId);
     if (!pending) return undefined;
-    this.invites.delete(callId);
+    this.invites!.delete(callId);
     clearTimeout(pending.timer);
     return pending;
   }
 
   private acceptInvite(msg: Extract<ControlRequest, { type: 'accept' }>): void {
-    const pending = this.invites.get(msg.callId);
+    const pending = this.invites?.get(msg.callId);
     if (!pending) return this.reply(msg.id, 'NO_SUCH_CALL', `no invitation ${msg.callId} is ringing`);
     const codec = chooseCodec(msg.codecs ?? AUDIO_CODECS.map((c) => c.name));
     if (!codec) return this.reply(msg.id, 'CODEC_UNSUPPORTED', `offered ${msg.codecs?.join(', ')}; supported: ${AUDIO_CODECS.map((c) => c.name).join(', ')}`);
@@ -383,14 +408,14 @@ export class Terminal extends EventEmitter<TerminalEvents> {
     if (this.detachTimer) clearTimeout(this.detachTimer);
     this.detachTimer = null;
     const reason: HangupReason = callReason ?? (code === 'SHUTTING_DOWN' ? 'shutdown' : 'normal');
-    for (const callId of [...this.invites.keys()]) void this.takeInvite(callId)?.invite.reject('unavailable').catch(() => undefined);
+    for (const callId of [...(this.invites?.keys() ?? [])]) void this.takeInvite(callId)?.invite.reject('unavailable').catch(() => undefined);
     await Promise.allSettled([...this.calls.values()].map((c) => c.hangup(reason)));
     this.deps.presenceChanged(this);
     if (this.ws.readyState === this.ws.OPEN || this.ws.readyState === this.ws.CONNECTING) {
       if (code) this.ws.close(new ConfmuxError(code, message).closeCode, closeReason(code, message));
       else this.ws.close(1000, 'closed');
     }
-    this.log.info('terminal session closed');
-    this.emit('closed');
+    this.log('terminal session closed');
+    this.deps.closed(this);
   }
 }

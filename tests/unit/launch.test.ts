@@ -1,0 +1,96 @@
+/**
+ * `confmux serve` (bin/confmux.mjs) runs the bridge with V8's young generation bounded
+ * (bin/youngGeneration.mjs), re-executing itself when the option was not given, and SIGTERM /
+ * SIGINT still reach the bridge exactly once however they are sent. No media server is needed:
+ * the bridge listens while its ARI link retries (to a closed port).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { YOUNG_GENERATION_FLAGS, youngGenerationArgs, youngGenerationGiven } from '../../bin/youngGeneration.mjs';
+
+const CLI = fileURLToPath(new URL('../../bin/confmux.mjs', import.meta.url));
+
+test('the young-generation option: given or not, and what a bridge started from here gets', () => {
+  assert.deepEqual(YOUNG_GENERATION_FLAGS, ['--max-semi-space-size=1']);
+  assert.equal(youngGenerationGiven([], ''), false);
+  assert.equal(youngGenerationGiven(['--import', 'tsx'], '--enable-source-maps'), false);
+  assert.equal(youngGenerationGiven(['--max-semi-space-size=4'], ''), true);
+  assert.equal(youngGenerationGiven([], '--max_semi_space_size=16'), true);
+  assert.deepEqual(youngGenerationArgs([], ''), ['--max-semi-space-size=1']);
+  // this process's own setting is passed on; one in NODE_OPTIONS is inherited (a flag would override it)
+  assert.deepEqual(youngGenerationArgs(['--import', 'tsx', '--max-semi-space-size=8'], ''), ['--max-semi-space-size=8']);
+  assert.deepEqual(youngGenerationArgs([], '--max-semi-space-size=16'), []);
+});
+
+interface Serving {
+  main: ChildProcess;
+  out: () => string;
+  exited: Promise<number | null>;
+  /** the process that serves: main itself (re-executed in place) or its child (supervised) */
+  bridgePid: number;
+}
+
+async function serve(): Promise<Serving> {
+  // its own process group, so that a signal can go to the group as a terminal's Ctrl-C does
+  const main = spawn(process.execPath, [CLI, 'serve'], {
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: {
+      ...process.env,
+      NODE_OPTIONS: '',
+      CONFMUX_HOST: '127.0.0.1',
+      CONFMUX_PORT: '0',
+      CONFMUX_PLAIN: 'true',
+      CONFMUX_ARI_URL: 'http://127.0.0.1:1',
+      CONFMUX_ARI_PASSWORD: 'unused',
+      CONFMUX_LOG_LEVEL: 'info',
+    },
+  });
+  let out = '';
+  main.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  main.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((resolve) => main.on('exit', (code) => resolve(code)));
+  for (let i = 0; i < 200 && !/"msg":"listening"/.test(out); i++) await new Promise((r) => setTimeout(r, 50));
+  assert.match(out, /"msg":"listening"/, out);
+  const children = readFileSync(`/proc/${main.pid}/task/${main.pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  const bridgePid = children.find((pid) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('confmux.mjs')) ?? main.pid!;
+  return { main, out: () => out, exited, bridgePid };
+}
+
+const cmdline = (pid: number): string[] => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+const count = (text: string, re: RegExp): number => text.split('\n').filter((l) => re.test(l)).length;
+
+test('serve: the bridge runs with the young generation bounded; SIGTERM to the main pid drains it once', { skip: process.platform !== 'linux' }, async () => {
+  const s = await serve();
+  try {
+    assert.ok(cmdline(s.bridgePid).includes('--max-semi-space-size=1'), cmdline(s.bridgePid).join(' '));
+    s.main.kill('SIGTERM');
+    assert.equal(await s.exited, 0);
+    assert.equal(count(s.out(), /"msg":"draining/), 1, s.out());
+    assert.equal(count(s.out(), /second signal/), 0, s.out());
+    assert.match(s.out(), /"msg":"stopped"/);
+  } finally {
+    s.main.kill('SIGKILL');
+  }
+});
+
+test('serve: SIGINT to the whole process group (Ctrl-C) stops the bridge once, and nothing is left', { skip: process.platform !== 'linux' }, async () => {
+  const s = await serve();
+  try {
+    process.kill(-s.main.pid!, 'SIGINT');
+    assert.equal(await s.exited, 0);
+    assert.equal(count(s.out(), /"msg":"draining/), 1, s.out());
+    assert.equal(count(s.out(), /second signal/), 0, s.out());
+    await new Promise((r) => setTimeout(r, 200));
+    assert.throws(() => process.kill(s.bridgePid, 0), 'the bridge process is gone');
+  } finally {
+    try {
+      process.kill(-s.main.pid!, 'SIGKILL');
+    } catch {
+      // gone
+    }
+  }
+});
