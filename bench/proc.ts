@@ -44,6 +44,20 @@ export function rssBytes(pid: number | number[]): number {
   return m ? Number(m[1]) * 1024 : 0;
 }
 
+/**
+ * The machine's CPU time so far, from /proc/stat's "cpu" line, in clock ticks: all of it, and the
+ * "steal" part (time a virtual machine's CPUs wanted to run but the hypervisor ran something else).
+ */
+export function machineCpuTicks(): { total: number; steal: number } {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n')[0]!;
+    const f = line.trim().split(/\s+/).slice(1, 9).map(Number);
+    return { total: f.reduce((a, b) => a + b, 0), steal: f[7] ?? 0 };
+  } catch {
+    return { total: 0, steal: 0 };
+  }
+}
+
 export function cpuModel(): string {
   try {
     const m = /model name\s*:\s*(.+)/.exec(readFileSync('/proc/cpuinfo', 'utf8'));

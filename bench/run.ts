@@ -25,7 +25,7 @@ import type { Socket } from 'node:net';
 import { FRAME_HEADER_BYTES, writeFrameHeader } from '../bridge/protocol/frame.ts';
 import { MediaFrameReader } from '../bridge/server/MediaFrameReader.ts';
 import { rawSocket } from '../bridge/server/wsFrames.ts';
-import { Histogram, cpuModel, cpuSeconds, cpuSplit, rssBytes } from './proc.ts';
+import { Histogram, cpuModel, cpuSeconds, cpuSplit, machineCpuTicks, rssBytes } from './proc.ts';
 import { startUdpPeer } from './turn.ts';
 import { youngGenerationArgs } from '../bin/youngGeneration.mjs';
 
@@ -106,6 +106,8 @@ export interface StepResult {
   /** the load generator's own event-loop delay in the window (its share of the tail) */
   loadLoopDelayMs: { p50: number; p99: number; max: number };
   held: boolean;
+  /** of the machine's CPU time in the window, the part the hypervisor gave to something else (/proc/stat steal) */
+  stealFraction?: number;
   /** what `held` was judged on: the relay-added latency measured in the bridge (pump), or the round trip */
   heldBy?: 'relay' | 'rtt';
 }
@@ -488,7 +490,10 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       let user0 = 0;
       let user1 = 0;
       let load0 = process.cpuUsage();
+      let machine0 = machineCpuTicks();
+      let machine1 = machine0;
       const sampler = setTimeout(() => {
+        machine0 = machineCpuTicks();
         cpu0 = cpuSeconds(bridge.pids);
         user0 = cpuSplit(bridge.pids).user;
         load0 = process.cpuUsage();
@@ -499,6 +504,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       let load1 = load0;
       let rss = 0;
       const sampler2 = setTimeout(() => {
+        machine1 = machineCpuTicks();
         cpu1 = cpuSeconds(bridge.pids);
         user1 = cpuSplit(bridge.pids).user;
         load1 = process.cpuUsage(load0);
@@ -508,6 +514,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       clearTimeout(sampler);
       clearTimeout(sampler2);
       if (cpu1 === 0) {
+        machine1 = machineCpuTicks();
         cpu1 = cpuSeconds(bridge.pids);
         user1 = cpuSplit(bridge.pids).user;
         load1 = process.cpuUsage(load0);
@@ -550,6 +557,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         unexpectedCloses: load.unexpectedCloses,
         bridgeLoop,
         loadLoopDelayMs,
+        stealFraction: machine1.total > machine0.total ? (machine1.steal - machine0.steal) / (machine1.total - machine0.total) : 0,
         held: false,
       };
       droppedBefore = droppedNow ?? droppedBefore;
@@ -609,6 +617,7 @@ export function formatStep(s: StepResult): string {
       ? [`relay-added latency in the bridge, one way (kernel receive time to sent on): to the media server p50 ${lat(s.bridgeLoop.pumpLatencyUs.up)}; to the terminal ${lat(s.bridgeLoop.pumpLatencyUs.down)}`]
       : []),
     `native media pump: ${s.bridgeLoop?.pumped === undefined ? '-' : `${s.bridgeLoop.pumped} of ${s.streams} calls${s.bridgeLoop.pumpWakeups ? `, ${Math.round(s.bridgeLoop.pumpWakeups / s.seconds)} wake-ups/s, ${f1((s.bridgeLoop.pumpEvents ?? 0) / s.bridgeLoop.pumpWakeups)} events each` : ''}`}`,
+    `machine: CPU steal ${s.stealFraction === undefined ? '-' : `${(s.stealFraction * 100).toFixed(1)} %`} of the window (a virtual machine's CPUs not running: it lands in every latency tail)`,
     `event-loop delay p99 / max: bridge ${s.bridgeLoop ? `${f2(s.bridgeLoop.loopDelayMs.p99)} / ${f2(s.bridgeLoop.loopDelayMs.max)} ms (loop busy ${f2(s.bridgeLoop.loopUtilization)})` : '-'}, load generator ${f2(s.loadLoopDelayMs.p99)} / ${f2(s.loadLoopDelayMs.max)} ms`,
   ].join('\n  ');
 }
