@@ -2,7 +2,8 @@
 //
 // Once a call's audio connection is bound, the bridge (bridge/server/MediaPump.ts) may hand the
 // pump two file descriptors: the terminal's WebSocket TCP socket and the call's UDP socket towards
-// the media server (RTP, or raw payloads for FreeSWITCH unicast and the bench's UDP echo). From
+// the media server (RTP, or raw payloads for FreeSWITCH unicast and the bench's UDP echo), or the
+// call's WebSocket client connection to Asterisk's chan_websocket. From
 // then on the pump relays the audio between them without entering JavaScript: it reads WebSocket
 // frames, checks them as the bridge does (final, binary, masked, size, confmux header version 1
 // type media, the call's codec, the frame rate), unmasks them in place, writes the RTP header over
@@ -73,6 +74,8 @@ struct Conn {
   // (Asterisk's chan_websocket: binary frames of bare payload, masked towards Asterisk)
   bool rtp = false;
   bool wsLeg = false;
+  // the terminal speaks PCMU, the raw leg L16 little-endian at 8 kHz (FreeSWITCH's unicast stream)
+  bool ulawToL16 = false;
   std::string legRest;  // WebSocket leg: bytes read, not yet a whole frame (or handed back)
   std::string legOut;   // WebSocket leg: bytes for the media server its socket did not take yet
   bool legOutArmed = false;
@@ -135,6 +138,34 @@ struct Histogram {
   }
 };
 
+// G.711 u-law, the same tables as bridge/media/g711.ts (the Sun reference algorithm)
+int16_t ulawDecodeTable[256];
+uint8_t ulawEncodeTable[65536];
+
+void buildUlawTables() {
+  for (int i = 0; i < 256; i++) {
+    int u = ~i & 0xff;
+    int exponent = (u >> 4) & 0x07;
+    int mantissa = u & 0x0f;
+    int sample = (((mantissa << 3) + 0x84) << exponent) - 0x84;
+    if (u & 0x80) sample = -sample;
+    ulawDecodeTable[i] = int16_t(sample);
+  }
+  for (int s = -32768; s < 32768; s++) {
+    int sample = s, sign = 0;
+    if (sample < 0) {
+      sample = -sample;
+      sign = 0x80;
+    }
+    if (sample > 32635) sample = 32635;
+    sample += 0x84;
+    int exponent = 7;
+    for (int mask = 0x4000; (sample & mask) == 0 && exponent > 0; mask >>= 1) exponent--;
+    int mantissa = (sample >> (exponent + 3)) & 0x0f;
+    ulawEncodeTable[s + 32768] = uint8_t(~(sign | (exponent << 4) | mantissa) & 0xff);
+  }
+}
+
 int64_t realNowNs() {
   timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
@@ -173,6 +204,7 @@ struct Pump {
   uint8_t rbuf[kReadBuffer];
   uint8_t ubuf[kUdpBuffer];
   uint8_t lbuf[kReadBuffer + kUdpHeadroom];
+  uint8_t cbuf[2 * kReadBuffer];  // converted payloads towards the media server
   uint32_t maskState = 0x9e3779b9;
   // relay-added latency towards the media server (up) and towards the terminal (down), under mu
   Histogram up, down;
@@ -262,7 +294,17 @@ struct Pump {
     bump(kFramesFromTerminals);
     uint8_t* payload = p + 10;
     size_t len = n - 10;
-    if (len > c->legMaxPayload) return true;  // the leg drops what it cannot carry, as in JavaScript
+    if ((c->ulawToL16 ? len * 2 : len) > c->legMaxPayload) return true;  // the leg drops what it cannot carry, as in JavaScript
+    if (c->ulawToL16) {
+      // u-law to L16 little-endian, into the scratch buffer (twice the size)
+      for (size_t i = 0; i < len; i++) {
+        int16_t v = ulawDecodeTable[payload[i]];
+        cbuf[2 * i] = uint8_t(uint16_t(v) & 0xff);
+        cbuf[2 * i + 1] = uint8_t(uint16_t(v) >> 8);
+      }
+      payload = cbuf;
+      len *= 2;
+    }
     uint8_t* dgram = payload;
     size_t size = len;
     if (c->rtp) {
@@ -613,6 +655,15 @@ struct Pump {
       payload = base + start;
       len = end - start;
     }
+    if (c->ulawToL16) {
+      // L16 little-endian to u-law, in place (sample i is written after samples 0..2i+1 were read)
+      size_t samples = len / 2;
+      for (size_t i = 0; i < samples; i++) {
+        int16_t v = int16_t(uint16_t(payload[2 * i]) | uint16_t(payload[2 * i + 1]) << 8);
+        payload[i] = ulawEncodeTable[int(v) + 32768];
+      }
+      len = samples;
+    }
     if (len == 0) return;
     // (a frame queued behind a slow socket counts from now: an under-estimate for those)
     if (relayToTerminal(c, payload, len) && at != 0) down.add(realNowNs() - at);
@@ -794,6 +845,7 @@ napi_value Attach(napi_env env, napi_callback_info info) {
   c->marker = numberProp(env, o, "marker", 0) != 0;
   c->rtp = numberProp(env, o, "rtp", 0) != 0;
   c->wsLeg = numberProp(env, o, "webSocketLeg", 0) != 0;
+  c->ulawToL16 = numberProp(env, o, "ulawToL16", 0) != 0 && !c->wsLeg && !c->rtp;
   c->pt = uint8_t(numberProp(env, o, "payloadType", 0));
   c->rtpSeq = uint16_t(numberProp(env, o, "rtpSeq", 0));
   c->rtpTimestamp = uint32_t(numberProp(env, o, "rtpTimestamp", 0));
@@ -1019,6 +1071,8 @@ napi_value Attached(napi_env env, napi_callback_info) {
 }
 
 napi_value Init(napi_env env, napi_value exports) {
+  static std::once_flag tables;
+  std::call_once(tables, buildUlawTables);
   Pump* p = new Pump();
   napi_set_instance_data(env, p, nullptr, nullptr);
   napi_add_env_cleanup_hook(env, cleanup, p);

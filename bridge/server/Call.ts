@@ -11,7 +11,7 @@ import type { Socket } from 'node:net';
 import { EventEmitter } from 'node:events';
 import type WebSocket from 'ws';
 import { logWith, type Logger } from '../logger.ts';
-import type { AudioCodec } from '../protocol/codecs.ts';
+import { L16_8K, PCMU, type AudioCodec } from '../protocol/codecs.ts';
 import { FLAG_KEYFRAME, FRAME_HEADER_BYTES, FRAME_KEYFRAME_REQUEST, FRAME_OK, STREAM_AUDIO, STREAM_CONTENT, STREAM_OWN, STREAM_VIDEO, checkFrame, checkFrameAt, frameTimestamp, writeFrameHeader, writeKeyframeRequest } from '../protocol/frame.ts';
 import type { VideoCodec } from '../protocol/videoCodecs.ts';
 import type { HangupReason } from '../protocol/messages.ts';
@@ -360,6 +360,9 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
     if (pump === null || !this.pumpable()) return false;
     const leg = this.leg.pumpLeg?.() ?? null;
     if (leg === null) return false;
+    // the one conversion the pump makes: u-law terminals on a raw L16 (8 kHz) leg, FreeSWITCH's unicast
+    const ulawToL16 = !this.up.isPassThrough;
+    if (ulawToL16 && (leg.kind !== 'udp' || leg.rtp !== null)) return false;
     const pumped = pump.attach(
       ws,
       socket,
@@ -377,6 +380,7 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
         tokens: this.audioBucket.level,
         highWaterBytes: this.limits.sendHighWaterBytes,
         alive: ws.confmuxAlive !== false,
+        ulawToL16,
       },
       (state) => {
         this.seq = state.seq;
@@ -396,7 +400,10 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
 
   /** whether this call's audio could ever go on the pump (a process with one, audio only, no conversion) */
   private pumpable(): boolean {
-    return this.pump !== null && !this.inline && this.video === null && this.videoCodec === null && this.up.isPassThrough && this.down.isPassThrough;
+    if (this.pump === null || this.inline || this.video !== null || this.videoCodec !== null) return false;
+    // no conversion, or u-law to and from L16 at 8 kHz (a table lookup the pump makes the same way)
+    const same = this.up.isPassThrough && this.down.isPassThrough;
+    return same || (this.codec === PCMU && this.leg.format === L16_8K);
   }
 
   private readFast(ws: WebSocket, socket: Socket): MediaFrameReader {

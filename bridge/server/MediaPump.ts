@@ -1,15 +1,16 @@
 /**
  * The native media pump (native/pump.cc, built by `npm run build:native`): a thread in C++ that
- * relays a call's audio between the terminal's WebSocket and the call's UDP leg to the media
- * server (RTP to Asterisk with `asterisk.mediaTransport` rtp, FreeSWITCH's unicast stream, the
- * bench's UDP echo) without entering JavaScript per frame. Measured in docs/performance.md: Node's
+ * relays a call's audio between the terminal's WebSocket and the call's leg to the media server
+ * (Asterisk's chan_websocket, RTP to Asterisk with `asterisk.mediaTransport` rtp, FreeSWITCH's
+ * unicast stream, the bench's UDP echo) without entering JavaScript per frame. Measured in docs/performance.md: Node's
  * per-read, per-write and per-datagram machinery, not the bridge's own code, was most of the cost
  * per frame, and no JavaScript change could take it away.
  *
  * One pump per process (each worker has its own). A call hands its audio over once its audio
- * connection is bound and the audio needs no conversion (the terminal's codec is the leg's format);
- * everything else (video, inline media, chan_websocket legs, conversion, TLS terminated in the
- * bridge) stays on the JavaScript path, which does the same checks with the same errors.
+ * connection is bound and its leg carries media, when the audio needs no conversion (the terminal's
+ * codec is the leg's format: chan_websocket, RTP with PCMU) or only u-law to and from L16 at 8 kHz
+ * (FreeSWITCH's unicast stream); everything else (video, inline media, resampling, TLS terminated in
+ * the bridge) stays on the JavaScript path, which does the same checks with the same errors.
  *
  * `server.mediaPump`: `auto` (default) uses it when the module is built and says so once at start
  * otherwise; `on` refuses to start without it; `off` never uses it. `server.mediaPumpPriority`

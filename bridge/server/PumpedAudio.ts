@@ -64,6 +64,8 @@ export interface PumpedAudioOptions {
   tokens: number;
   highWaterBytes: number;
   alive: boolean;
+  /** the terminal's u-law to and from the raw leg's L16 little-endian at 8 kHz (FreeSWITCH's unicast) */
+  ulawToL16?: boolean;
 }
 
 /** What the call continues from once the pump let go. */
@@ -170,6 +172,7 @@ export class PumpedAudio {
         tokens: o.tokens,
         highWaterBytes: o.highWaterBytes,
         alive: o.alive,
+        ulawToL16: o.ulawToL16 === true,
       });
     } catch (err) {
       (legSide.handle[legSide.start] as Method).call(legSide.handle);

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { loadConfig } from '../../bridge/config.ts';
 import { createLogger } from '../../bridge/logger.ts';
 import { BridgeServer } from '../../bridge/server/BridgeServer.ts';
+import { ulawDecode, ulawEncode } from '../../bridge/media/g711.ts';
 import { createNodeTerminal } from '../../bridge/sdk/node.ts';
 import type { TerminalClient } from '../../bridge/sdk/TerminalClient.ts';
 import type { Invitation } from '../../bridge/sdk/Invitation.ts';
@@ -25,8 +26,8 @@ async function until(cond: () => boolean, ms = 3000): Promise<void> {
   }
 }
 
-async function startAll(owns?: (number: string) => boolean): Promise<{ fs: FakeFreeSwitch; url: string }> {
-  const fs = await FakeFreeSwitch.start({ users: { '1001': 'pw-1001', '1002': 'pw-1002' }, rooms: ['3000'] });
+async function startAll(owns?: (number: string) => boolean): Promise<{ fs: FakeFreeSwitch; url: string; server: BridgeServer }> {
+  const fs = await FakeFreeSwitch.start({ users: { '1001': 'pw-1001', '1002': 'pw-1002', '1003': 'pw-1003' }, rooms: ['3000'] });
   cleanup.push(() => fs.close());
   const config = loadConfig({
     env: {},
@@ -41,7 +42,7 @@ async function startAll(owns?: (number: string) => boolean): Promise<{ fs: FakeF
     await server.close();
     await driver.close();
   });
-  return { fs, url: `ws://127.0.0.1:${address.port}/` };
+  return { fs, url: `ws://127.0.0.1:${address.port}/`, server };
 }
 
 async function terminal(url: string, number: string, password: string): Promise<TerminalClient> {
@@ -84,6 +85,32 @@ test('a terminal registers (user_data), calls a conference, exchanges audio over
   assert.equal(info.reason, 'normal');
   await until(() => fs.live.length === 0);
   await until(() => fs.globals.get('confmux_presence_1001') === 'available');
+});
+
+test('a PCMU terminal on the unicast leg: the native media pump converts u-law to and from L16 and the tone comes back', async () => {
+  const { fs, url, server } = await startAll();
+  const t = await terminal(url, '1003', 'pw-1003');
+  const call = await t.call('3000', { codecs: ['PCMU/8000'] });
+  await call.answered();
+  let peak = 0;
+  let frames = 0;
+  call.on('audio', (p: Uint8Array) => {
+    frames++;
+    for (const b of p) peak = Math.max(peak, Math.abs(ulawDecode(b)));
+  });
+  const payload = new Uint8Array(160);
+  for (let i = 0; i < 160; i++) payload[i] = ulawEncode(Math.round(8000 * Math.sin((2 * Math.PI * 500 * i) / 8000)));
+  let pumped = 0;
+  for (let i = 0; i < 10; i++) {
+    call.sendAudio(payload);
+    pumped = Math.max(pumped, server.pumpedCalls);
+    await wait(20);
+  }
+  await until(() => frames >= 5);
+  assert.equal(pumped, 1, 'the call on the native media pump');
+  assert.ok(peak > 6000, `the tone came back (peak ${peak})`);
+  await call.hangup();
+  await until(() => fs.live.length === 0);
 });
 
 test('FreeSWITCH invites a terminal; it accepts, is in the room, and a kick ends its call as kicked', async () => {

@@ -311,6 +311,27 @@ test('a raw leg on a connected socket (FreeSWITCH unicast, the UDP echo): payloa
   }
 });
 
+test('a raw L16 leg for a u-law terminal (FreeSWITCH unicast): the pump converts both ways byte for byte as the JavaScript converter does', async () => {
+  const { AudioConverter } = await import('../../bridge/media/AudioConverter.ts');
+  const { PCMU, L16_8K } = await import('../../bridge/protocol/codecs.ts');
+  const r = await rig({ rtp: null, connected: true, options: { codecId: 0, bytesPerSample: 1, ulawToL16: true } });
+  try {
+    const ulaw = hex('ff 00 80 7f 01 fe 55 aa');
+    r.terminal.write(masked(2, Buffer.concat([hex('10 00 00 00 0001 00000000'), ulaw])));
+    const up = new AudioConverter(PCMU, L16_8K).convert(ulaw);
+    assert.equal((await r.peer.next()).toString('hex'), up.toString('hex'), 'u-law decoded to L16 little-endian, 2 bytes a sample');
+    const linear = Buffer.alloc(12);
+    [0, 1000, -1000, 32767, -32768, 123].forEach((v, i) => linear.writeInt16LE(v, i * 2));
+    r.peer.send(linear, r.legSocket.address().port);
+    const down = new AudioConverter(L16_8K, PCMU).convert(linear);
+    assert.equal((await r.terminal.take(2 + 10 + 6)).toString('hex'), Buffer.concat([hex('8210 10 00 00 01 0005 000003e8'), down]).toString('hex'), 'encoded to u-law, 6 samples');
+    r.pumped.release();
+    assert.equal(r.released[0]!.timestamp, 1006, 'the terminal\'s timestamps count u-law samples');
+  } finally {
+    await r.close();
+  }
+});
+
 test("pings from the terminal are answered; the bridge's heartbeat pings through the pump and sees pongs", async () => {
   const r = await rig();
   try {
