@@ -614,7 +614,7 @@ export function formatStep(s: StepResult): string {
     `bridge RSS ${f1(s.bridgeRssBytes / 1048576)} MiB, ${f1(s.rssPerTerminalBytes / 1024)} kB per terminal`,
     `round trip p50 ${f2(s.rttMs.p50)} p99 ${f2(s.rttMs.p99)} p999 ${f2(s.rttMs.p999)} max ${f2(s.rttMs.max)} ms (one way ≈ half: p99 ${f2(s.rttMs.p99 / 2)} ms)`,
     ...(s.bridgeLoop?.pumpLatencyUs && s.bridgeLoop.pumpLatencyUs.up.count > 0
-      ? [`relay-added latency in the bridge, one way (kernel receive time to sent on): to the media server p50 ${lat(s.bridgeLoop.pumpLatencyUs.up)}; to the terminal ${lat(s.bridgeLoop.pumpLatencyUs.down)}`]
+      ? [`relay-added latency in the bridge, one way (kernel receive time to sent on): to the media server ${lat(s.bridgeLoop.pumpLatencyUs.up)}; to the terminal ${lat(s.bridgeLoop.pumpLatencyUs.down)}`]
       : []),
     `native media pump: ${s.bridgeLoop?.pumped === undefined ? '-' : `${s.bridgeLoop.pumped} of ${s.streams} calls${s.bridgeLoop.pumpWakeups ? `, ${Math.round(s.bridgeLoop.pumpWakeups / s.seconds)} wake-ups/s, ${f1((s.bridgeLoop.pumpEvents ?? 0) / s.bridgeLoop.pumpWakeups)} events each` : ''}`}`,
     `machine: CPU steal ${s.stealFraction === undefined ? '-' : `${(s.stealFraction * 100).toFixed(1)} %`} of the window (a virtual machine's CPUs not running: it lands in every latency tail)`,
