@@ -674,3 +674,52 @@ test("WebSocket leg: the media server's text message (MEDIA_XOFF) goes to the le
     r.close();
   }
 });
+
+test('bridge: 30 terminals calling, hanging up and calling again for 4 s: each hears only its own audio, and the pump holds nothing after', async () => {
+  const { createNodeTerminal } = await import('../../bridge/sdk/node.ts');
+  // every terminal connects from 127.0.0.1: lift the per-address connection rate
+  const b = await bridgeOnEcho({ connectionsPerSecondPerIp: 10000, connectionBurstPerIp: 10000 });
+  const terminals = Array.from({ length: 30 }, (_, i) => createNodeTerminal({ url: b.url, number: String(2000 + i), password: 'pw' }));
+  let crossTalk = 0;
+  let heard = 0;
+  let maxPumped = 0;
+  try {
+    await Promise.all(
+      terminals.map(async (t) => {
+        await t.connect();
+        await t.register();
+      }),
+    );
+    const deadline = Date.now() + 4000;
+    await Promise.all(
+      terminals.map(async (t, i) => {
+        const mine = (i % 250) + 1;
+        // calls of random length; each payload filled with this terminal's own byte
+        while (Date.now() < deadline) {
+          const call = await t.call('700', { codecs: ['PCMU/8000'] });
+          await call.answered();
+          call.on('audio', (p) => {
+            heard++;
+            if (p.some((v) => v !== mine)) crossTalk++;
+          });
+          const frames = 5 + Math.floor(Math.random() * 20);
+          for (let f = 0; f < frames; f++) {
+            call.sendAudio(new Uint8Array(160).fill(mine));
+            maxPumped = Math.max(maxPumped, b.server.pumpedCalls);
+            await new Promise((r) => setTimeout(r, 20));
+          }
+          await call.hangup();
+        }
+      }),
+    );
+    assert.equal(crossTalk, 0, 'no terminal heard another terminal\'s audio');
+    assert.ok(heard > 1000, `audio flowed (${heard} frames)`);
+    assert.ok(maxPumped >= 20, `calls were on the pump (${maxPumped} at once)`);
+    const settle = Date.now() + 2000;
+    while (b.server.pumpedCalls !== 0 && Date.now() < settle) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(b.server.pumpedCalls, 0, 'every ended call let go of the pump');
+  } finally {
+    for (const t of terminals) t.close();
+    await b.close();
+  }
+});
