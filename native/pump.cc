@@ -29,6 +29,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -241,13 +242,13 @@ struct Pump {
           if (c->handedBack) continue;
           if (key & 1) {
             if (c->wsLeg) {
-              if (evs[i].events & EPOLLOUT) flushLeg(c);
+              if (evs[i].events & EPOLLOUT) flush(c, true);
               if (!c->handedBack && (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))) onLegStream(c);
             } else {
               onUdp(c);
             }
           } else {
-            if (evs[i].events & EPOLLOUT) flush(c);
+            if (evs[i].events & EPOLLOUT) flush(c, false);
             if (!c->handedBack && (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))) onTcp(c);
           }
         }
@@ -356,17 +357,35 @@ struct Pump {
     return true;
   }
 
-  // Returns whether the bytes were sent or queued (false: dropped for a slow terminal, or broken).
+  // Towards the terminal: returns whether the bytes were sent or queued (false: dropped for a slow
+  // terminal, or the connection broke). Control frames (pongs, pings) are never dropped.
   bool writeToTerminal(Conn* c, const uint8_t* data, size_t size, bool control) {
-    if (!c->out.empty()) {
-      if (!control && c->out.size() + size > c->highWater) {
-        bump(kDroppedSlowTerminal);
+    return sendOrQueue(c, false, data, size, control ? SIZE_MAX : c->highWater, kDroppedSlowTerminal);
+  }
+
+  // Towards the media server on a WebSocket leg; a frame that does not fit behind a stalled socket
+  // (64 kB) is dropped whole.
+  void writeLeg(Conn* c, const uint8_t* data, size_t size) {
+    sendOrQueue(c, true, data, size, 65536, kDroppedSlowLeg);
+  }
+
+  // One side's stream socket (the terminal's, or a WebSocket leg's) and what waits to go out on it.
+  static int fdOf(Conn* c, bool leg) { return leg ? c->udp : c->tcp; }
+  static std::string& pendingOf(Conn* c, bool leg) { return leg ? c->legOut : c->out; }
+
+  // Sends at once when nothing waits, else queues behind what waits (up to `limit` bytes waiting;
+  // beyond, the frame is dropped and counted as `dropped`). A broken connection is handed back.
+  bool sendOrQueue(Conn* c, bool leg, const uint8_t* data, size_t size, size_t limit, Stat dropped) {
+    std::string& out = pendingOf(c, leg);
+    if (!out.empty()) {
+      if (out.size() + size > limit) {
+        bump(dropped);
         return false;
       }
-      c->out.append(reinterpret_cast<const char*>(data), size);
+      out.append(reinterpret_cast<const char*>(data), size);
       return true;
     }
-    ssize_t w = send(c->tcp, data, size, MSG_DONTWAIT | MSG_NOSIGNAL);
+    ssize_t w = send(fdOf(c, leg), data, size, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (w == ssize_t(size)) return true;
     if (w < 0) {
       if (errno != EAGAIN && errno != EWOULDBLOCK) {
@@ -376,77 +395,35 @@ struct Pump {
       }
       w = 0;
     }
-    c->out.assign(reinterpret_cast<const char*>(data) + w, size - size_t(w));
-    arm(c, true);
+    out.assign(reinterpret_cast<const char*>(data) + w, size - size_t(w));
+    arm(c, leg, true);
     return true;
   }
 
-  void arm(Conn* c, bool out) {
-    if (c->outArmed == out || c->handedBack) return;
-    c->outArmed = out;
-    epoll_event ev{};
-    ev.events = uint32_t(EPOLLIN) | (out ? uint32_t(EPOLLOUT) : 0u);
-    ev.data.u64 = uint64_t(c->id) << 1;
-    epoll_ctl(ep, EPOLL_CTL_MOD, c->tcp, &ev);
-  }
-
-  void armLeg(Conn* c, bool out) {
-    if (c->legOutArmed == out || c->handedBack) return;
-    c->legOutArmed = out;
-    epoll_event ev{};
-    ev.events = uint32_t(EPOLLIN) | (out ? uint32_t(EPOLLOUT) : 0u);
-    ev.data.u64 = (uint64_t(c->id) << 1) | 1;
-    epoll_ctl(ep, EPOLL_CTL_MOD, c->udp, &ev);
-  }
-
-  // towards the media server on a WebSocket leg; a frame that does not fit behind a stalled
-  // socket (64 kB) is dropped whole
-  void writeLeg(Conn* c, const uint8_t* data, size_t size) {
-    if (!c->legOut.empty()) {
-      if (c->legOut.size() + size > 65536) {
-        bump(kDroppedSlowLeg);
-        return;
-      }
-      c->legOut.append(reinterpret_cast<const char*>(data), size);
-      return;
-    }
-    ssize_t w = send(c->udp, data, size, MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (w == ssize_t(size)) return;
-    if (w < 0) {
-      if (errno != EAGAIN && errno != EWOULDBLOCK) {
-        handBack(c);
-        return;
-      }
-      w = 0;
-    }
-    c->legOut.assign(reinterpret_cast<const char*>(data) + w, size - size_t(w));
-    armLeg(c, true);
-  }
-
-  void flushLeg(Conn* c) {
-    while (!c->legOut.empty()) {
-      ssize_t w = send(c->udp, c->legOut.data(), c->legOut.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  // Writable again: sends what waits; stops watching for writability once it is all out.
+  void flush(Conn* c, bool leg) {
+    std::string& out = pendingOf(c, leg);
+    while (!out.empty()) {
+      ssize_t w = send(fdOf(c, leg), out.data(), out.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
       if (w < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK) return;
         handBack(c);
         return;
       }
-      c->legOut.erase(0, size_t(w));
+      out.erase(0, size_t(w));
     }
-    armLeg(c, false);
+    arm(c, leg, false);
   }
 
-  void flush(Conn* c) {
-    while (!c->out.empty()) {
-      ssize_t w = send(c->tcp, c->out.data(), c->out.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
-      if (w < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-        handBack(c);
-        return;
-      }
-      c->out.erase(0, size_t(w));
-    }
-    arm(c, false);
+  // Watches a side's socket for writability too (out) or not.
+  void arm(Conn* c, bool leg, bool out) {
+    bool& armed = leg ? c->legOutArmed : c->outArmed;
+    if (armed == out || c->handedBack) return;
+    armed = out;
+    epoll_event ev{};
+    ev.events = uint32_t(EPOLLIN) | (out ? uint32_t(EPOLLOUT) : 0u);
+    ev.data.u64 = (uint64_t(c->id) << 1) | (leg ? 1 : 0);
+    epoll_ctl(ep, EPOLL_CTL_MOD, fdOf(c, leg), &ev);
   }
 
   void onTcp(Conn* c) {
