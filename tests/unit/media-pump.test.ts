@@ -33,17 +33,42 @@ function masked(opcode: number, payload: Buffer): Buffer {
   return out;
 }
 
+/** Waits until `ready()` holds, woken by notify() (data arrived) or failing after `ms`. */
+class Arrivals {
+  private wake: (() => void) | null = null;
+
+  notify(): void {
+    this.wake?.();
+  }
+
+  async until(ready: () => boolean, ms: number, what: () => string): Promise<void> {
+    const deadline = Date.now() + ms;
+    while (!ready()) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`timed out: ${what()}`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.wake = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+      this.wake = null;
+    }
+  }
+}
+
 /** A terminal speaking raw WebSocket bytes: everything it receives after the handshake, in order. */
 class RawTerminal {
   readonly socket: TcpSocket;
   private buf = Buffer.alloc(0);
-  private wake: (() => void) | null = null;
+  private readonly arrivals = new Arrivals();
 
   private constructor(socket: TcpSocket) {
     this.socket = socket;
     socket.on('data', (d: Buffer) => {
       this.buf = Buffer.concat([this.buf, d]);
-      this.wake?.();
+      this.arrivals.notify();
     });
   }
 
@@ -64,25 +89,11 @@ class RawTerminal {
 
   /** waits for `end(buf)` >= 0, then takes buf up to it, and `skip` bytes more */
   private async until(end: (b: Buffer) => number, ms = 2000, skip = 0): Promise<Buffer> {
-    const deadline = Date.now() + ms;
-    for (;;) {
-      const at = end(this.buf);
-      if (at >= 0) {
-        const taken = this.buf.subarray(0, at);
-        this.buf = this.buf.subarray(at + skip);
-        return taken;
-      }
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`timed out; have ${this.buf.toString('hex')}`);
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left);
-        this.wake = () => {
-          clearTimeout(t);
-          resolve();
-        };
-      });
-      this.wake = null;
-    }
+    await this.arrivals.until(() => end(this.buf) >= 0, ms, () => `have ${this.buf.toString('hex')}`);
+    const at = end(this.buf);
+    const taken = this.buf.subarray(0, at);
+    this.buf = this.buf.subarray(at + skip);
+    return taken;
   }
 
   /** the next n bytes */
@@ -105,12 +116,12 @@ class RawTerminal {
 class Peer {
   readonly socket: UdpSocket = createSocket('udp4');
   private readonly got: Array<{ msg: Buffer; from: RemoteInfo }> = [];
-  private wake: (() => void) | null = null;
+  private readonly arrivals = new Arrivals();
 
   async open(): Promise<this> {
     this.socket.on('message', (msg, from) => {
       this.got.push({ msg, from });
-      this.wake?.();
+      this.arrivals.notify();
     });
     await new Promise<void>((r) => this.socket.bind(0, '127.0.0.1', r));
     return this;
@@ -121,19 +132,7 @@ class Peer {
   }
 
   async next(ms = 2000): Promise<Buffer> {
-    const deadline = Date.now() + ms;
-    while (this.got.length === 0) {
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error('no datagram');
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left);
-        this.wake = () => {
-          clearTimeout(t);
-          resolve();
-        };
-      });
-      this.wake = null;
-    }
+    await this.arrivals.until(() => this.got.length > 0, ms, () => 'no datagram');
     return this.got.shift()!.msg;
   }
 
