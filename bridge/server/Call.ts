@@ -351,9 +351,9 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
   }
 
   /**
-   * Hands the audio to the native media pump when the process has one, the leg is a UDP leg and
-   * no conversion is needed; true when the pump took it. Frames the pump hands back (and all
-   * frames once it let go) come to ws's 'message' events above.
+   * Hands the audio to the native media pump when the process has one and the leg offers itself
+   * (a UDP leg, or chan_websocket's once it carries media); true when the pump took it. Frames the
+   * pump hands back (and all frames once it let go) come to ws's 'message' events above.
    */
   private pumpAudio(ws: Tracked, socket: Socket): boolean {
     const pump = this.pump;
@@ -398,7 +398,7 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
     return true;
   }
 
-  /** whether this call's audio could ever go on the pump (a process with one, audio only, no conversion) */
+  /** whether this call's audio could ever go on the pump (a process with one, audio only, at most u-law to L16) */
   private pumpable(): boolean {
     if (this.pump === null || this.inline || this.video !== null || this.videoCodec !== null) return false;
     // no conversion, or u-law to and from L16 at 8 kHz (a table lookup the pump makes the same way)
