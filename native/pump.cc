@@ -185,6 +185,25 @@ int64_t arrivalNs(msghdr* msg) {
   return 0;
 }
 
+// One recvmsg into buf with the packet's receive timestamp (*at, 0 when none) and, for datagrams,
+// its sender (from may be null).
+ssize_t receive(int fd, uint8_t* buf, size_t len, int64_t* at, sockaddr_storage* from) {
+  iovec iov{buf, len};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(timespec)) * 2];
+  msghdr msg{};
+  if (from != nullptr) {
+    msg.msg_name = from;
+    msg.msg_namelen = sizeof *from;
+  }
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  ssize_t r = recvmsg(fd, &msg, MSG_DONTWAIT);
+  *at = r > 0 ? arrivalNs(&msg) : 0;
+  return r;
+}
+
 int64_t nowNs() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -429,17 +448,9 @@ struct Pump {
   void onTcp(Conn* c) {
     size_t have = c->rest.size();
     if (have) memcpy(rbuf, c->rest.data(), have);
-    iovec iov{rbuf + have, kReadBuffer - have};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(timespec)) * 2];
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    ssize_t r = recvmsg(c->tcp, &msg, MSG_DONTWAIT);
-    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
     // the time of the last segment read: frames read together count from it (a slight under-estimate)
-    arrival = r > 0 ? arrivalNs(&msg) : 0;
+    ssize_t r = receive(c->tcp, rbuf + have, kReadBuffer - have, &arrival, nullptr);
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
     if (r <= 0) {
       // end of stream or an error: JavaScript's own read sees it (rest holds a partial frame, if any)
       handBack(c);
@@ -510,20 +521,13 @@ struct Pump {
     uint8_t* base = lbuf + kUdpHeadroom;
     size_t have = c->legRest.size();
     if (have) memcpy(base, c->legRest.data(), have);
-    iovec iov{base + have, kReadBuffer - have};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(timespec)) * 2];
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    ssize_t r = recvmsg(c->udp, &msg, MSG_DONTWAIT);
+    int64_t at = 0;
+    ssize_t r = receive(c->udp, base + have, kReadBuffer - have, &at, nullptr);
     if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
     if (r <= 0) {
       handBack(c);
       return;
     }
-    int64_t at = arrivalNs(&msg);
     size_t len = have + size_t(r);
     size_t o = 0;
     while (o < len) {
@@ -589,18 +593,9 @@ struct Pump {
   void onUdp(Conn* c) {
     uint8_t* base = ubuf + kUdpHeadroom;
     sockaddr_storage from;
-    iovec iov{base, kUdpBuffer - kUdpHeadroom};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(timespec)) * 2];
-    msghdr msg{};
-    msg.msg_name = &from;
-    msg.msg_namelen = sizeof from;
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    ssize_t r = recvmsg(c->udp, &msg, MSG_DONTWAIT);
+    int64_t at = 0;
+    ssize_t r = receive(c->udp, base, kUdpBuffer - kUdpHeadroom, &at, &from);
     if (r <= 0) return;  // EAGAIN, or ECONNREFUSED from an ICMP error: nothing to relay
-    int64_t at = arrivalNs(&msg);
     if (c->expectPort != 0) {
       uint16_t port = from.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&from)->sin6_port)
                                                  : ntohs(reinterpret_cast<sockaddr_in*>(&from)->sin_port);
