@@ -445,35 +445,51 @@ struct Pump {
     epoll_ctl(ep, EPOLL_CTL_MOD, fdOf(c, leg), &ev);
   }
 
-  void onTcp(Conn* c) {
-    size_t have = c->rest.size();
-    if (have) memcpy(rbuf, c->rest.data(), have);
-    // the time of the last segment read: frames read together count from it (a slight under-estimate)
-    ssize_t r = receive(c->tcp, rbuf + have, kReadBuffer - have, &arrival, nullptr);
-    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+  // Reads what arrived on a stream socket behind the bytes kept from the last read (`rest`, copied
+  // to base first): the bytes now at base, or 0 when there is nothing to do (nothing to read yet;
+  // or the stream ended or broke, and the connection was handed back with `rest` as it was).
+  size_t readStream(Conn* c, int fd, std::string& rest, uint8_t* base, int64_t* at) {
+    size_t have = rest.size();
+    if (have) memcpy(base, rest.data(), have);
+    ssize_t r = receive(fd, base + have, kReadBuffer - have, at, nullptr);
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return 0;
     if (r <= 0) {
-      // end of stream or an error: JavaScript's own read sees it (rest holds a partial frame, if any)
+      // end of stream or an error: JavaScript's own read sees it
       handBack(c);
-      return;
+      return 0;
     }
-    size_t len = have + size_t(r);
+    return have + size_t(r);
+  }
+
+  // A WebSocket frame header at p (RFC 6455 5.2): false while fewer than its bytes are there; else
+  // its length (masking key included) and the payload length.
+  static bool frameHeader(const uint8_t* p, size_t avail, size_t* header, uint64_t* n) {
+    if (avail < 2) return false;
+    uint64_t len = p[1] & 0x7f;
+    size_t h = (len == 126 ? 4 : len == 127 ? 10 : 2) + ((p[1] & 0x80) ? 4 : 0);
+    if (avail < h) return false;
+    if (len == 126) {
+      len = (uint64_t(p[2]) << 8) | p[3];
+    } else if (len == 127) {
+      len = 0;
+      for (int i = 0; i < 8; i++) len = (len << 8) | p[2 + i];
+    }
+    *header = h;
+    *n = len;
+    return true;
+  }
+
+  void onTcp(Conn* c) {
+    // the time of the last segment read: frames read together count from it (a slight under-estimate)
+    size_t len = readStream(c, c->tcp, c->rest, rbuf, &arrival);
+    if (len == 0) return;
     size_t o = 0;
     while (o < len) {
       size_t avail = len - o;
-      if (avail < 2) break;
+      size_t header;
+      uint64_t n;
+      if (!frameHeader(rbuf + o, avail, &header, &n)) break;
       uint8_t b0 = rbuf[o], b1 = rbuf[o + 1];
-      uint64_t n = b1 & 0x7f;
-      size_t header = 2;
-      if (n == 126) header = 4;
-      else if (n == 127) header = 10;
-      if (b1 & 0x80) header += 4;
-      if (avail < header) break;
-      if (n == 126) {
-        n = (uint64_t(rbuf[o + 2]) << 8) | rbuf[o + 3];
-      } else if (n == 127) {
-        n = 0;
-        for (int i = 0; i < 8; i++) n = (n << 8) | rbuf[o + 2 + i];
-      }
       uint8_t opcode = b0 & 0x0f;
       bool mine = (b1 & 0x80) != 0 && (b0 & 0xf0) == 0x80 &&
                   ((opcode == 2 && n <= c->maxFrame) || ((opcode == 9 || opcode == 10) && n <= 125));
@@ -519,26 +535,17 @@ struct Pump {
   // (MEDIA_XOFF and the other text messages, ping, close) goes to JavaScript with the rest.
   void onLegStream(Conn* c) {
     uint8_t* base = lbuf + kUdpHeadroom;
-    size_t have = c->legRest.size();
-    if (have) memcpy(base, c->legRest.data(), have);
     int64_t at = 0;
-    ssize_t r = receive(c->udp, base + have, kReadBuffer - have, &at, nullptr);
-    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
-    if (r <= 0) {
-      handBack(c);
-      return;
-    }
-    size_t len = have + size_t(r);
+    size_t len = readStream(c, c->udp, c->legRest, base, &at);
+    if (len == 0) return;
     size_t o = 0;
     while (o < len) {
       size_t avail = len - o;
-      if (avail < 2) break;
+      size_t header;
+      uint64_t n;
+      if (!frameHeader(base + o, avail, &header, &n)) break;
       uint8_t b0 = base[o], b1 = base[o + 1];
-      uint64_t n = b1 & 0x7f;
-      size_t header = n == 126 ? 4 : n == 127 ? 10 : 2;
-      if (avail < header) break;
-      if (n == 126) n = (uint64_t(base[o + 2]) << 8) | base[o + 3];
-      else if (n == 127) n = 4096 + 1;  // never a 20 ms payload
+      // a server's frames are not masked; larger than any 20 ms payload is not media
       if (b0 != 0x82 || (b1 & 0x80) != 0 || n > 4096) {
         c->legRest.assign(reinterpret_cast<char*>(base) + o, len - o);
         handBack(c);
