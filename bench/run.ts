@@ -13,7 +13,7 @@
  * bridge and leaves it the CPU.
  * Loopback only; every run is bounded in streams and time and stops by itself.
  */
-import type { RelayLatency } from '../bridge/server/MediaPump.ts';
+import type { RelayLatencySummary as RelayLatency } from '../bridge/server/metrics.ts';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter, once } from 'node:events';
 import { cpus } from 'node:os';

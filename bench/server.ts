@@ -22,6 +22,7 @@ import { createLogger } from '../bridge/logger.ts';
 import { fileURLToPath } from 'node:url';
 import { BridgeServer } from '../bridge/server/BridgeServer.ts';
 import { loadNativePump, relayLatency } from '../bridge/server/MediaPump.ts';
+import { PUMP_STAT } from '../bridge/server/PumpedAudio.ts';
 import { UpgradeRouter } from '../bridge/server/UpgradeRouter.ts';
 import { WorkerLink, ownsNumber, workerIdentity } from '../bridge/server/WorkerLink.ts';
 import { WorkerPool } from '../bridge/server/WorkerPool.ts';
@@ -133,7 +134,7 @@ async function main(): Promise<void> {
       const ms = (ns: number): number => ns / 1e6;
       const u = performance.eventLoopUtilization(elu);
       const mem = process.memoryUsage();
-      process.stdout.write(`${JSON.stringify({ loopDelayMs: { p50: ms(delay.percentile(50)), p99: ms(delay.percentile(99)), max: ms(delay.max) }, loopUtilization: u.utilization, heapUsedBytes: mem.heapUsed, externalBytes: mem.external, terminals: server.terminalCount, pumped: 'pumpedCalls' in server ? server.pumpedCalls : undefined, pumpWakeups: (pumpCounts()[6] ?? 0) - (pumpAtReset[6] ?? 0), pumpEvents: (pumpCounts()[7] ?? 0) - (pumpAtReset[7] ?? 0), pumpPriority: server instanceof BridgeServer ? server.pumpPriority : undefined, pumpLatencyUs: 'pump' in native ? relayLatency(native.pump.latency(false)) : undefined })}\n`);
+      process.stdout.write(`${JSON.stringify({ loopDelayMs: { p50: ms(delay.percentile(50)), p99: ms(delay.percentile(99)), max: ms(delay.max) }, loopUtilization: u.utilization, heapUsedBytes: mem.heapUsed, externalBytes: mem.external, terminals: server.terminalCount, pumped: 'pumpedCalls' in server ? server.pumpedCalls : undefined, pumpWakeups: (pumpCounts()[PUMP_STAT.wakeups] ?? 0) - (pumpAtReset[PUMP_STAT.wakeups] ?? 0), pumpEvents: (pumpCounts()[PUMP_STAT.events] ?? 0) - (pumpAtReset[PUMP_STAT.events] ?? 0), pumpPriority: server instanceof BridgeServer ? server.pumpPriority : undefined, pumpLatencyUs: 'pump' in native ? relayLatency(native.pump.latency(false)) : undefined })}\n`);
     }
   });
   process.stdin.on('end', () => void stop());

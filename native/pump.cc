@@ -54,12 +54,13 @@ constexpr size_t kUdpBuffer = 4096;
 // room in front of a received datagram for the WebSocket (up to 4) and confmux (10) headers
 constexpr size_t kUdpHeadroom = 16;
 
+// the order of stats() (bridge/server/PumpedAudio.ts PUMP_STAT names each index)
 enum Stat { kFramesFromTerminals, kFramesToTerminals, kDroppedRateLimit, kDroppedSlowTerminal, kRejectedDatagrams, kHandbacks, kWakeups, kEvents, kDroppedSlowLeg, kStatCount };
 
 struct Conn {
   uint32_t id = 0;
   int tcp = -1;
-  int udp = -1;
+  int leg = -1;  // the media-server side: a UDP socket, or a WebSocket leg's TCP socket
   sockaddr_storage remote{};
   socklen_t remoteLen = 0;  // 0: the UDP socket is connected, send() without an address
   uint16_t expectPort = 0;  // datagrams from another source port are dropped (0: any)
@@ -289,7 +290,7 @@ struct Pump {
     if (c->handedBack) return;
     c->handedBack = true;
     epoll_ctl(ep, EPOLL_CTL_DEL, c->tcp, nullptr);
-    epoll_ctl(ep, EPOLL_CTL_DEL, c->udp, nullptr);
+    epoll_ctl(ep, EPOLL_CTL_DEL, c->leg, nullptr);
     bump(kHandbacks);
     handbacks.push_back(c->id);
   }
@@ -368,9 +369,9 @@ struct Pump {
       for (size_t i = 0; i < len; i++) payload[i] ^= m[i & 3];
       writeLeg(c, h, hs + len);
     } else if (c->remoteLen == 0) {
-      send(c->udp, dgram, size, MSG_DONTWAIT);
+      send(c->leg, dgram, size, MSG_DONTWAIT);
     } else {
-      sendto(c->udp, dgram, size, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&c->remote), c->remoteLen);
+      sendto(c->leg, dgram, size, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&c->remote), c->remoteLen);
     }
     if (arrival != 0) up.add(realNowNs() - arrival);
     return true;
@@ -389,7 +390,7 @@ struct Pump {
   }
 
   // One side's stream socket (the terminal's, or a WebSocket leg's) and what waits to go out on it.
-  static int fdOf(Conn* c, bool leg) { return leg ? c->udp : c->tcp; }
+  static int fdOf(Conn* c, bool leg) { return leg ? c->leg : c->tcp; }
   static std::string& pendingOf(Conn* c, bool leg) { return leg ? c->legOut : c->out; }
 
   // Sends at once when nothing waits, else queues behind what waits (up to `limit` bytes waiting;
@@ -536,7 +537,7 @@ struct Pump {
   void onLegStream(Conn* c) {
     uint8_t* base = lbuf + kUdpHeadroom;
     int64_t at = 0;
-    size_t len = readStream(c, c->udp, c->legRest, base, &at);
+    size_t len = readStream(c, c->leg, c->legRest, base, &at);
     if (len == 0) return;
     size_t o = 0;
     while (o < len) {
@@ -601,7 +602,7 @@ struct Pump {
     uint8_t* base = ubuf + kUdpHeadroom;
     sockaddr_storage from;
     int64_t at = 0;
-    ssize_t r = receive(c->udp, base, kUdpBuffer - kUdpHeadroom, &at, &from);
+    ssize_t r = receive(c->leg, base, kUdpBuffer - kUdpHeadroom, &at, &from);
     if (r <= 0) return;  // EAGAIN, or ECONNREFUSED from an ICMP error: nothing to relay
     if (c->expectPort != 0) {
       uint16_t port = from.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&from)->sin6_port)
@@ -654,7 +655,7 @@ struct Pump {
   // for the socket to take it; otherwise the connection is shut down rather than left with half a frame.
   void flushBlocking(Conn* c) {
     flushBlocking(c->tcp, c->out);
-    if (c->wsLeg) flushBlocking(c->udp, c->legOut);
+    if (c->wsLeg) flushBlocking(c->leg, c->legOut);
   }
 
   static void flushBlocking(int fd, std::string& out) {
@@ -798,7 +799,7 @@ napi_value Start(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
-// attach(tcpFd, udpFd, options) -> id
+// attach(tcpFd, legFd, options) -> id
 napi_value Attach(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3];
@@ -808,13 +809,13 @@ napi_value Attach(napi_env env, napi_callback_info info) {
     napi_throw_error(env, "PUMP_NOT_STARTED", "the media pump is not started");
     return nullptr;
   }
-  int32_t tcp = -1, udp = -1;
+  int32_t tcp = -1, leg = -1;
   CHECK(napi_get_value_int32(env, argv[0], &tcp));
-  CHECK(napi_get_value_int32(env, argv[1], &udp));
+  CHECK(napi_get_value_int32(env, argv[1], &leg));
   napi_value o = argv[2];
   Conn* c = new Conn();
   c->tcp = tcp;
-  c->udp = udp;
+  c->leg = leg;
   c->maxFrame = uint32_t(numberProp(env, o, "maxFrameBytes", 4096));
   c->codec = uint8_t(numberProp(env, o, "codec", 0));
   c->stream = uint8_t(numberProp(env, o, "stream", 0));
@@ -863,7 +864,7 @@ napi_value Attach(napi_env env, napi_callback_info info) {
   // receive timestamps, for the relay-added latency (off again at detach)
   int on = 1;
   setsockopt(tcp, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof on);
-  setsockopt(udp, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof on);
+  setsockopt(leg, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof on);
   std::lock_guard<std::mutex> lock(p->mu);
   c->id = p->nextId++;
   if (p->nextId >= 0x7fffffff) p->nextId = 1;
@@ -873,11 +874,11 @@ napi_value Attach(napi_env env, napi_callback_info info) {
   ev.data.u64 = uint64_t(c->id) << 1;
   bool ok = epoll_ctl(p->ep, EPOLL_CTL_ADD, tcp, &ev) == 0;
   ev.data.u64 = (uint64_t(c->id) << 1) | 1;
-  ok = ok && epoll_ctl(p->ep, EPOLL_CTL_ADD, udp, &ev) == 0;
+  ok = ok && epoll_ctl(p->ep, EPOLL_CTL_ADD, leg, &ev) == 0;
   if (!ok) {
     int e = errno;
     epoll_ctl(p->ep, EPOLL_CTL_DEL, tcp, nullptr);
-    epoll_ctl(p->ep, EPOLL_CTL_DEL, udp, nullptr);
+    epoll_ctl(p->ep, EPOLL_CTL_DEL, leg, nullptr);
     p->conns.erase(c->id);
     delete c;
     napi_throw_error(env, "PUMP_ATTACH", strerror(e));
@@ -915,14 +916,14 @@ napi_value Detach(napi_env env, napi_callback_info info) {
     p->conns.erase(it);
     if (!c->handedBack) {
       epoll_ctl(p->ep, EPOLL_CTL_DEL, c->tcp, nullptr);
-      epoll_ctl(p->ep, EPOLL_CTL_DEL, c->udp, nullptr);
+      epoll_ctl(p->ep, EPOLL_CTL_DEL, c->leg, nullptr);
     }
   }
   // no longer in the map nor in epoll: the pump thread cannot reach it any more
   p->flushBlocking(c);
   int off = 0;
   setsockopt(c->tcp, SOL_SOCKET, SO_TIMESTAMPNS, &off, sizeof off);
-  setsockopt(c->udp, SOL_SOCKET, SO_TIMESTAMPNS, &off, sizeof off);
+  setsockopt(c->leg, SOL_SOCKET, SO_TIMESTAMPNS, &off, sizeof off);
   napi_value o;
   CHECK(napi_create_object(env, &o));
   setNumber(env, o, "seq", c->seq);

@@ -26,7 +26,7 @@ import type { Logger } from 'pino';
 import type { PumpLeg } from '../../plugin/driver.ts';
 import { ConfigError } from '../config.ts';
 import { mediaStats, mediaStatsCollectors, relayLatencySource, type RelayLatencySummary } from './metrics.ts';
-import { PumpedAudio, type NativePump, type PumpedAudioOptions, type PumpedAudioState } from './PumpedAudio.ts';
+import { PUMP_STAT, PumpedAudio, type NativePump, type PumpedAudioOptions, type PumpedAudioState } from './PumpedAudio.ts';
 
 export type MediaPumpMode = 'auto' | 'on' | 'off';
 export type MediaPumpPriority = 'realtime' | 'normal';
@@ -56,7 +56,7 @@ export class MediaPump {
   private readonly native: NativePump;
   private readonly held = new Map<number, PumpedAudio>();
   /** the native counters already added to mediaStats */
-  private readonly counted = [0, 0, 0, 0, 0, 0];
+  private readonly counted: number[] = [];
 
   /** the relay thread's scheduling: "realtime", or "normal" (with why, when realtime was asked for and refused) */
   readonly priority: string;
@@ -89,7 +89,7 @@ export class MediaPump {
   }
 
   /**
-   * Hands a call's bound audio connection and its UDP leg to the pump; null when it cannot (the
+   * Hands a call's bound audio connection and its leg to the media server to the pump; null when it cannot (the
    * call stays on the JavaScript path). `onReleased` gets the call's state back when the pump lets
    * go, for whatever reason.
    */
@@ -113,7 +113,7 @@ export class MediaPump {
    * microseconds: from the kernel's receive timestamp of the packet (SO_TIMESTAMPNS) to the pump's
    * send on the other socket. `up`: terminal to media server; `down`: media server to terminal.
    */
-  latency(reset = false): { up: RelayLatency; down: RelayLatency } {
+  latency(reset = false): { up: RelayLatencySummary; down: RelayLatencySummary } {
     return relayLatency(this.native.latency(reset));
   }
 
@@ -121,25 +121,24 @@ export class MediaPump {
   collectStats(): void {
     const s = this.native.stats();
     const d = (i: number): number => {
-      const delta = s[i]! - this.counted[i]!;
-      this.counted[i] = s[i]!;
+      const delta = (s[i] ?? 0) - (this.counted[i] ?? 0);
+      this.counted[i] = s[i] ?? 0;
       return delta;
     };
-    mediaStats.framesFromTerminals += d(0);
-    mediaStats.framesToTerminals += d(1);
-    mediaStats.droppedRateLimit += d(2);
-    mediaStats.droppedSlowTerminal += d(3);
-    mediaStats.pumpRejectedDatagrams += d(4);
-    mediaStats.pumpHandbacks += d(5);
+    mediaStats.framesFromTerminals += d(PUMP_STAT.framesFromTerminals);
+    mediaStats.framesToTerminals += d(PUMP_STAT.framesToTerminals);
+    mediaStats.droppedRateLimit += d(PUMP_STAT.droppedRateLimit);
+    mediaStats.droppedSlowTerminal += d(PUMP_STAT.droppedSlowTerminal);
+    mediaStats.droppedSlowMediaServer += d(PUMP_STAT.droppedSlowMediaServer);
+    mediaStats.pumpRejectedDatagrams += d(PUMP_STAT.rejectedDatagrams);
+    mediaStats.pumpHandbacks += d(PUMP_STAT.handbacks);
   }
 }
 
 let instance: MediaPump | undefined;
 
-export type RelayLatency = RelayLatencySummary;
-
 /** the native latency() array as two summaries */
-export function relayLatency(v: number[]): { up: RelayLatency; down: RelayLatency } {
-  const at = (i: number): RelayLatency => ({ p50: v[i]!, p99: v[i + 1]!, p999: v[i + 2]!, max: v[i + 3]!, count: v[i + 4]! });
+export function relayLatency(v: number[]): { up: RelayLatencySummary; down: RelayLatencySummary } {
+  const at = (i: number): RelayLatencySummary => ({ p50: v[i]!, p99: v[i + 1]!, p999: v[i + 2]!, max: v[i + 3]!, count: v[i + 4]! });
   return { up: at(0), down: at(5) };
 }

@@ -22,6 +22,19 @@ import type { Socket as UdpSocket } from 'node:dgram';
 import type WebSocket from 'ws';
 import type { PumpLeg } from '../../plugin/driver.ts';
 
+/** Where each counter is in the native module's stats() (the order of `Stat` in native/pump.cc). */
+export const PUMP_STAT = {
+  framesFromTerminals: 0,
+  framesToTerminals: 1,
+  droppedRateLimit: 2,
+  droppedSlowTerminal: 3,
+  rejectedDatagrams: 4,
+  handbacks: 5,
+  wakeups: 6,
+  events: 7,
+  droppedSlowMediaServer: 8,
+} as const;
+
 /** The native module's surface (native/pump.cc). */
 export interface NativePump {
   /** starts the relay thread: "realtime", "normal", "normal: <why not realtime>" (or "started" when it ran already) */

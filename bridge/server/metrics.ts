@@ -11,6 +11,8 @@ export const mediaStats = {
   droppedRateLimit: 0,
   videoFromTerminals: 0,
   videoToTerminals: 0,
+  /** frames to the media server the native media pump dropped behind a stalled WebSocket leg */
+  droppedSlowMediaServer: 0,
   /** datagrams the native media pump dropped: not from the leg's peer, not its RTP payload type */
   pumpRejectedDatagrams: 0,
   /** connections the native media pump handed back to JavaScript (a close, a bad frame, the end) */
@@ -73,6 +75,7 @@ export class Metrics {
         for (const f of mediaStatsCollectors) f();
         dropped.set({ reason: 'slow_terminal' }, mediaStats.droppedSlowTerminal);
         dropped.set({ reason: 'rate_limit' }, mediaStats.droppedRateLimit);
+        dropped.set({ reason: 'slow_media_server' }, mediaStats.droppedSlowMediaServer);
         dropped.set({ reason: 'pump_rejected_datagram' }, mediaStats.pumpRejectedDatagrams);
       },
     });

@@ -15,7 +15,7 @@ import { connect, type Socket as TcpSocket, type AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { MediaPump, loadNativePump } from '../../bridge/server/MediaPump.ts';
 import { createLogger } from '../../bridge/logger.ts';
-import { type PumpedAudio, type NativePump, type PumpedAudioOptions, type PumpedAudioState } from '../../bridge/server/PumpedAudio.ts';
+import { PUMP_STAT, type PumpedAudio, type NativePump, type PumpedAudioOptions, type PumpedAudioState } from '../../bridge/server/PumpedAudio.ts';
 import { rawSocket } from '../../bridge/server/wsFrames.ts';
 import type { PumpLeg, RtpSenderState } from '../../plugin/driver.ts';
 
@@ -390,11 +390,11 @@ test('frames beyond the rate limit are dropped', async () => {
   try {
     const frames: Buffer[] = [];
     for (let i = 0; i < 10; i++) frames.push(masked(2, hex(`10 00 00 00 00${i.toString(16).padStart(2, '0')} 00000000 aa`)));
-    const before = native.stats()[2]!;
+    const before = native.stats()[PUMP_STAT.droppedRateLimit]!;
     r.terminal.write(Buffer.concat(frames));
     const got = await r.peer.none(200);
     assert.ok(got >= 3 && got <= 4, `3 (burst) or 4 frames passed, not ${got}`);
-    assert.ok(native.stats()[2]! - before >= 6, 'the rest counted as dropped for the rate limit');
+    assert.ok(native.stats()[PUMP_STAT.droppedRateLimit]! - before >= 6, 'the rest counted as dropped for the rate limit');
   } finally {
     await r.close();
   }
