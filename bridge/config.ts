@@ -132,6 +132,12 @@ export const ConfigSchema = z
         bridgeId: z.string().regex(/^[A-Za-z0-9_-]+$/).default('confmux'),
         /** address of the UDP sockets of the unicast audio stream, ours and FreeSWITCH's: FreeSWITCH must run on this host */
         rtpBindAddress: z.string().min(1).default('127.0.0.1'),
+        /** address of the bridge's SIP leg (calls with video): FreeSWITCH's sofia profile sends its INVITEs here */
+        sipAddress: z.string().min(1).default('127.0.0.1'),
+        /** UDP port of the SIP leg (0: any free port; FreeSWITCH is told which in each originate) */
+        sipPort: port.default(0),
+        /** the sofia profile FreeSWITCH dials the SIP leg from (dialplan/freeswitch/sip_profile_confmux.xml) */
+        sipProfile: z.string().regex(/^[A-Za-z0-9_.-]+$/).default('confmux'),
         /** timeout of each ESL request */
         requestTimeoutMs: ms.default(5000),
         /** how long a placed call may ring before it ends as no_answer (seconds) */
@@ -202,6 +208,7 @@ export const ENV_OVERRIDES: Readonly<Record<string, readonly string[]>> = Object
   CONFMUX_ESL_PASSWORD: ['freeswitch', 'password'],
   CONFMUX_FREESWITCH_CONTEXT: ['freeswitch', 'context'],
   CONFMUX_FREESWITCH_DOMAIN: ['freeswitch', 'domain'],
+  CONFMUX_FREESWITCH_SIP_PROFILE: ['freeswitch', 'sipProfile'],
   CONFMUX_LOG_LEVEL: ['log', 'level'],
   CONFMUX_BIND_TIMEOUT_MS: ['limits', 'bindTimeoutMs'],
   CONFMUX_HEARTBEAT_INTERVAL_MS: ['limits', 'heartbeatIntervalMs'],

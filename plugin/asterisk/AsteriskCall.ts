@@ -16,7 +16,7 @@ import type { CallEnd, DriverCall, DriverCallEvents, PlaceCallRequest, PumpLeg }
 import type { AriEvent, AriLink } from './AriLink.ts';
 import { RtpMediaLeg } from './RtpMediaLeg.ts';
 import { WebSocketMediaLeg } from './WebSocketMediaLeg.ts';
-import { SipMediaLeg } from './SipMediaLeg.ts';
+import { SipMediaLeg } from '../sip/SipMediaLeg.ts';
 import type { SipServer } from '../sip/SipServer.ts';
 import type { VideoCodec } from '../../bridge/protocol/videoCodecs.ts';
 

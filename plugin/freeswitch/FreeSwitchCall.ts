@@ -6,22 +6,32 @@
  *    `other_loopback_leg_uuid`) runs the dialplan: the conference member an operator sees and kicks.
  *  - a call FreeSWITCH placed (an invitation): the parked channel that invited the terminal is
  *    answered and streams; its other loopback half is the one in the room.
+ *  - a call with video: FreeSWITCH dials the bridge's SIP leg (SipMediaLeg, u-law audio and the
+ *    video codec in one dialog) with `bgapi originate {...,absolute_codec_string=^^:PCMU:H264}
+ *    sofia/<profile>/confmux-<call>@<bridge SIP address> <to> XML <context>`: once the bridge
+ *    answers, that one channel runs the dialplan into the room, carrying audio and video itself,
+ *    so the room's talker and the video it shows are the same participant. unicast is audio only.
  * Whichever side ends the call, every channel this call created is killed (`uuid_kill`) and its
- * UDP socket closed before `ended` is emitted.
+ * sockets closed before `ended` is emitted.
  *
  * Verified against transcripts only (never a live FreeSWITCH): originate/bgapi replies, the
  * CHANNEL_CREATE/ANSWER/PARK/HANGUP events and their headers, kick-member, uuid_kill, sendmsg
  * unicast's `+OK`. Not in any transcript, written from FreeSWITCH's documentation: DTMF events,
- * uuid_send_dtmf, uuid_answer, and the variables we set on originate reaching the events.
+ * uuid_send_dtmf, uuid_answer, and the variables we set on originate reaching the events; and the
+ * whole video path (sofia dial string, absolute_codec_string, the INVITE mod_sofia sends), tested
+ * against a fake only.
  */
 import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../../bridge/logger.ts';
-import { L16_8K, type AudioCodec } from '../../bridge/protocol/codecs.ts';
+import { L16_8K, PCMU, type AudioCodec } from '../../bridge/protocol/codecs.ts';
+import type { VideoCodec } from '../../bridge/protocol/videoCodecs.ts';
 import type { HangupReason } from '../../bridge/protocol/messages.ts';
 import type { CallEnd, DriverCall, DriverCallEvents, PlaceCallRequest, PumpLeg } from '../driver.ts';
 import { EslApiError, type EslEvent, type EslLink } from './EslLink.ts';
 import { UnicastMediaLeg } from './UnicastMediaLeg.ts';
+import { SipMediaLeg } from '../sip/SipMediaLeg.ts';
+import type { SipServer } from '../sip/SipServer.ts';
 
 export interface FreeSwitchCallOptions {
   link: EslLink;
@@ -30,6 +40,10 @@ export interface FreeSwitchCallOptions {
   bridgeId: string;
   rtpBindAddress: string;
   dialTimeoutS: number;
+  /** the bridge's SIP user agent, for calls with video (null: audio only) */
+  sip: SipServer | null;
+  /** the sofia profile FreeSWITCH dials the SIP leg from */
+  sipProfile: string;
   log: Logger;
   /** called when a channel of this call is known / forgotten, for event routing */
   track(uuid: string, call: FreeSwitchCall | null): void;
@@ -108,12 +122,22 @@ function cleanVar(value: string): string {
 }
 
 const KILL_WAIT_MS = 3000;
+/**
+ * A BYE on a video call's SIP leg and the channel's CHANNEL_HANGUP event arrive on two sockets in
+ * either order; the event says why (kicked, the cause), so the BYE waits this long for it.
+ */
+const HANGUP_EVENT_GRACE_MS = 500;
 
 export class FreeSwitchCall extends EventEmitter<DriverCallEvents> implements DriverCall {
   readonly id: string;
-  /** the unicast stream of a loopback channel is L16 8 kHz; the bridge converts to the terminal's codec */
-  readonly format: AudioCodec = L16_8K;
+  /**
+   * the unicast stream of a loopback channel is L16 8 kHz, a video call's SIP leg u-law; the bridge
+   * converts to the terminal's codec
+   */
+  readonly format: AudioCodec;
+  readonly videoFormat: VideoCodec | null;
   onAudio: ((payload: Buffer) => void) | null = null;
+  onVideo: ((frame: Buffer, timestamp: number, keyframe: boolean) => void) | null = null;
   private readonly req: PlaceCallRequest;
   private readonly opts: FreeSwitchCallOptions;
   private readonly log: Logger;
@@ -122,7 +146,7 @@ export class FreeSwitchCall extends EventEmitter<DriverCallEvents> implements Dr
   readonly mediaUuid: string;
   /** the channel in the room (the other loopback half), once known */
   private roomUuid: string | null;
-  private leg: UnicastMediaLeg | null = null;
+  private leg: UnicastMediaLeg | SipMediaLeg | null = null;
   private created = false;
   private rang = false;
   private mediaStarted = false;
@@ -141,6 +165,9 @@ export class FreeSwitchCall extends EventEmitter<DriverCallEvents> implements Dr
     this.opts = opts;
     this.id = req.callId;
     this.inbound = inbound;
+    // video only on calls the terminal places (an invitation from FreeSWITCH stays audio only)
+    this.videoFormat = req.video && opts.sip && !inbound ? req.video : null;
+    this.format = this.videoFormat ? PCMU : L16_8K;
     this.log = opts.log.child({ callId: req.callId });
     this.mediaUuid = inbound ? inbound.uuid : randomUUID();
     this.roomUuid = inbound?.otherUuid ?? null;
@@ -161,7 +188,18 @@ export class FreeSwitchCall extends EventEmitter<DriverCallEvents> implements Dr
   }
 
   pumpLeg(): PumpLeg | null {
-    return this.ending ? null : (this.leg?.pumpLeg() ?? null);
+    const leg = this.leg;
+    return this.ending || !(leg instanceof UnicastMediaLeg) ? null : leg.pumpLeg();
+  }
+
+  sendVideo(frame: Uint8Array, timestamp: number): void {
+    const leg = this.leg;
+    if (leg instanceof SipMediaLeg) leg.sendVideo(frame, timestamp);
+  }
+
+  requestKeyframe(): void {
+    const leg = this.leg;
+    if (leg instanceof SipMediaLeg) leg.requestKeyframe();
   }
 
   /** Runs the set-up; failures end the call with a reason, never throw. */
@@ -170,6 +208,10 @@ export class FreeSwitchCall extends EventEmitter<DriverCallEvents> implements Dr
     this.opts.track(this.mediaUuid, this);
     if (this.roomUuid) this.opts.track(this.roomUuid, this);
     try {
+      if (this.videoFormat) {
+        await this.dialVideo(this.videoFormat);
+        return;
+      }
       const leg = await UnicastMediaLeg.create(this.opts.rtpBindAddress);
       this.leg = leg;
       leg.onAudio = (payload) => {
@@ -195,10 +237,9 @@ export class FreeSwitchCall extends EventEmitter<DriverCallEvents> implements Dr
     }
   }
 
-  private async dial(): Promise<void> {
-    const { link } = this.opts;
-    const name = cleanVar(this.req.name) || this.req.number;
-    const vars = [
+  /** Variables every channel the bridge originates carries (what events and hupall find it by). */
+  private originateVars(name: string): string[] {
+    return [
       `origination_uuid=${this.mediaUuid}`,
       `confmux_call=${cleanVar(this.req.callId)}`,
       `confmux_bridge=${this.opts.bridgeId}`,
@@ -207,6 +248,11 @@ export class FreeSwitchCall extends EventEmitter<DriverCallEvents> implements Dr
       `origination_caller_id_name='${name}'`,
       `originate_timeout=${this.opts.dialTimeoutS}`,
     ];
+  }
+
+  private async dial(): Promise<void> {
+    const { link } = this.opts;
+    const vars = this.originateVars(cleanVar(this.req.name) || this.req.number);
     this.created = true;
     // bgapi: a blocking api originate would hold the whole ESL connection while a phone rings
     const result = await link.bgapi(`originate {${vars.join(',')}}loopback/${this.req.to}/${this.opts.context} &park()`, (this.opts.dialTimeoutS + 10) * 1000);
@@ -217,6 +263,56 @@ export class FreeSwitchCall extends EventEmitter<DriverCallEvents> implements Dr
       return;
     }
     await this.startMedia();
+  }
+
+  /**
+   * A call with video: FreeSWITCH dials the bridge's SIP leg from the sofia profile and, once the
+   * bridge answers, runs the dialled extension (a video room) on that channel. A content leg is
+   * marked (confmux_content=1): the room's dialplan gives it the video floor.
+   */
+  private async dialVideo(video: VideoCodec): Promise<void> {
+    const leg = await SipMediaLeg.create(this.opts.sip!, this.opts.rtpBindAddress, `confmux-${this.req.callId}`, video);
+    this.leg = leg;
+    leg.onAudio = (payload) => {
+      const cb = this.onAudio;
+      if (cb !== null) cb(payload);
+    };
+    leg.onVideo = (frame, timestamp, keyframe) => {
+      const cb = this.onVideo;
+      if (cb !== null) cb(frame, timestamp, keyframe);
+    };
+    leg.on('keyframeRequest', () => {
+      if (!this.ending) this.emit('keyframeRequest');
+    });
+    // the leg's own channel sends the room's DTMF to us as RFC 4733 events
+    leg.on('dtmf', (digit) => {
+      if (this.answered && !this.ending) this.emit('dtmf', digit);
+    });
+    leg.once('open', () => {
+      if (this.ending || this.answered) return;
+      this.answered = true;
+      this.emit('answered');
+    });
+    leg.once('close', (why) => {
+      if (this.ending) return;
+      const timer = setTimeout(() => {
+        if (!this.ending) void this.finish({ reason: this.kicked ? 'kicked' : this.answered ? 'remote' : 'failed', message: why });
+      }, HANGUP_EVENT_GRACE_MS);
+      timer.unref();
+    });
+    if (this.ending) return;
+    const base = cleanVar(this.req.name) || this.req.number;
+    const vars = [
+      ...this.originateVars(this.req.content ? `${base} (content)` : base),
+      `confmux_content=${this.req.content ? 1 : 0}`,
+      // exactly u-law and the terminal's video codec: what the leg answers with
+      `absolute_codec_string=^^:PCMU:${video.sdpName}`,
+    ];
+    this.created = true;
+    const target = leg.uri.slice('sip:'.length);
+    const result = await this.opts.link.bgapi(`originate {${vars.join(',')}}sofia/${this.opts.sipProfile}/${target} ${this.req.to} XML ${this.opts.context}`, (this.opts.dialTimeoutS + 10) * 1000);
+    if (!result.startsWith('+OK')) throw new Error(`originate: ${result.trim()}`);
+    if (this.ending) await this.kill(this.mediaUuid);
   }
 
   private async answerInbound(): Promise<void> {
@@ -230,7 +326,7 @@ export class FreeSwitchCall extends EventEmitter<DriverCallEvents> implements Dr
   /** Starts the unicast stream on the parked, answered channel; the call is answered from here on. */
   private async startMedia(): Promise<void> {
     const leg = this.leg;
-    if (this.mediaStarted || this.ending || !leg) return;
+    if (this.mediaStarted || this.ending || !(leg instanceof UnicastMediaLeg)) return;
     this.mediaStarted = true;
     await this.opts.link.sendmsg(this.mediaUuid, leg.unicastHeaders());
     if (this.ending) return;
@@ -240,6 +336,8 @@ export class FreeSwitchCall extends EventEmitter<DriverCallEvents> implements Dr
 
   sendDtmf(digits: string): Promise<void> {
     if (this.ending || !this.answered) return Promise.resolve();
+    // a video call's channel is in the room itself: digits go to it as RFC 4733 events on the leg
+    if (this.leg instanceof SipMediaLeg) return this.leg.sendDtmf(digits);
     // DTMF "sent" on our half of the loopback pair arrives as DTMF on the half in the room
     return this.opts.link.api(`uuid_send_dtmf ${this.mediaUuid} ${digits}`).then(() => undefined);
   }
@@ -262,14 +360,15 @@ export class FreeSwitchCall extends EventEmitter<DriverCallEvents> implements Dr
         }
         break;
       case 'CHANNEL_PARK':
-        if (uuid === this.mediaUuid && !this.inbound) {
+        if (uuid === this.mediaUuid && !this.inbound && !this.videoFormat) {
           void this.startMedia().catch((err: unknown) => {
             if (!this.ending) void this.finish({ reason: 'failed', message: `unicast: ${(err as Error).message}` });
           });
         }
         break;
       case 'DTMF':
-        if (uuid === this.mediaUuid && this.answered && !this.ending) {
+        // (a video call's channel receives the digits the terminal sends: not for the terminal)
+        if (uuid === this.mediaUuid && this.answered && !this.ending && !this.videoFormat) {
           const digit = event.get('DTMF-Digit') ?? '';
           if (/^[0-9*#A-D]$/.test(digit)) this.emit('dtmf', digit);
         }
@@ -334,6 +433,7 @@ export class FreeSwitchCall extends EventEmitter<DriverCallEvents> implements Dr
 
   private release(): void {
     this.onAudio = null;
+    this.onVideo = null;
     for (const uuid of this.uuids) this.opts.track(uuid, null);
   }
 

@@ -1,6 +1,7 @@
 /**
  * The FreeSWITCH driver: ESL (through EslLink) for control, credentials and presence, the
- * `unicast` stream of a parked loopback channel for audio. It checks a terminal's password against
+ * `unicast` stream of a parked loopback channel for audio, and for calls with video a SIP leg that
+ * FreeSWITCH dials from a sofia profile (the same SipServer and SipMediaLeg as on Asterisk). It checks a terminal's password against
  * FreeSWITCH's own directory (`user_data <number>@<domain> param password`), so there is no second
  * user store.
  *
@@ -18,6 +19,8 @@ import { EslApiError, type EslEvent, type EslLink } from './EslLink.ts';
 import { NetEslLink } from './NetEslLink.ts';
 import { FreeSwitchCall, type InboundLeg } from './FreeSwitchCall.ts';
 import { FreeSwitchInvite } from './FreeSwitchInvite.ts';
+import { SipServer } from '../sip/SipServer.ts';
+import { H264, VP8, type VideoCodec } from '../../bridge/protocol/videoCodecs.ts';
 
 /** What the driver subscribes to (plain events; BACKGROUND_JOB for bgapi). */
 export const ESL_EVENTS: readonly string[] = Object.freeze([
@@ -50,6 +53,8 @@ export interface FreeSwitchDriverOptions {
 
 export class FreeSwitchDriver extends EventEmitter<DriverEvents> implements MediaServerDriver {
   readonly kind = 'freeswitch' as const;
+  readonly videoCodecs: readonly VideoCodec[] = [H264, VP8];
+  private sip: SipServer | null = null;
   private readonly cfg: Config['freeswitch'];
   private readonly log: Logger;
   private readonly link: EslLink;
@@ -97,6 +102,11 @@ export class FreeSwitchDriver extends EventEmitter<DriverEvents> implements Medi
 
   /** Connects to the event socket. Rejects if the first attempt fails; the link keeps retrying. */
   async start(): Promise<void> {
+    if (!this.sip) {
+      this.sip = await SipServer.listen(this.cfg.sipAddress, this.cfg.sipPort);
+      this.sip.on('error', (err) => this.log.warn({ err: err.message }, 'SIP socket error'));
+      this.log.info({ address: `${this.sip.localHost}:${this.sip.localPort}`, profile: this.cfg.sipProfile }, 'SIP leg listening (video calls)');
+    }
     await this.link.connect();
   }
 
@@ -214,6 +224,8 @@ export class FreeSwitchDriver extends EventEmitter<DriverEvents> implements Medi
         bridgeId: this.cfg.bridgeId,
         rtpBindAddress: this.cfg.rtpBindAddress,
         dialTimeoutS: this.cfg.dialTimeoutS,
+        sip: this.sip,
+        sipProfile: this.cfg.sipProfile,
         log: this.log,
         track: (uuid, c) => {
           if (c) this.byUuid.set(uuid, c);
@@ -234,6 +246,7 @@ export class FreeSwitchDriver extends EventEmitter<DriverEvents> implements Medi
     this.closed = true;
     await Promise.allSettled([...this.calls].map((c) => c.hangup('shutdown')));
     await this.link.close();
+    await this.sip?.close();
   }
 }
 

@@ -1,8 +1,9 @@
 /**
- * Audio and video of one call over a SIP leg: Asterisk dials the bridge's SIP user agent
- * (PJSIP/<endpoint>/sip:<call>@<bridge>), the bridge answers with one RTP socket for audio (u-law)
- * and one for video (H.264 or VP8). externalMedia carries no video; this leg carries both, in one
- * dialog, so ConfBridge's talker detection and the video it follows are the same participant.
+ * Audio and video of one call over a SIP leg: the media server dials the bridge's SIP user agent
+ * (Asterisk: PJSIP/<endpoint>/sip:<call>@<bridge>; FreeSWITCH: sofia/<profile>/<call>@<bridge>),
+ * the bridge answers with one RTP socket for audio (u-law) and one for video (H.264 or VP8).
+ * Neither externalMedia nor FreeSWITCH's unicast carries video; this leg carries both, in one
+ * dialog, so the room's talker detection and the video it follows are the same participant.
  */
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:dgram';
@@ -13,10 +14,9 @@ import { RTP_HEADER_BYTES, newRtpView, readRtp, writeRtpHeader } from '../rtp/rt
 import { H264Depacketizer, H264Packetizer } from '../rtp/h264.ts';
 import { Vp8Depacketizer, Vp8Packetizer } from '../rtp/vp8.ts';
 import { DtmfReceiver, DtmfSender } from '../rtp/dtmf.ts';
-import type { SipServer, IncomingLeg } from '../sip/SipServer.ts';
-import type { SipDialog } from '../sip/SipDialog.ts';
-import { buildSdp, parseSdp, type SdpFormat } from '../sip/sdp.ts';
-import type { MediaLegEvents } from './WebSocketMediaLeg.ts';
+import type { SipServer, IncomingLeg } from './SipServer.ts';
+import type { SipDialog } from './SipDialog.ts';
+import { buildSdp, parseSdp, type SdpFormat } from './sdp.ts';
 
 const PT_PCMU = 0;
 const AUDIO_RING = 8;
@@ -27,7 +27,11 @@ interface Peer {
   port: number;
 }
 
-export interface SipMediaLegEvents extends MediaLegEvents {
+export interface SipMediaLegEvents {
+  /** the dialog is confirmed: the leg carries media */
+  open: [];
+  /** the leg is gone (BYE, a socket error, or close()) */
+  close: [string];
   keyframeRequest: [];
   /** a DTMF digit from the media server (RFC 4733 events on the audio stream) */
   dtmf: [string];
@@ -133,7 +137,7 @@ export class SipMediaLeg extends EventEmitter<SipMediaLegEvents> {
     return new SipMediaLeg(sip, user, video, a, v);
   }
 
-  /** The SIP URI Asterisk must dial for this leg. */
+  /** The SIP URI the media server must dial for this leg. */
   get uri(): string {
     return `sip:${this.user}@${this.sip.localHost}:${this.sip.localPort}`;
   }
@@ -165,10 +169,13 @@ export class SipMediaLeg extends EventEmitter<SipMediaLegEvents> {
       this.videoPeer = { host: video.address, port: video.port };
       this.videoPt = vfmt.payloadType;
     }
-    const mux = (m: typeof audio): string[] => (m?.attributes.includes('rtcp-mux') ? ['rtcp-mux'] : []);
+    const videoPort = this.videoSocket.address().port;
+    // without rtcp-mux (FreeSWITCH's plain SIP default) the peer would send its keyframe requests
+    // (RTCP PLI/FIR) to port + 1: a=rtcp (RFC 3605) points RTCP at the one video socket instead
+    const videoRtcp = video?.attributes.includes('rtcp-mux') ? ['rtcp-mux'] : [`rtcp:${videoPort}`];
     const answer = buildSdp(this.audioSocket.address().address, randomInt(1, 2 ** 31), [
-      { kind: 'audio', port: this.audioSocket.address().port, formats: events ? [pcmu, events] : [pcmu], attributes: mux(audio) },
-      ...(video ? [{ kind: 'video', port: this.videoSocket.address().port, formats: vfmt ? [vfmt] : [], attributes: mux(video) }] : []),
+      { kind: 'audio', port: this.audioSocket.address().port, formats: events ? [pcmu, events] : [pcmu], attributes: audio.attributes.includes('rtcp-mux') ? ['rtcp-mux'] : [] },
+      ...(video ? [{ kind: 'video', port: videoPort, formats: vfmt ? [vfmt] : [], attributes: videoRtcp }] : []),
     ]);
     dialog.on('bye', () => this.close('the media server hung up (BYE)'));
     dialog.on('keyframeRequest', () => this.emit('keyframeRequest'));
@@ -179,7 +186,7 @@ export class SipMediaLeg extends EventEmitter<SipMediaLegEvents> {
     dialog.accept(invite, answer);
   }
 
-  /** One 20 ms u-law payload towards Asterisk. */
+  /** One 20 ms u-law payload towards the media server. */
   send(payload: Buffer): void {
     const peer = this.audioPeer;
     if (peer === null || this.closed) return;
@@ -211,7 +218,7 @@ export class SipMediaLeg extends EventEmitter<SipMediaLegEvents> {
     this.audioSocket.send(pkt, peer.port, peer.host);
   }
 
-  /** One whole video frame towards Asterisk, packetized; timestamps at 90 kHz. */
+  /** One whole video frame towards the media server, packetized; timestamps at 90 kHz. */
   sendVideo(frame: Uint8Array, timestamp: number): void {
     const peer = this.videoPeer;
     if (peer === null || this.closed) return;
