@@ -322,9 +322,9 @@ test('Asterisk: snippets beside the PBX\'s files, one #include each, the PBX\'s 
   assert.deepEqual(rx, ['dialplan reload', 'module reload app_confbridge.so', 'module reload http', 'module reload res_ari.so', 'module reload res_pjsip.so']);
 });
 
-test('FreeSWITCH: dialplan files well-formed, rooms extend the stock default context, event socket replaced (backup kept), reloadxml once', { skip }, () => {
+test('FreeSWITCH: dialplan files well-formed, rooms extend the stock default context, event socket replaced (backup kept), the video sofia profile on loopback, reloadxml once', { skip }, () => {
   assert.ok(firstRun, 'first run');
-  const files = ['freeswitch/dialplan/confmux.xml', 'freeswitch/dialplan/default/confmux-rooms.xml', 'freeswitch/autoload_configs/event_socket.conf.xml'].map((f) => p(f));
+  const files = ['freeswitch/dialplan/confmux.xml', 'freeswitch/dialplan/default/confmux-rooms.xml', 'freeswitch/autoload_configs/event_socket.conf.xml', 'freeswitch/sip_profiles/confmux.xml'].map((f) => p(f));
   const xml = spawnSync('/usr/bin/python3', ['-c', 'import sys, xml.etree.ElementTree as E\nfor f in sys.argv[1:]: E.parse(f)', ...files], { encoding: 'utf8' });
   assert.equal(xml.status, 0, `not well-formed XML: ${xml.stderr}`);
   const terminals = readFileSync(files[0]!, 'utf8');
@@ -332,14 +332,19 @@ test('FreeSWITCH: dialplan files well-formed, rooms extend the stock default con
   assert.doesNotMatch(terminals, /<context name="default">/, 'no second default context shadowing the stock one');
   const rooms = readFileSync(files[1]!, 'utf8');
   assert.match(rooms, /<extension name="confmux-rooms">/);
+  assert.match(rooms, /conference_member_flags=join-vid-floor/, 'content legs take the video floor');
   assert.doesNotMatch(rooms, /<context/);
+  const profile = readFileSync(files[3]!, 'utf8');
+  assert.match(profile, /<profile name="confmux">/);
+  assert.match(profile, /<param name="sip-ip" value="127\.0\.0\.1"\/>/);
+  assert.equal(mode(files[3]!), 0o640);
   const esl = readFileSync(files[2]!, 'utf8');
   assert.ok(esl.includes(`<param name="password" value="${ESL_SECRET}"/>`));
   assert.match(esl, /<param name="listen-ip" value="127\.0\.0\.1"\/>/);
   assert.equal(mode(files[2]!), 0o640);
   const backups = spawnSync('sh', ['-c', `ls '${p('freeswitch', 'autoload_configs')}' | grep -c '^event_socket.conf.xml\\..*~$'`], { encoding: 'utf8' });
   assert.equal(backups.stdout.trim(), '1', 'the stock event_socket.conf.xml is kept as a backup');
-  assert.deepEqual(readFileSync(p('fs_cli.log'), 'utf8').trim().split('\n'), ['reloadxml']);
+  assert.deepEqual(readFileSync(p('fs_cli.log'), 'utf8').trim().split('\n'), ['reloadxml', 'sofia profile confmux start']);
 });
 
 test('second run: nothing changed, no include added twice, no reload asked for again, no secret shown', { skip, timeout: 150_000 }, () => {
@@ -353,7 +358,7 @@ test('second run: nothing changed, no include added twice, no reload asked for a
     assert.equal(count(readFileSync(p('asterisk', `${name}.conf`), 'utf8'), `#include ${name}_confmux.conf`), 1, `${name}.conf`);
   }
   assert.equal(readFileSync(p('asterisk-rx.log'), 'utf8'), rxBefore);
-  assert.deepEqual(readFileSync(p('fs_cli.log'), 'utf8').trim().split('\n'), ['reloadxml']);
+  assert.deepEqual(readFileSync(p('fs_cli.log'), 'utf8').trim().split('\n'), ['reloadxml', 'sofia profile confmux start']);
 });
 
 test('a native build that fails does not fail the role (the bridge then relays audio in JavaScript)', { skip, timeout: 120_000 }, () => {

@@ -37,7 +37,7 @@ const hash = (x: Uint8Array): string => createHash('sha1').update(x).digest('hex
 
 async function startAll(): Promise<{ fs: FakeFreeSwitch; url: string }> {
   const users = Object.fromEntries(['1001', '1002', '1003'].map((n) => [n, `pw-${n}`]));
-  const fs = await FakeFreeSwitch.start({ users, rooms: ['3000', '3100', '3101', '3102'] });
+  const fs = await FakeFreeSwitch.start({ users, rooms: ['3000', '3001', '3002', '3003'] });
   cleanup.push(() => fs.close());
   const config = loadConfig({
     env: {},
@@ -113,7 +113,7 @@ test('FreeSWITCH video room: A\'s H.264 reaches B (ffprobe decodes it at A\'s si
   const fromB = new Set(bus.filter((x) => !isH264Keyframe(x)).map(hash));
   const [ta, tb] = [await terminal(url, '1001'), await terminal(url, '1002')];
 
-  const ca = await ta.call('3100', { video: ['H264/90000'] });
+  const ca = await ta.call('3001', { video: ['H264/90000'] });
   await ca.answered();
   assert.equal(ca.videoCodec?.name, 'H264/90000');
   const ma = media(ca, aus, () => true);
@@ -121,14 +121,14 @@ test('FreeSWITCH video room: A\'s H.264 reaches B (ffprobe decodes it at A\'s si
 
   // the originate the bridge sent: FreeSWITCH dials our SIP leg from the sofia profile, u-law and H.264 only
   const originate = fs.originates.at(-1)!;
-  assert.match(originate, /^originate \{[^}]*absolute_codec_string=\^\^:PCMU:H264[^}]*\}sofia\/confmux\/confmux-[^@\s]+@127\.0\.0\.1:\d+ 3100 XML default$/);
+  assert.match(originate, /^originate \{[^}]*absolute_codec_string=\^\^:PCMU:H264[^}]*\}sofia\/confmux\/confmux-[^@\s]+@127\.0\.0\.1:\d+ 3001 XML default$/);
   assert.match(originate, /confmux_content=0/);
 
   const recorded: Uint8Array[] = [];
   let seen = '';
   let boundAt = 0;
   let firstKeyMs = -1;
-  const cb = await tb.call('3100', { video: ['H264/90000'] });
+  const cb = await tb.call('3001', { video: ['H264/90000'] });
   cb.on('video', (f, key) => {
     if (firstKeyMs < 0 && key) firstKeyMs = Date.now() - boundAt;
     if (firstKeyMs >= 0) recorded.push(new Uint8Array(f));
@@ -137,7 +137,7 @@ test('FreeSWITCH video room: A\'s H.264 reaches B (ffprobe decodes it at A\'s si
   await cb.answered();
   boundAt = Date.now();
   const mb = media(cb, bus, () => false);
-  const list = fs.operator('conference 3100 list');
+  const list = fs.operator('conference 3001 list');
   assert.match(list, /;sofia\/confmux\/confmux-[^;]+;[^;]+;Terminal 1001;1001;/);
   assert.match(list, /;Terminal 1002;1002;/);
 
@@ -159,7 +159,7 @@ test('FreeSWITCH video room: A\'s H.264 reaches B (ffprobe decodes it at A\'s si
   assert.ok(count(phaseA, 'a') >= 30 && count(phaseA, 'b') === 0, `B sees A (and not itself) while A talks: ${phaseA}`);
 
   await Promise.all([ca.hangup(), cb.hangup()]);
-  await until(() => fs.live.length === 0 && fs.sofia.members('3100').length === 0);
+  await until(() => fs.live.length === 0 && fs.sofia.members('3001').length === 0);
 });
 
 test('FreeSWITCH video room: when B talks, A receives B\'s video; the room\'s keyframe request (RTCP PLI, not rtcp-mux) reaches B', async () => {
@@ -168,7 +168,7 @@ test('FreeSWITCH video room: when B talks, A receives B\'s video; the room\'s ke
   const bus = h264AccessUnits(join(dir, 'b2.h264'), 'smptebars', '176x144', 4, 15);
   const fromB = new Set(bus.filter((x) => !isH264Keyframe(x)).map(hash));
   const [ta, tb] = [await terminal(url, '1001'), await terminal(url, '1002')];
-  const [ca, cb] = [await ta.call('3101', { video: ['H264/90000'] }), await tb.call('3101', { video: ['H264/90000'] })];
+  const [ca, cb] = [await ta.call('3002', { video: ['H264/90000'] }), await tb.call('3002', { video: ['H264/90000'] })];
   await Promise.all([ca.answered(), cb.answered()]);
   let talker = 'a';
   let bAtA = 0;
@@ -184,7 +184,7 @@ test('FreeSWITCH video room: when B talks, A receives B\'s video; the room\'s ke
   await wait(2500);
   ma.stop();
   mb.stop();
-  const member = fs.sofia.members('3101').find((m) => m.plis > 0 && fs.sofia.floor('3101') === m);
+  const member = fs.sofia.members('3002').find((m) => m.plis > 0 && fs.sofia.floor('3002') === m);
   console.log(`B's frames at A: while A talks ${before}, after B talks ${bAtA - before}; keyframe requests at B: before ${bRequestsBefore}, after ${mb.requests()}`);
   assert.equal(before, 0, 'A does not see B while A holds the floor');
   assert.ok(member, 'the room made B the floor holder and sent it a PLI');
@@ -200,8 +200,8 @@ test('FreeSWITCH content share: marked confmux_content=1, shown to the other par
   const slides = h264AccessUnits(join(dir, 'slides.h264'), 'smptebars', '176x144', 4, 15);
   const fromSlides = new Set(slides.filter((x) => !isH264Keyframe(x)).map(hash));
   const [ta, tb] = [await terminal(url, '1001'), await terminal(url, '1002')];
-  const ca = await ta.call('3102', { video: ['H264/90000'] });
-  const cb = await tb.call('3102', { video: ['H264/90000'], inline: true });
+  const ca = await ta.call('3003', { video: ['H264/90000'] });
+  const cb = await tb.call('3003', { video: ['H264/90000'], inline: true });
   await Promise.all([ca.answered(), cb.answered()]);
   assert.equal(cb.inline, true);
   let contentFrames = 0;
@@ -216,7 +216,7 @@ test('FreeSWITCH content share: marked confmux_content=1, shown to the other par
   const share = media(content, slides, () => false);
   await wait(2500);
   const during = contentFrames - before;
-  const list = fs.operator('conference 3102 list');
+  const list = fs.operator('conference 3003 list');
   const originate = fs.originates.at(-1)!;
   share.stop();
   const ended = await content.hangup();
@@ -239,15 +239,15 @@ test('FreeSWITCH content share: marked confmux_content=1, shown to the other par
 test('FreeSWITCH video call: kicked by the operator (BYE from FreeSWITCH) ends as kicked; VP8 is dialled as VP8; a missing room ends the call', async () => {
   const { fs, url } = await startAll();
   const t = await terminal(url, '1003');
-  const call = await t.call('3100', { video: ['VP8/90000'] });
+  const call = await t.call('3001', { video: ['VP8/90000'] });
   await call.answered();
   assert.equal(call.videoCodec?.name, 'VP8/90000');
   assert.match(fs.originates.at(-1)!, /absolute_codec_string=\^\^:PCMU:VP8/);
-  const member = fs.live.find((c) => c.conference === '3100')!;
+  const member = fs.live.find((c) => c.conference === '3001')!;
   const ended = new Promise<{ reason: string }>((resolve) => call.once('hangup', resolve));
-  assert.match(fs.operator(`conference 3100 kick ${member.memberId}`), /^\+OK kicked/);
+  assert.match(fs.operator(`conference 3001 kick ${member.memberId}`), /^\+OK kicked/);
   assert.equal((await ended).reason, 'kicked');
-  await until(() => fs.live.length === 0 && fs.sofia.members('3100').length === 0);
+  await until(() => fs.live.length === 0 && fs.sofia.members('3001').length === 0);
 
   const missing = await t.call('3999', { video: ['H264/90000'] });
   const end = await new Promise<{ reason: string }>((resolve) => missing.once('hangup', resolve));
