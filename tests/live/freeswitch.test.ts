@@ -17,8 +17,10 @@
  * not their own; `conference <room> list` shows both numbers; an `originate` towards
  * loopback/<n>/confmux-terminals rings a terminal, which answers and is listed in the room; a
  * `conference <room> kick` ends that terminal's call with reason `kicked`; no channel of the
- * bridge is left afterwards. A SIP phone in the same room is left to the person accepting (any
- * phone registered to FreeSWITCH dialling the room hears both tones).
+ * bridge is left afterwards; with video (the sofia profile of dialplan/freeswitch/
+ * sip_profile_confmux.xml started), B decodes A's H.264 at A's size. A SIP phone in the same room
+ * is left to the person accepting (any phone registered to FreeSWITCH dialling the room hears both
+ * tones).
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -35,6 +37,7 @@ import { FreeSwitchDriver } from '../../plugin/freeswitch/FreeSwitchDriver.ts';
 import { NetEslLink } from '../../plugin/freeswitch/NetEslLink.ts';
 import { describeTones, dominantTone } from '../helpers/tone.ts';
 import { runCli } from '../helpers/bridge.ts';
+import { makeH264, probeVideo } from '../helpers/video.ts';
 
 const esl = process.env.CONFMUX_LIVE_ESL;
 const skip = esl ? false : 'set CONFMUX_LIVE_ESL=host:port and CONFMUX_LIVE_ESL_PASSWORD to run against a live FreeSWITCH';
@@ -136,4 +139,28 @@ test('an originate from the console rings a terminal; it answers, is in the room
   } finally {
     t.close();
   }
+});
+
+test('video (issue 5): A\'s H.264 reaches B through the room (ffprobe decodes it at A\'s size); both are sofia members of the room', { skip }, async () => {
+  // needs sip_profiles/confmux.xml loaded and started (dialplan/freeswitch/sip_profile_confmux.xml)
+  const [[n1, p1], [n2, p2]] = users as [[string, string], [string, string]];
+  const aVideo = makeH264(join(dir, 'a.h264'), 'testsrc', '320x240', 4, 30);
+  const rec = join(dir, 'b-recorded.h264');
+  const args = (n: string, p: string, extra: string[]): string[] => ['terminal', '--url', url, '--number', n, '--password', p, '--name', `Terminal ${n}`, 'call', room, ...extra];
+  const listed = until('both terminals in conference list as sofia members', async () => {
+    const l = await list();
+    return (l.match(/;sofia\/confmux\//g) ?? []).length >= 2 ? l : null;
+  }, 10000);
+  const [a, b] = await Promise.all([
+    runCli(args(n1, p1, ['--tone', '440', '--send-video', aVideo, '--fps', '15', '--seconds', '8'])),
+    runCli(args(n2, p2, ['--record-video', rec, '--seconds', '8'])),
+  ]);
+  assert.equal(a.code, 0, a.stderr + a.stdout);
+  assert.equal(b.code, 0, b.stderr + b.stdout);
+  console.log(`conference ${room} list:\n${await listed}`);
+  const v = probeVideo(rec);
+  console.log(`B's recording: ${v.width}x${v.height}, ${v.frames} frames`);
+  assert.equal(v.width, 320);
+  assert.equal(v.height, 240);
+  assert.ok(v.frames >= 40, `frames decoded: ${v.frames}`);
 });
