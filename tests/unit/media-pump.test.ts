@@ -15,7 +15,7 @@ import { connect, type Socket as TcpSocket, type AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { MediaPump, loadNativePump } from '../../bridge/server/MediaPump.ts';
 import { createLogger } from '../../bridge/logger.ts';
-import { PUMP_STAT, type PumpedAudio, type NativePump, type PumpedAudioOptions, type PumpedAudioState } from '../../bridge/server/PumpedAudio.ts';
+import { PUMP_CONVERT, PUMP_STAT, type PumpedAudio, type NativePump, type PumpedAudioOptions, type PumpedAudioState } from '../../bridge/server/PumpedAudio.ts';
 import { rawSocket } from '../../bridge/server/wsFrames.ts';
 import type { PumpLeg, RtpSenderState } from '../../plugin/driver.ts';
 
@@ -284,7 +284,7 @@ test('media server to terminal: RTP becomes a WebSocket frame with the confmux h
     assert.equal((await r.terminal.take(14)).toString('hex'), hex('820c 10 00 00 00 0006 000003eb ddee').toString('hex'));
     await r.terminal.quiet(100);
     r.pumped.release();
-    assert.deepEqual(r.released[0], { seq: 7, timestamp: 1005, marker: false, tokens: r.released[0]!.tokens, alive: true });
+    assert.deepEqual(r.released[0], { seq: 7, timestamp: 1005, marker: false, tokens: r.released[0]!.tokens, alive: true, upLast: 0, downLast: 0 });
   } finally {
     await r.close();
   }
@@ -313,7 +313,7 @@ test('a raw leg on a connected socket (FreeSWITCH unicast, the UDP echo): payloa
 test('a raw L16 leg for a u-law terminal (FreeSWITCH unicast): the pump converts both ways byte for byte as the JavaScript converter does', async () => {
   const { AudioConverter } = await import('../../bridge/media/AudioConverter.ts');
   const { PCMU, L16_8K } = await import('../../bridge/protocol/codecs.ts');
-  const r = await rig({ rtp: null, connected: true, options: { codecId: 0, bytesPerSample: 1, ulawToL16: true } });
+  const r = await rig({ rtp: null, connected: true, options: { codecId: 0, bytesPerSample: 1, convert: PUMP_CONVERT.ulaw_l16n } });
   try {
     const ulaw = hex('ff 00 80 7f 01 fe 55 aa');
     r.terminal.write(masked(2, Buffer.concat([hex('10 00 00 00 0001 00000000'), ulaw])));
