@@ -9,7 +9,8 @@
 // type media, the call's codec, the frame rate), unmasks them in place, writes the RTP header over
 // the bytes in front of the payload and sends the datagram; and back, it receives a datagram, writes
 // the WebSocket and confmux headers in front of its payload and writes the frame to the terminal.
-// No allocation per packet, no copy but the kernel's.
+// No allocation per packet, no copy but the kernel's (and, where the terminal's codec is not the
+// leg's format, the conversion's, into a fixed scratch buffer).
 //
 // Whatever the pump does not handle itself (a close, text or oversized frame, a bad header, the
 // end of the TCP stream, an error) it hands back: it stops reading the connection, keeps the

@@ -9,8 +9,8 @@
  * - the bytes the pump read but did not handle (a close frame, a bad frame, a partial frame; on a
  *   WebSocket leg, Asterisk's text messages) are given to that connection's ws reader, whole and in
  *   order, as if they had just arrived;
- * - the call gets its frame counters, rate-limit tokens and heartbeat state back, the leg its RTP
- *   state, and Node reads both sockets again.
+ * - the call gets its frame counters, rate-limit tokens, heartbeat state and its converters' carried
+ *   samples back, the leg its RTP state, and Node reads both sockets again.
  *
  * This reads Node internals: a TCP socket's `_handle` (fd, readStart/readStop, the StreamBase
  * writes, close) and a dgram socket's handle under its 'state symbol' (fd, recvStart/recvStop,
