@@ -9,7 +9,8 @@
 // type media, the call's codec, the frame rate), unmasks them in place, writes the RTP header over
 // the bytes in front of the payload and sends the datagram; and back, it receives a datagram, writes
 // the WebSocket and confmux headers in front of its payload and writes the frame to the terminal.
-// No allocation per packet, no copy but the kernel's.
+// No allocation per packet, no copy but the kernel's (and, where the terminal's codec is not the
+// leg's format, the conversion's, into a fixed scratch buffer).
 //
 // Whatever the pump does not handle itself (a close, text or oversized frame, a bad header, the
 // end of the TCP stream, an error) it hands back: it stops reading the connection, keeps the
@@ -57,6 +58,12 @@ constexpr size_t kUdpHeadroom = 16;
 // the order of stats() (bridge/server/PumpedAudio.ts PUMP_STAT names each index)
 enum Stat { kFramesFromTerminals, kFramesToTerminals, kDroppedRateLimit, kDroppedSlowTerminal, kRejectedDatagrams, kHandbacks, kWakeups, kEvents, kDroppedSlowLeg, kStatCount };
 
+// The conversion between the terminal's codec and the leg's format, named as terminal<->leg (the
+// order of PUMP_CONVERT in bridge/server/PumpedAudio.ts): u-law is PCMU/8000, l16n L16/8000 and
+// l16w L16/16000, L16 little-endian. The arithmetic is bridge/media/AudioConverter.ts's, sample for
+// sample, so a call gives the same bytes on the pump as in JavaScript.
+enum Convert : uint8_t { kConvertNone, kConvertUlawL16n, kConvertL16wUlaw, kConvertL16wL16n, kConvertUlawL16w, kConvertCount };
+
 struct Conn {
   uint32_t id = 0;
   int tcp = -1;
@@ -76,8 +83,11 @@ struct Conn {
   // (Asterisk's chan_websocket: binary frames of bare payload, masked towards Asterisk)
   bool rtp = false;
   bool wsLeg = false;
-  // the terminal speaks PCMU, the raw leg L16 little-endian at 8 kHz (FreeSWITCH's unicast stream)
-  bool ulawToL16 = false;
+  // the terminal's codec to and from the leg's format, and the sample each direction carries
+  // across frames (as AudioConverter's `last`: handed in at attach, back at detach)
+  Convert convert = kConvertNone;
+  int16_t upLast = 0;
+  int16_t downLast = 0;
   std::string legRest;  // WebSocket leg: bytes read, not yet a whole frame (or handed back)
   std::string legOut;   // WebSocket leg: bytes for the media server its socket did not take yet
   bool legOutArmed = false;
@@ -168,6 +178,90 @@ void buildUlawTables() {
   }
 }
 
+// the largest output per input byte of any conversion (u-law to L16/16000: one byte, two samples)
+constexpr size_t kConvertGrowth = 4;
+
+inline int readL16(const uint8_t* p) { return int16_t(uint16_t(p[0]) | uint16_t(uint16_t(p[1]) << 8)); }
+
+inline void writeL16(uint8_t* p, int v) {
+  p[0] = uint8_t(uint16_t(v) & 0xff);
+  p[1] = uint8_t(uint16_t(v) >> 8);
+}
+
+inline uint8_t ulawEncode(int v) { return ulawEncodeTable[v + 32768]; }
+
+// Each returns the bytes written to out. `>> 1` of a negative int is an arithmetic shift with the
+// compilers we build with (and from C++20 by the standard), as JavaScript's `>>` is.
+
+// 16 kHz -> 8 kHz: the mean of each pair of samples (bytes after the last whole pair are ignored)
+size_t l16wToUlaw(const uint8_t* in, size_t n, uint8_t* out) {
+  size_t pairs = n >> 2;
+  for (size_t i = 0; i < pairs; i++) out[i] = ulawEncode((readL16(in + 4 * i) + readL16(in + 4 * i + 2)) >> 1);
+  return pairs;
+}
+
+size_t l16wToL16n(const uint8_t* in, size_t n, uint8_t* out) {
+  size_t pairs = n >> 2;
+  for (size_t i = 0; i < pairs; i++) writeL16(out + 2 * i, (readL16(in + 4 * i) + readL16(in + 4 * i + 2)) >> 1);
+  return pairs * 2;
+}
+
+// 8 kHz -> 16 kHz: the mean of the previous sample and this one, then this one; *last carries the
+// previous frame's last sample into this frame's first interpolation
+size_t ulawToL16w(const uint8_t* in, size_t n, uint8_t* out, int16_t* last) {
+  int prev = *last;
+  for (size_t i = 0; i < n; i++) {
+    int s = ulawDecodeTable[in[i]];
+    writeL16(out + 4 * i, (prev + s) >> 1);
+    writeL16(out + 4 * i + 2, s);
+    prev = s;
+  }
+  *last = int16_t(prev);
+  return n * 4;
+}
+
+size_t l16nToL16w(const uint8_t* in, size_t n, uint8_t* out, int16_t* last) {
+  size_t samples = n >> 1;
+  int prev = *last;
+  for (size_t i = 0; i < samples; i++) {
+    int s = readL16(in + 2 * i);
+    writeL16(out + 4 * i, (prev + s) >> 1);
+    writeL16(out + 4 * i + 2, s);
+    prev = s;
+  }
+  *last = int16_t(prev);
+  return samples * 4;
+}
+
+size_t ulawToL16n(const uint8_t* in, size_t n, uint8_t* out) {
+  for (size_t i = 0; i < n; i++) writeL16(out + 2 * i, ulawDecodeTable[in[i]]);
+  return n * 2;
+}
+
+size_t l16nToUlaw(const uint8_t* in, size_t n, uint8_t* out) {
+  size_t samples = n >> 1;
+  for (size_t i = 0; i < samples; i++) out[i] = ulawEncode(readL16(in + 2 * i));
+  return samples;
+}
+
+// Terminal to leg (up) or leg to terminal; out holds kConvertGrowth * n bytes. `last` is the
+// direction's carried sample (used by the conversions to 16 kHz only).
+size_t convertPayload(Convert k, bool up, const uint8_t* in, size_t n, uint8_t* out, int16_t* last) {
+  switch (k) {
+    case kConvertUlawL16n:
+      return up ? ulawToL16n(in, n, out) : l16nToUlaw(in, n, out);
+    case kConvertL16wUlaw:
+      return up ? l16wToUlaw(in, n, out) : ulawToL16w(in, n, out, last);
+    case kConvertL16wL16n:
+      return up ? l16wToL16n(in, n, out) : l16nToL16w(in, n, out, last);
+    case kConvertUlawL16w:
+      return up ? ulawToL16w(in, n, out, last) : l16wToUlaw(in, n, out);
+    default:
+      memcpy(out, in, n);
+      return n;
+  }
+}
+
 int64_t realNowNs() {
   timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
@@ -225,7 +319,11 @@ struct Pump {
   uint8_t rbuf[kReadBuffer];
   uint8_t ubuf[kUdpBuffer];
   uint8_t lbuf[kReadBuffer + kUdpHeadroom];
-  uint8_t cbuf[2 * kReadBuffer];  // converted payloads towards the media server
+  // converted payloads, each behind room for the headers written in front of it: towards the media
+  // server (a frame from the terminal is at most kReadBuffer) and towards the terminal (a datagram
+  // or a leg's frame is at most 4096)
+  uint8_t cbuf[kUdpHeadroom + kConvertGrowth * kReadBuffer];
+  uint8_t dbuf[kUdpHeadroom + kConvertGrowth * 4096];
   uint32_t maskState = 0x9e3779b9;
   // relay-added latency towards the media server (up) and towards the terminal (down), under mu
   Histogram up, down;
@@ -315,17 +413,14 @@ struct Pump {
     bump(kFramesFromTerminals);
     uint8_t* payload = p + 10;
     size_t len = n - 10;
-    if ((c->ulawToL16 ? len * 2 : len) > c->legMaxPayload) return true;  // the leg drops what it cannot carry, as in JavaScript
-    if (c->ulawToL16) {
-      // u-law to L16 little-endian, into the scratch buffer (twice the size)
-      for (size_t i = 0; i < len; i++) {
-        int16_t v = ulawDecodeTable[payload[i]];
-        cbuf[2 * i] = uint8_t(uint16_t(v) & 0xff);
-        cbuf[2 * i + 1] = uint8_t(uint16_t(v) >> 8);
-      }
-      payload = cbuf;
-      len *= 2;
+    if (c->convert != kConvertNone) {
+      // converted whatever its size (the carried sample moves on, as JavaScript converts before the
+      // leg checks the size)
+      uint8_t* out = cbuf + kUdpHeadroom;
+      len = convertPayload(c->convert, true, payload, len, out, &c->upLast);
+      payload = out;
     }
+    if (len > c->legMaxPayload) return true;  // the leg drops what it cannot carry, as in JavaScript
     uint8_t* dgram = payload;
     size_t size = len;
     if (c->rtp) {
@@ -554,7 +649,20 @@ struct Pump {
       }
       if (avail < header + n) break;
       uint8_t* payload = base + o + header;
-      if (n > 0 && relayToTerminal(c, payload, size_t(n)) && at != 0) down.add(realNowNs() - at);
+      size_t size = size_t(n);
+      int16_t downLast = c->downLast;
+      if (c->convert != kConvertNone) {
+        uint8_t* out = dbuf + kUdpHeadroom;
+        size = convertPayload(c->convert, false, payload, size, out, &c->downLast);
+        payload = out;
+      }
+      if (size > 0) {
+        if (relayToTerminal(c, payload, size)) {
+          if (at != 0) down.add(realNowNs() - at);
+        } else {
+          c->downLast = downLast;  // dropped, as above
+        }
+      }
       if (c->handedBack) {
         c->legRest.assign(reinterpret_cast<char*>(base) + o + header + n, len - o - header - n);
         return;
@@ -635,18 +743,20 @@ struct Pump {
       payload = base + start;
       len = end - start;
     }
-    if (c->ulawToL16) {
-      // L16 little-endian to u-law, in place (sample i is written after samples 0..2i+1 were read)
-      size_t samples = len / 2;
-      for (size_t i = 0; i < samples; i++) {
-        int16_t v = int16_t(uint16_t(payload[2 * i]) | uint16_t(payload[2 * i + 1]) << 8);
-        payload[i] = ulawEncodeTable[int(v) + 32768];
-      }
-      len = samples;
+    int16_t downLast = c->downLast;
+    if (c->convert != kConvertNone) {
+      uint8_t* out = dbuf + kUdpHeadroom;
+      len = convertPayload(c->convert, false, payload, len, out, &c->downLast);
+      payload = out;
     }
     if (len == 0) return;
     // (a frame queued behind a slow socket counts from now: an under-estimate for those)
-    if (relayToTerminal(c, payload, len) && at != 0) down.add(realNowNs() - at);
+    if (relayToTerminal(c, payload, len)) {
+      if (at != 0) down.add(realNowNs() - at);
+    } else {
+      // dropped: JavaScript drops a frame for a slow terminal before converting it
+      c->downLast = downLast;
+    }
   }
 
   // --- the JavaScript thread (under mu) ---
@@ -825,7 +935,15 @@ napi_value Attach(napi_env env, napi_callback_info info) {
   c->marker = numberProp(env, o, "marker", 0) != 0;
   c->rtp = numberProp(env, o, "rtp", 0) != 0;
   c->wsLeg = numberProp(env, o, "webSocketLeg", 0) != 0;
-  c->ulawToL16 = numberProp(env, o, "ulawToL16", 0) != 0 && !c->wsLeg && !c->rtp;
+  double convert = numberProp(env, o, "convert", 0);
+  if (!(convert >= 0 && convert < kConvertCount)) {
+    delete c;
+    napi_throw_range_error(env, "PUMP_BAD_CONVERT", "convert is not one of PUMP_CONVERT");
+    return nullptr;
+  }
+  c->convert = Convert(convert);
+  c->upLast = int16_t(numberProp(env, o, "upLast", 0));
+  c->downLast = int16_t(numberProp(env, o, "downLast", 0));
   c->pt = uint8_t(numberProp(env, o, "payloadType", 0));
   c->rtpSeq = uint16_t(numberProp(env, o, "rtpSeq", 0));
   c->rtpTimestamp = uint32_t(numberProp(env, o, "rtpTimestamp", 0));
@@ -895,7 +1013,7 @@ void setNumber(napi_env env, napi_value o, const char* name, double v) {
   napi_set_named_property(env, o, name, n);
 }
 
-// detach(id) -> { rest, seq, timestamp, marker, rtpSeq, rtpTimestamp, rtpFirst, tokens, alive, handedBack } | null
+// detach(id) -> { rest, seq, timestamp, marker, rtpSeq, rtpTimestamp, rtpFirst, tokens, upLast, downLast, alive, handedBack } | null
 napi_value Detach(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -931,6 +1049,8 @@ napi_value Detach(napi_env env, napi_callback_info info) {
   setNumber(env, o, "rtpSeq", c->rtpSeq);
   setNumber(env, o, "rtpTimestamp", c->rtpTimestamp);
   setNumber(env, o, "tokens", c->tokens);
+  setNumber(env, o, "upLast", c->upLast);
+  setNumber(env, o, "downLast", c->downLast);
   napi_value b;
   napi_get_boolean(env, c->marker, &b);
   napi_set_named_property(env, o, "marker", b);

@@ -20,6 +20,18 @@ export class AudioConverter {
     this.to = to;
   }
 
+  /**
+   * The sample carried into the next frame's first interpolation (upsampling only): the native
+   * pump (bridge/server/PumpedAudio.ts) goes on from it while it relays the call and hands it back.
+   */
+  get carried(): number {
+    return this.last;
+  }
+
+  set carried(sample: number) {
+    this.last = sample;
+  }
+
   get isPassThrough(): boolean {
     return this.from.id === this.to.id;
   }

@@ -11,7 +11,7 @@ import type { Socket } from 'node:net';
 import { EventEmitter } from 'node:events';
 import type WebSocket from 'ws';
 import { logWith, type Logger } from '../logger.ts';
-import { L16_8K, PCMU, type AudioCodec } from '../protocol/codecs.ts';
+import type { AudioCodec } from '../protocol/codecs.ts';
 import { FLAG_KEYFRAME, FRAME_HEADER_BYTES, FRAME_KEYFRAME_REQUEST, FRAME_OK, STREAM_AUDIO, STREAM_CONTENT, STREAM_OWN, STREAM_VIDEO, checkFrame, checkFrameAt, frameTimestamp, writeFrameHeader, writeKeyframeRequest } from '../protocol/frame.ts';
 import type { VideoCodec } from '../protocol/videoCodecs.ts';
 import type { HangupReason } from '../protocol/messages.ts';
@@ -21,7 +21,7 @@ import type { CallEnd, DriverCall } from '../../plugin/driver.ts';
 import { TokenBucket } from './TokenBucket.ts';
 import { MediaFrameReader } from './MediaFrameReader.ts';
 import type { MediaPump } from './MediaPump.ts';
-import type { PumpedAudio } from './PumpedAudio.ts';
+import { pumpConversion, type PumpedAudio } from './PumpedAudio.ts';
 import type { Tracked } from './BridgeServer.ts';
 import { mediaStats } from './metrics.ts';
 import { rawSocket, wsHeaderBytes, writeWsBinaryHeader } from './wsFrames.ts';
@@ -360,9 +360,8 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
     if (pump === null || !this.pumpable()) return false;
     const leg = this.leg.pumpLeg?.() ?? null;
     if (leg === null) return false;
-    // the one conversion the pump makes: u-law terminals on a raw L16 (8 kHz) leg, FreeSWITCH's unicast
-    const ulawToL16 = !this.up.isPassThrough;
-    if (ulawToL16 && (leg.kind !== 'udp' || leg.rtp !== null)) return false;
+    const convert = pumpConversion(this.codec, this.leg.format);
+    if (convert === null) return false;
     const pumped = pump.attach(
       ws,
       socket,
@@ -380,9 +379,13 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
         tokens: this.audioBucket.level,
         highWaterBytes: this.limits.sendHighWaterBytes,
         alive: ws.confmuxAlive !== false,
-        ulawToL16,
+        convert,
+        upLast: this.up.carried,
+        downLast: this.down.carried,
       },
       (state) => {
+        this.up.carried = state.upLast;
+        this.down.carried = state.downLast;
         this.seq = state.seq;
         this.timestamp = state.timestamp;
         this.marker = state.marker;
@@ -398,12 +401,10 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
     return true;
   }
 
-  /** whether this call's audio could ever go on the pump (a process with one, audio only, at most u-law to L16) */
+  /** whether this call's audio could ever go on the pump (a process with one, audio only, a conversion the pump makes) */
   private pumpable(): boolean {
     if (this.pump === null || this.inline || this.video !== null || this.videoCodec !== null) return false;
-    // no conversion, or u-law to and from L16 at 8 kHz (a table lookup the pump makes the same way)
-    const same = this.up.isPassThrough && this.down.isPassThrough;
-    return same || (this.codec === PCMU && this.leg.format === L16_8K);
+    return pumpConversion(this.codec, this.leg.format) !== null;
   }
 
   private readFast(ws: WebSocket, socket: Socket): MediaFrameReader {

@@ -7,10 +7,10 @@
  * per frame, and no JavaScript change could take it away.
  *
  * One pump per process (each worker has its own). A call hands its audio over once its audio
- * connection is bound and its leg carries media, when the audio needs no conversion (the terminal's
- * codec is the leg's format: chan_websocket, RTP with PCMU) or only u-law to and from L16 at 8 kHz
- * (FreeSWITCH's unicast stream); everything else (video, inline media, resampling, TLS terminated in
- * the bridge) stays on the JavaScript path, which does the same checks with the same errors.
+ * connection is bound and its leg carries media, converting as AudioConverter does where the
+ * terminal's codec is not the leg's format (PUMP_CONVERT); everything else (video, inline media, TLS
+ * terminated in the bridge) stays on the JavaScript path, which does the same checks with the same
+ * errors.
  *
  * `server.mediaPump`: `auto` (default) uses it when the module is built and says so once at start
  * otherwise; `on` refuses to start without it; `off` never uses it. `server.mediaPumpPriority`

@@ -9,8 +9,8 @@
  * - the bytes the pump read but did not handle (a close frame, a bad frame, a partial frame; on a
  *   WebSocket leg, Asterisk's text messages) are given to that connection's ws reader, whole and in
  *   order, as if they had just arrived;
- * - the call gets its frame counters, rate-limit tokens and heartbeat state back, the leg its RTP
- *   state, and Node reads both sockets again.
+ * - the call gets its frame counters, rate-limit tokens, heartbeat state and its converters' carried
+ *   samples back, the leg its RTP state, and Node reads both sockets again.
  *
  * This reads Node internals: a TCP socket's `_handle` (fd, readStart/readStop, the StreamBase
  * writes, close) and a dgram socket's handle under its 'state symbol' (fd, recvStart/recvStop,
@@ -21,6 +21,7 @@ import type { Socket as TcpSocket } from 'node:net';
 import type { Socket as UdpSocket } from 'node:dgram';
 import type WebSocket from 'ws';
 import type { PumpLeg } from '../../plugin/driver.ts';
+import type { AudioCodec } from '../protocol/codecs.ts';
 
 /** Where each counter is in the native module's stats() (the order of `Stat` in native/pump.cc). */
 export const PUMP_STAT = {
@@ -34,6 +35,31 @@ export const PUMP_STAT = {
   events: 7,
   droppedSlowMediaServer: 8,
 } as const;
+
+/**
+ * The conversions the pump makes between the terminal's codec and the leg's format, named as
+ * terminal_leg (the order of `Convert` in native/pump.cc). Each is AudioConverter's arithmetic, byte
+ * for byte, both ways: u-law is PCMU/8000, l16n L16/8000 (FreeSWITCH's unicast stream), l16w L16/16000.
+ */
+export const PUMP_CONVERT = {
+  none: 0,
+  ulaw_l16n: 1,
+  l16w_ulaw: 2,
+  l16w_l16n: 3,
+  ulaw_l16w: 4,
+} as const;
+
+export type PumpConvert = (typeof PUMP_CONVERT)[keyof typeof PUMP_CONVERT];
+
+/** The pump's conversion between a terminal's codec and a leg's format; null when it has none (JavaScript converts). */
+export function pumpConversion(terminal: AudioCodec, leg: AudioCodec): PumpConvert | null {
+  if (terminal.name === leg.name) return PUMP_CONVERT.none;
+  if (terminal.name === 'PCMU/8000' && leg.name === 'L16/8000') return PUMP_CONVERT.ulaw_l16n;
+  if (terminal.name === 'L16/16000' && leg.name === 'PCMU/8000') return PUMP_CONVERT.l16w_ulaw;
+  if (terminal.name === 'L16/16000' && leg.name === 'L16/8000') return PUMP_CONVERT.l16w_l16n;
+  if (terminal.name === 'PCMU/8000' && leg.name === 'L16/16000') return PUMP_CONVERT.ulaw_l16w;
+  return null;
+}
 
 /** The native module's surface (native/pump.cc). */
 export interface NativePump {
@@ -56,6 +82,8 @@ export interface NativeDetached {
   rtpTimestamp: number;
   rtpFirst: boolean;
   tokens: number;
+  upLast: number;
+  downLast: number;
   alive: boolean;
   handedBack: boolean;
   rest: Buffer | null;
@@ -77,8 +105,14 @@ export interface PumpedAudioOptions {
   tokens: number;
   highWaterBytes: number;
   alive: boolean;
-  /** the terminal's u-law to and from the raw leg's L16 little-endian at 8 kHz (FreeSWITCH's unicast) */
-  ulawToL16?: boolean;
+  /** the terminal's codec to and from the leg's format (none when absent) */
+  convert?: PumpConvert;
+  /**
+   * The sample each direction's upsampling carries into the next frame (AudioConverter's `carried`):
+   * the pump goes on from it and hands it back, so the audio does not step where the call moves.
+   */
+  upLast?: number;
+  downLast?: number;
 }
 
 /** What the call continues from once the pump let go. */
@@ -88,6 +122,8 @@ export interface PumpedAudioState {
   marker: boolean;
   tokens: number;
   alive: boolean;
+  upLast: number;
+  downLast: number;
 }
 
 type Method = (...args: unknown[]) => unknown;
@@ -185,7 +221,9 @@ export class PumpedAudio {
         tokens: o.tokens,
         highWaterBytes: o.highWaterBytes,
         alive: o.alive,
-        ulawToL16: o.ulawToL16 === true,
+        convert: o.convert ?? PUMP_CONVERT.none,
+        upLast: o.upLast ?? 0,
+        downLast: o.downLast ?? 0,
       });
     } catch (err) {
       (legSide.handle[legSide.start] as Method).call(legSide.handle);
@@ -234,7 +272,7 @@ export class PumpedAudio {
     this.unguard(this.legSide);
     const leg = this.leg;
     if (state !== null && leg.kind === 'udp' && leg.rtp !== null) leg.resume({ payloadType: leg.rtp.payloadType, seq: state.rtpSeq, timestamp: state.rtpTimestamp, ssrc: leg.rtp.ssrc, first: state.rtpFirst });
-    if (state !== null) this.onReleased({ seq: state.seq, timestamp: state.timestamp, marker: state.marker, tokens: state.tokens, alive: state.alive });
+    if (state !== null) this.onReleased({ seq: state.seq, timestamp: state.timestamp, marker: state.marker, tokens: state.tokens, alive: state.alive, upLast: state.upLast, downLast: state.downLast });
     this.resume(this.legSide, 'leg', trigger, state?.legRest ?? null);
     this.resume(this.terminal, 'tcp', trigger, state?.rest ?? null);
   }

@@ -6,6 +6,8 @@ import { loadConfig } from '../../bridge/config.ts';
 import { createLogger } from '../../bridge/logger.ts';
 import { BridgeServer } from '../../bridge/server/BridgeServer.ts';
 import { ulawDecode, ulawEncode } from '../../bridge/media/g711.ts';
+import { AudioConverter } from '../../bridge/media/AudioConverter.ts';
+import { L16_16K, L16_8K } from '../../bridge/protocol/codecs.ts';
 import { createNodeTerminal } from '../../bridge/sdk/node.ts';
 import type { TerminalClient } from '../../bridge/sdk/TerminalClient.ts';
 import type { Invitation } from '../../bridge/sdk/Invitation.ts';
@@ -109,6 +111,32 @@ test('a PCMU terminal on the unicast leg: the native media pump converts u-law t
   await until(() => frames >= 5);
   assert.equal(pumped, 1, 'the call on the native media pump');
   assert.ok(peak > 6000, `the tone came back (peak ${peak})`);
+  await call.hangup();
+  await until(() => fs.live.length === 0);
+});
+
+test('an L16/16000 terminal on the unicast leg: the native media pump resamples both ways, and what comes back is the JavaScript converters\' bytes', async () => {
+  const { fs, url, server } = await startAll();
+  const t = await terminal(url, '1003', 'pw-1003');
+  const call = await t.call('3000', { codecs: ['L16/16000'] });
+  await call.answered();
+  await until(() => server.pumpedCalls === 1);
+  const back: string[] = [];
+  call.on('audio', (p: Uint8Array) => back.push(Buffer.from(p).toString('hex')));
+  // the fake echoes the L16/8000 stream: each frame goes through both of AudioConverter's directions
+  const up = new AudioConverter(L16_16K, L16_8K);
+  const down = new AudioConverter(L16_8K, L16_16K);
+  const want: string[] = [];
+  for (let f = 0; f < 6; f++) {
+    const payload = Buffer.alloc(640);
+    for (let i = 0; i < 320; i++) payload.writeInt16LE(Math.round(8000 * Math.sin((2 * Math.PI * 700 * (f * 320 + i)) / 16000)) - 3 * f, i * 2);
+    want.push(Buffer.from(down.convert(up.convert(payload))).toString('hex'));
+    call.sendAudio(payload);
+    await wait(20);
+  }
+  await until(() => back.length >= want.length);
+  assert.equal(server.pumpedCalls, 1, 'still on the pump');
+  assert.deepEqual(back, want);
   await call.hangup();
   await until(() => fs.live.length === 0);
 });

@@ -15,7 +15,9 @@ import { connect, type Socket as TcpSocket, type AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { MediaPump, loadNativePump } from '../../bridge/server/MediaPump.ts';
 import { createLogger } from '../../bridge/logger.ts';
-import { PUMP_STAT, type PumpedAudio, type NativePump, type PumpedAudioOptions, type PumpedAudioState } from '../../bridge/server/PumpedAudio.ts';
+import { PUMP_CONVERT, PUMP_STAT, pumpConversion, type PumpConvert, type PumpedAudio, type NativePump, type PumpedAudioOptions, type PumpedAudioState } from '../../bridge/server/PumpedAudio.ts';
+import { AudioConverter } from '../../bridge/media/AudioConverter.ts';
+import { L16_16K, L16_8K, PCMU, type AudioCodec } from '../../bridge/protocol/codecs.ts';
 import { rawSocket } from '../../bridge/server/wsFrames.ts';
 import type { PumpLeg, RtpSenderState } from '../../plugin/driver.ts';
 
@@ -24,12 +26,18 @@ const MASK = hex('37fa213d');
 
 /** a client frame: FIN, opcode, masked with MASK */
 function masked(opcode: number, payload: Buffer): Buffer {
-  assert.ok(payload.length < 126);
-  const out = Buffer.alloc(6 + payload.length);
+  assert.ok(payload.length < 0x10000);
+  const h = payload.length < 126 ? 2 : 4;
+  const out = Buffer.alloc(h + 4 + payload.length);
   out[0] = 0x80 | opcode;
-  out[1] = 0x80 | payload.length;
-  MASK.copy(out, 2);
-  for (let i = 0; i < payload.length; i++) out[6 + i] = payload[i]! ^ MASK[i & 3]!;
+  if (h === 2) {
+    out[1] = 0x80 | payload.length;
+  } else {
+    out[1] = 0x80 | 126;
+    out.writeUInt16BE(payload.length, 2);
+  }
+  MASK.copy(out, h);
+  for (let i = 0; i < payload.length; i++) out[h + 4 + i] = payload[i]! ^ MASK[i & 3]!;
   return out;
 }
 
@@ -109,6 +117,13 @@ class RawTerminal {
 
   write(b: Buffer): void {
     this.socket.write(b);
+  }
+
+  /** the payload of the next server frame (unmasked, under 64 KiB) */
+  async frame(ms = 2000): Promise<Buffer> {
+    const h = await this.take(2, ms);
+    const n = (h[1]! & 0x7f) === 126 ? (await this.take(2, ms)).readUInt16BE(0) : h[1]! & 0x7f;
+    return this.take(n, ms);
   }
 }
 
@@ -196,7 +211,7 @@ const OPTIONS: PumpedAudioOptions = {
   alive: true,
 };
 
-async function rig(opts: { rtp?: RtpSenderState | null; options?: Partial<PumpedAudioOptions>; connected?: boolean; expectPeerPort?: boolean } = {}): Promise<Rig> {
+async function rig(opts: { rtp?: RtpSenderState | null; options?: Partial<PumpedAudioOptions>; connected?: boolean; expectPeerPort?: boolean; legBytesPerSample?: number; maxPayload?: number } = {}): Promise<Rig> {
   const peer = await new Peer().open();
   const legSocket = createSocket('udp4');
   await new Promise<void>((r) => legSocket.bind(0, '127.0.0.1', r));
@@ -215,8 +230,8 @@ async function rig(opts: { rtp?: RtpSenderState | null; options?: Partial<Pumped
     remoteHost: opts.connected ? '' : '127.0.0.1',
     remotePort: opts.connected ? 0 : peer.port,
     expectPort: opts.expectPeerPort ? peer.port : 0,
-    bytesPerSample: 1,
-    maxPayload: 1024,
+    bytesPerSample: opts.legBytesPerSample ?? 1,
+    maxPayload: opts.maxPayload ?? 1024,
     rtp,
     resume: (s) => legResumed.push(s),
   };
@@ -284,7 +299,7 @@ test('media server to terminal: RTP becomes a WebSocket frame with the confmux h
     assert.equal((await r.terminal.take(14)).toString('hex'), hex('820c 10 00 00 00 0006 000003eb ddee').toString('hex'));
     await r.terminal.quiet(100);
     r.pumped.release();
-    assert.deepEqual(r.released[0], { seq: 7, timestamp: 1005, marker: false, tokens: r.released[0]!.tokens, alive: true });
+    assert.deepEqual(r.released[0], { seq: 7, timestamp: 1005, marker: false, tokens: r.released[0]!.tokens, alive: true, upLast: 0, downLast: 0 });
   } finally {
     await r.close();
   }
@@ -313,7 +328,7 @@ test('a raw leg on a connected socket (FreeSWITCH unicast, the UDP echo): payloa
 test('a raw L16 leg for a u-law terminal (FreeSWITCH unicast): the pump converts both ways byte for byte as the JavaScript converter does', async () => {
   const { AudioConverter } = await import('../../bridge/media/AudioConverter.ts');
   const { PCMU, L16_8K } = await import('../../bridge/protocol/codecs.ts');
-  const r = await rig({ rtp: null, connected: true, options: { codecId: 0, bytesPerSample: 1, ulawToL16: true } });
+  const r = await rig({ rtp: null, connected: true, options: { codecId: 0, bytesPerSample: 1, convert: PUMP_CONVERT.ulaw_l16n } });
   try {
     const ulaw = hex('ff 00 80 7f 01 fe 55 aa');
     r.terminal.write(masked(2, Buffer.concat([hex('10 00 00 00 0001 00000000'), ulaw])));
@@ -328,6 +343,190 @@ test('a raw L16 leg for a u-law terminal (FreeSWITCH unicast): the pump converts
     assert.equal(r.released[0]!.timestamp, 1006, 'the terminal\'s timestamps count u-law samples');
   } finally {
     await r.close();
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// Conversions: what the pump sends either way must be, byte for byte, what AudioConverter gives for
+// the same sequence of frames, the sample carried across frames (`last`) included, also when the
+// call moves from JavaScript to the pump and back.
+
+/** L16 little-endian of the samples */
+function l16(...samples: number[]): Buffer {
+  const b = Buffer.alloc(samples.length * 2);
+  samples.forEach((v, i) => b.writeInt16LE(v, i * 2));
+  return b;
+}
+
+/** n bytes of audio-like content: a tone with noise, reaching both extremes of L16 */
+function audioBytes(n: number, seed: number): Buffer {
+  const b = Buffer.alloc(n);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i + 1 < n; i += 2) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    const v = Math.round(20000 * Math.sin(i / 7 + seed)) + ((x >>> 0) % 24001) - 12000;
+    b.writeInt16LE(Math.max(-32768, Math.min(32767, v)), i);
+  }
+  if (n & 1) b[n - 1] = x & 0xff;
+  return b;
+}
+
+/** a media frame from the terminal: confmux header (codec, seq, timestamp 0), payload */
+function fromTerminal(codecId: number, seq: number, payload: Buffer): Buffer {
+  const h = hex('10 00 00 00 0000 00000000');
+  h[2] = codecId;
+  h.writeUInt16BE(seq, 4);
+  return masked(2, Buffer.concat([h, payload]));
+}
+
+interface ConversionCase {
+  what: string;
+  convert: PumpConvert;
+  terminal: AudioCodec;
+  leg: AudioCodec;
+  /** an RTP leg (u-law, payload type 0), else raw payloads */
+  rtp: boolean;
+}
+
+const CONVERSIONS: ConversionCase[] = [
+  { what: 'an L16/16000 terminal on an RTP u-law leg (Asterisk, transport rtp)', convert: PUMP_CONVERT.l16w_ulaw, terminal: L16_16K, leg: PCMU, rtp: true },
+  { what: 'an L16/16000 terminal on a raw L16/8000 leg (FreeSWITCH unicast)', convert: PUMP_CONVERT.l16w_l16n, terminal: L16_16K, leg: L16_8K, rtp: false },
+  { what: 'a u-law terminal on a raw L16/16000 leg', convert: PUMP_CONVERT.ulaw_l16w, terminal: PCMU, leg: L16_16K, rtp: false },
+];
+
+const RTP_START: RtpSenderState = { payloadType: 0, seq: 0x1234, timestamp: 0x01020304, ssrc: 0xcafebabe, first: true };
+
+function convertRig(c: ConversionCase, upLast: number, downLast: number, maxPayload = 1024): Promise<Rig> {
+  return rig({
+    rtp: c.rtp ? RTP_START : null,
+    connected: !c.rtp,
+    legBytesPerSample: c.leg.bytesPerSample,
+    maxPayload,
+    options: { codecId: c.terminal.id, bytesPerSample: c.terminal.bytesPerSample, convert: c.convert, upLast, downLast },
+  });
+}
+
+/** a datagram from the leg's media server: payload, behind an RTP header (seq i) on an RTP leg */
+function fromLeg(c: ConversionCase, i: number, payload: Buffer): Buffer {
+  if (!c.rtp) return payload;
+  const h = hex('8000 0000 00000000 11223344');
+  h.writeUInt16BE(i, 2);
+  h.writeUInt32BE(i * 160, 4);
+  return Buffer.concat([h, payload]);
+}
+
+assert.deepEqual(
+  CONVERSIONS.map((c) => pumpConversion(c.terminal, c.leg)),
+  CONVERSIONS.map((c) => c.convert),
+);
+
+for (const c of CONVERSIONS) {
+  test(`${c.what}: frames both ways are AudioConverter's bytes, the carried sample going from JavaScript to the pump and back`, async () => {
+    // what JavaScript alone makes of the sequence
+    const up = new AudioConverter(c.terminal, c.leg);
+    const down = new AudioConverter(c.leg, c.terminal);
+    // the call's own converters: frame 0 in JavaScript, frames 1-3 on the pump, frame 4 in JavaScript again
+    const callUp = new AudioConverter(c.terminal, c.leg);
+    const callDown = new AudioConverter(c.leg, c.terminal);
+    // a 20 ms frame, one with an odd length and a short one, then 20 ms again
+    const upFrames = [c.terminal.frameBytes, c.terminal.frameBytes, c.terminal.frameBytes - 3, 6, c.terminal.frameBytes].map((n, i) => audioBytes(n, 11 + i));
+    const downFrames = [c.leg.frameBytes, c.leg.frameBytes, c.leg.frameBytes - 1, 5, c.leg.frameBytes].map((n, i) => audioBytes(n, 101 + i));
+    const wantUp = upFrames.map((f) => Buffer.from(up.convert(f)).toString('hex'));
+    const wantDown = downFrames.map((f) => Buffer.from(down.convert(f)).toString('hex'));
+    assert.equal(Buffer.from(callUp.convert(upFrames[0]!)).toString('hex'), wantUp[0]);
+    assert.equal(Buffer.from(callDown.convert(downFrames[0]!)).toString('hex'), wantDown[0]);
+
+    const r = await convertRig(c, callUp.carried, callDown.carried);
+    try {
+      let rtpTimestamp = RTP_START.timestamp;
+      for (let i = 1; i <= 3; i++) {
+        r.terminal.write(fromTerminal(c.terminal.id, i, upFrames[i]!));
+        const got = await r.peer.next();
+        if (c.rtp) {
+          assert.equal(got.readUInt16BE(2), RTP_START.seq + i - 1, 'RTP seq');
+          assert.equal(got.readUInt32BE(4), rtpTimestamp, 'RTP timestamp');
+          rtpTimestamp += (got.length - 12) / c.leg.bytesPerSample;
+        }
+        assert.equal(got.subarray(c.rtp ? 12 : 0).toString('hex'), wantUp[i], `frame ${i} to the media server`);
+      }
+      let timestamp = OPTIONS.timestamp;
+      for (let i = 1; i <= 3; i++) {
+        r.peer.send(fromLeg(c, i, downFrames[i]!), r.legSocket.address().port);
+        const frame = await r.terminal.frame();
+        assert.equal(frame.readUInt32BE(6), timestamp, 'the terminal\'s timestamp');
+        timestamp += (frame.length - 10) / c.terminal.bytesPerSample;
+        assert.equal(frame.subarray(10).toString('hex'), wantDown[i], `frame ${i} to the terminal`);
+      }
+      r.pumped.release();
+      const state = r.released[0]!;
+      assert.equal(state.timestamp, timestamp, 'the terminal\'s timestamps count samples of its codec');
+      if (c.rtp) assert.equal(r.legResumed[0]!.timestamp, rtpTimestamp, 'RTP timestamps count samples of the leg\'s format');
+      callUp.carried = state.upLast;
+      callDown.carried = state.downLast;
+    } finally {
+      await r.close();
+    }
+    assert.equal(Buffer.from(callUp.convert(upFrames[4]!)).toString('hex'), wantUp[4], 'JavaScript goes on from the pump\'s carried sample');
+    assert.equal(Buffer.from(callDown.convert(downFrames[4]!)).toString('hex'), wantDown[4]);
+  });
+}
+
+test('conversions, golden bytes of one short frame each way (arithmetic shift of negative sums, odd tails ignored)', async () => {
+  // L16/16000 [1000, 3000, -2, -5] and a stray byte: pairs 2000 and -4 (-7 >> 1, not -3)
+  const wide = Buffer.concat([l16(1000, 3000, -2, -5), hex('7f')]);
+  // u-law ff (0) and 00 (-32124), with -3 carried: (-3 + 0) >> 1 = -2, 0, -16062, -32124
+  const ulaw = hex('ff 00');
+  const ulawUp = hex('feff 0000 42c1 8482');
+  // L16/8000 [100, -101] and a stray byte, with -3 carried: 48, 100, -1, -101
+  const narrow = Buffer.concat([l16(100, -101), hex('55')]);
+  const cases: Array<[ConversionCase, Buffer, string, Buffer, string]> = [
+    [CONVERSIONS[0]!, wide, 'bf7e', ulaw, ulawUp.toString('hex')],
+    [CONVERSIONS[1]!, wide, 'd007fcff', narrow, '30006400ffff9bff'],
+    [CONVERSIONS[2]!, ulaw, ulawUp.toString('hex'), wide, 'bf7e'],
+  ];
+  for (const [c, upIn, upOut, downIn, downOut] of cases) {
+    const r = await convertRig(c, -3, -3);
+    try {
+      r.terminal.write(fromTerminal(c.terminal.id, 1, upIn));
+      assert.equal((await r.peer.next()).subarray(c.rtp ? 12 : 0).toString('hex'), upOut, `${c.what}: to the media server`);
+      r.peer.send(fromLeg(c, 1, downIn), r.legSocket.address().port);
+      assert.equal((await r.terminal.frame()).subarray(10).toString('hex'), downOut, `${c.what}: to the terminal`);
+    } finally {
+      await r.close();
+    }
+  }
+});
+
+test('conversions: a frame too large for the leg once converted is dropped, its carried sample kept; a frame converted to nothing goes to the leg empty, as in JavaScript, but not to the terminal', async () => {
+  // u-law to L16/16000 makes 4 bytes of each: 16 bytes fit a 64-byte leg, 17 do not
+  const c = CONVERSIONS[2]!;
+  const js = new AudioConverter(c.terminal, c.leg);
+  const frames = [audioBytes(16, 1), audioBytes(17, 2), audioBytes(16, 3)];
+  const want = frames.map((f) => Buffer.from(js.convert(f))).filter((b) => b.length <= 64).map((b) => b.toString('hex'));
+  const r = await convertRig(c, 0, 0, 64);
+  try {
+    frames.forEach((f, i) => r.terminal.write(fromTerminal(c.terminal.id, i, f)));
+    assert.deepEqual([(await r.peer.next()).toString('hex'), (await r.peer.next()).toString('hex')], want);
+    assert.equal(await r.peer.none(50), 0, 'the large one was dropped');
+    // towards the terminal the pump relays no empty payload (converted or not; JavaScript would send
+    // a frame with none): 3 bytes of L16/16000 are less than one pair
+    r.peer.send(hex('010203'), r.legSocket.address().port);
+    r.peer.send(l16(-2, -5), r.legSocket.address().port);
+    assert.equal((await r.terminal.frame()).toString('hex'), hex('10 00 00 01 0005 000003e8 7e').toString('hex'));
+  } finally {
+    await r.close();
+  }
+  // 3 bytes of L16/16000 are less than one pair: an RTP packet with no payload, the timestamp unchanged
+  const rtp = await convertRig(CONVERSIONS[0]!, 0, 0);
+  try {
+    rtp.terminal.write(fromTerminal(L16_16K.id, 1, hex('010203')));
+    rtp.terminal.write(fromTerminal(L16_16K.id, 2, l16(1, 2)));
+    assert.equal((await rtp.peer.next()).toString('hex'), hex('8080 1234 01020304 cafebabe').toString('hex'));
+    assert.equal((await rtp.peer.next()).toString('hex'), hex('8000 1235 01020304 cafebabe ff').toString('hex'));
+  } finally {
+    await rtp.close();
   }
 });
 
