@@ -161,11 +161,11 @@ export interface LoopStats {
   externalBytes?: number;
   /** terminals with a bound control connection */
   terminals?: number;
-  /** calls whose audio the native media pump relayed when asked (one process only) */
+  /** calls whose audio the native media pump relayed when asked (with workers: summed over them) */
   pumped?: number;
   /** the pump's relay thread scheduling */
   pumpPriority?: string | null;
-  /** relay-added latency of the pump's frames in the window, one way, us (see MediaPump.latency) */
+  /** relay-added latency of the pump's frames in the window, one way, us (see MediaPump.latency); with workers each figure is the worse worker's */
   pumpLatencyUs?: { up: RelayLatency; down: RelayLatency };
   /** the pump thread's wake-ups and the socket events they handled, in the window */
   pumpWakeups?: number;
@@ -638,7 +638,7 @@ export function formatResult(r: BenchResult): string {
     );
   }
   lines.push('', 'RTT: ms, terminal -> bridge -> echo -> bridge -> terminal, measured in the load generator (its own event-loop delay included); one way is about half.');
-  lines.push('relay p99: ms, one way, measured in the bridge by the native media pump: from the kernel\'s receive timestamp of each packet to the pump\'s send on the other socket (up: to the media server, down: to the terminal).');
+  lines.push(`relay p99: ms, one way, measured in the bridge by the native media pump: from the kernel's receive timestamp of each packet to the pump's send on the other socket (up: to the media server, down: to the terminal)${r.workers > 1 ? '; each worker has its own pump, and each figure is the worse worker\'s' : ''}.`);
   lines.push(
     r.steps.some((s) => s.heldBy === 'relay')
       ? `held: every call on the pump, relay p99 <= ${r.p99BoundMs / 2} ms each way, no frame lost, no connection closed (otherwise: round-trip p99 <= ${r.p99BoundMs} ms).`

@@ -13,7 +13,9 @@
  * CONFMUX_BENCH_WORKERS=N (N > 1): server.workers = N. This process is then the primary (the
  * UpgradeRouter on the port) and forks N workers, each this same script with the echo stand-in;
  * the JSON line lists every pid ("pids") so that the load generator sums their CPU and RSS. The
- * event-loop figures are then the primary's only.
+ * event-loop figures are then the primary's only; the native pump's figures (pumped calls, wake-ups,
+ * relay-added latency) are each worker's, asked over the worker's IPC channel and combined: counts
+ * summed, each latency figure the worse of the workers'.
  */
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
@@ -22,6 +24,7 @@ import { createLogger } from '../bridge/logger.ts';
 import { fileURLToPath } from 'node:url';
 import { BridgeServer } from '../bridge/server/BridgeServer.ts';
 import { loadNativePump, relayLatency } from '../bridge/server/MediaPump.ts';
+import type { RelayLatencySummary } from '../bridge/server/metrics.ts';
 import { PUMP_STAT } from '../bridge/server/PumpedAudio.ts';
 import { UpgradeRouter } from '../bridge/server/UpgradeRouter.ts';
 import { WorkerLink, ownsNumber, workerIdentity } from '../bridge/server/WorkerLink.ts';
@@ -53,6 +56,55 @@ const config = loadConfig({
 const log = createLogger(config.log.level);
 const worker = workerIdentity();
 
+/** IPC message type between the primary and its workers for the pump figures */
+const BENCH_PUMP = 'confmux:bench-pump';
+
+interface PumpFigures {
+  pumped: number | undefined;
+  pumpWakeups: number;
+  pumpEvents: number;
+  pumpPriority: string | null | undefined;
+  pumpLatencyUs: ReturnType<typeof relayLatency> | undefined;
+}
+
+/** This process's native pump, counted from the last reset(). */
+function pumpWindow(server: BridgeServer | null): { reset(): void; figures(): PumpFigures } {
+  const native = loadNativePump();
+  const counts = (): number[] => ('pump' in native ? native.pump.stats() : []);
+  let atReset = counts();
+  const since = (i: number): number => (counts()[i] ?? 0) - (atReset[i] ?? 0);
+  return {
+    reset(): void {
+      atReset = counts();
+      if ('pump' in native) native.pump.latency(true);
+    },
+    figures: (): PumpFigures => ({
+      pumped: server?.pumpedCalls,
+      pumpWakeups: since(PUMP_STAT.wakeups),
+      pumpEvents: since(PUMP_STAT.events),
+      pumpPriority: server?.pumpPriority,
+      pumpLatencyUs: 'pump' in native ? relayLatency(native.pump.latency(false)) : undefined,
+    }),
+  };
+}
+
+/** The workers' figures as one: counts summed, each latency figure the worse of the workers'. */
+function combine(all: PumpFigures[]): PumpFigures {
+  const lat = all.map((f) => f.pumpLatencyUs).filter((l): l is NonNullable<typeof l> => l !== undefined);
+  const worse = (dir: 'up' | 'down'): RelayLatencySummary => {
+    const live = lat.map((l) => l[dir]).filter((x) => x.count > 0);
+    const max = (k: 'p50' | 'p99' | 'p999' | 'max'): number => live.reduce((m, x) => Math.max(m, x[k]), 0);
+    return { p50: max('p50'), p99: max('p99'), p999: max('p999'), max: max('max'), count: live.reduce((n, x) => n + x.count, 0) };
+  };
+  return {
+    pumped: all.reduce((n, f) => n + (f.pumped ?? 0), 0),
+    pumpWakeups: all.reduce((n, f) => n + f.pumpWakeups, 0),
+    pumpEvents: all.reduce((n, f) => n + f.pumpEvents, 0),
+    pumpPriority: all[0]?.pumpPriority,
+    pumpLatencyUs: lat.length > 0 ? { up: worse('up'), down: worse('down') } : undefined,
+  };
+}
+
 if (worker) {
   // a worker behind the primary: no port, no stdin; the primary stops it with SIGTERM
   const driver = new EchoDriver({ password, udpPeer });
@@ -60,6 +112,13 @@ if (worker) {
   const server = new BridgeServer(config, driver, log, { owns: ownsNumber(worker.index, worker.count) });
   const link = new WorkerLink(server);
   link.start();
+  const window = pumpWindow(server);
+  process.on('message', (m: unknown) => {
+    const msg = m as { type?: string; op?: string } | null;
+    if (msg?.type !== BENCH_PUMP) return;
+    if (msg.op === 'reset') window.reset();
+    process.send!({ type: BENCH_PUMP, ...(msg.op === 'stats' ? window.figures() : {}) });
+  });
   const stop = (): void => {
     link.close();
     void server
@@ -76,11 +135,12 @@ if (worker) {
 
 async function main(): Promise<void> {
   let server: { close(): Promise<void>; terminalCount: number };
+  let pool: WorkerPool | null = null;
   let closeDriver = (): Promise<void> => Promise.resolve();
   let pids = [process.pid];
   let port: number;
   if (config.server.workers > 1) {
-    const pool = new WorkerPool({
+    pool = new WorkerPool({
       script: fileURLToPath(import.meta.url),
       count: config.server.workers,
       execArgv: process.execArgv,
@@ -88,11 +148,12 @@ async function main(): Promise<void> {
       log,
     });
     await pool.start();
-    const router = new UpgradeRouter(config, config.server.workers, (k, socket, handoff) => pool.handOff(k, socket, handoff));
+    const workers = pool;
+    const router = new UpgradeRouter(config, config.server.workers, (k, socket, handoff) => workers.handOff(k, socket, handoff));
     port = (await router.listen()).port;
-    pids = [process.pid, ...pool.pids];
+    pids = [process.pid, ...workers.pids];
     server = {
-      close: () => router.close().then(() => pool.stop()),
+      close: () => router.close().then(() => workers.stop()),
       terminalCount: -1,
     };
   } else {
@@ -120,22 +181,31 @@ async function main(): Promise<void> {
   const delay = monitorEventLoopDelay({ resolution: 1 });
   delay.enable();
   let elu = performance.eventLoopUtilization();
-  // the native media pump's wake-ups and events in the window (its thread's batching)
-  const native = loadNativePump();
-  const pumpCounts = (): number[] => ('pump' in native ? native.pump.stats() : []);
-  let pumpAtReset = pumpCounts();
+  // the native media pump's calls, wake-ups, events and latency in the window: this process's, or
+  // with workers theirs
+  const window = pumpWindow(server instanceof BridgeServer ? server : null);
+  const workers = pool;
+  const pumpReset = async (): Promise<void> => {
+    if (workers) await workers.ask(BENCH_PUMP, { op: 'reset' });
+    else window.reset();
+  };
+  const pumpFigures = async (): Promise<PumpFigures> => (workers ? combine((await workers.ask(BENCH_PUMP, { op: 'stats' })) as PumpFigures[]) : window.figures());
+  // one command at a time, in order (a reset must land before the stats that follow it)
+  let queue = Promise.resolve();
   createInterface({ input: process.stdin }).on('line', (line) => {
-    if (line === 'reset') {
-      delay.reset();
-      elu = performance.eventLoopUtilization();
-      pumpAtReset = pumpCounts();
-      if ('pump' in native) native.pump.latency(true);
-    } else if (line === 'stats') {
-      const ms = (ns: number): number => ns / 1e6;
-      const u = performance.eventLoopUtilization(elu);
-      const mem = process.memoryUsage();
-      process.stdout.write(`${JSON.stringify({ loopDelayMs: { p50: ms(delay.percentile(50)), p99: ms(delay.percentile(99)), max: ms(delay.max) }, loopUtilization: u.utilization, heapUsedBytes: mem.heapUsed, externalBytes: mem.external, terminals: server.terminalCount, pumped: 'pumpedCalls' in server ? server.pumpedCalls : undefined, pumpWakeups: (pumpCounts()[PUMP_STAT.wakeups] ?? 0) - (pumpAtReset[PUMP_STAT.wakeups] ?? 0), pumpEvents: (pumpCounts()[PUMP_STAT.events] ?? 0) - (pumpAtReset[PUMP_STAT.events] ?? 0), pumpPriority: server instanceof BridgeServer ? server.pumpPriority : undefined, pumpLatencyUs: 'pump' in native ? relayLatency(native.pump.latency(false)) : undefined })}\n`);
-    }
+    queue = queue.then(async () => {
+      if (line === 'reset') {
+        delay.reset();
+        elu = performance.eventLoopUtilization();
+        await pumpReset();
+      } else if (line === 'stats') {
+        const ms = (ns: number): number => ns / 1e6;
+        const u = performance.eventLoopUtilization(elu);
+        const mem = process.memoryUsage();
+        const pump = await pumpFigures();
+        process.stdout.write(`${JSON.stringify({ loopDelayMs: { p50: ms(delay.percentile(50)), p99: ms(delay.percentile(99)), max: ms(delay.max) }, loopUtilization: u.utilization, heapUsedBytes: mem.heapUsed, externalBytes: mem.external, terminals: server.terminalCount, ...pump })}\n`);
+      }
+    });
   });
   process.stdin.on('end', () => void stop());
   process.stdin.on('error', () => void stop());

@@ -98,6 +98,35 @@ export class WorkerPool {
     });
   }
 
+  /**
+   * Sends `{ type, ...body }` to every ready worker and collects each one's reply (the first message
+   * it sends back with the same `type`), in worker order; a worker that does not answer within
+   * `timeoutMs` is left out. For figures only a worker has (the benchmark's pump counters).
+   */
+  ask(type: string, body: Record<string, unknown> = {}, timeoutMs = 2000): Promise<unknown[]> {
+    const asked = this.children.filter((c, k): c is ChildProcess => c !== null && this.ready[k] === true && c.connected);
+    return Promise.all(
+      asked.map(
+        (child) =>
+          new Promise<unknown>((resolve) => {
+            const done = (reply: unknown): void => {
+              clearTimeout(timer);
+              child.off('message', onMessage);
+              resolve(reply);
+            };
+            const onMessage = (m: unknown): void => {
+              if ((m as { type?: string } | null)?.type === type) done(m);
+            };
+            const timer = setTimeout(() => done(undefined), timeoutMs);
+            child.on('message', onMessage);
+            child.send({ ...body, type }, (err) => {
+              if (err) done(undefined);
+            });
+          }),
+      ),
+    ).then((replies) => replies.filter((r) => r !== undefined));
+  }
+
   /** Asks every worker to drain (SIGTERM) or stop now (SIGINT) and waits for them. Idempotent. */
   stop(signal: 'SIGTERM' | 'SIGINT' = 'SIGTERM'): Promise<void> {
     if (this.stopped) return this.stopped;

@@ -123,15 +123,15 @@ test('UDP RTP transport (u-law to Asterisk): L16 and PCMU terminals hear each ot
     const rec1 = join(dir, 'rtp1006.wav');
     const rec2 = join(dir, 'rtp1007.wav');
     const args = (n: string, extra: string[]): string[] => ['terminal', '--url', rtpBridge.url, '--number', n, '--password', `sandbox-${n}`, 'call', '702', ...extra];
-    // the PCMU terminal's audio needs no conversion: the native media pump relays it (the L16
-    // one's is converted in JavaScript); both paths meet in the conference
+    // the native media pump relays both: the PCMU terminal's audio as it is, the L16/16000 one's
+    // converted to and from u-law (the same bytes as AudioConverter); both meet in the conference
     let pumped = 0;
     const watch = setInterval(() => (pumped = Math.max(pumped, rtpBridge.server.pumpedCalls)), 100);
     const [a, b] = await Promise.all([
       runCli(args('1006', ['--tone', '440', '--record', rec1, '--seconds', '6'])),
       runCli(args('1007', ['--tone', '1000', '--record', rec2, '--seconds', '6', '--codec', 'PCMU/8000'])),
     ]).finally(() => clearInterval(watch));
-    assert.equal(pumped, 1, 'the PCMU call on the native media pump (npm run build:native)');
+    assert.equal(pumped, 2, 'both calls on the native media pump, the L16 one converted there (npm run build:native)');
     assert.equal(rtpBridge.server.pumpedCalls, 0, 'the pump let go of the ended call');
     assert.equal(a.code, 0, a.stderr + a.stdout);
     assert.equal(b.code, 0, b.stderr + b.stdout);

@@ -80,6 +80,19 @@ test('bench --udp-echo: every frame goes through a UDP socket to the echo peer a
   assert.ok(s.rttMs.samples > 0 && s.rttMs.max < 2000);
 });
 
+test('bench --workers 2 --udp-echo: each worker relays its calls on its own pump; the bench sums what the workers report', { skip: coturnAvailable() ? false : 'needs coturn (turnutils_peer)' }, async () => {
+  const r = await runBench({ streams: 20, seconds: 2, warmupSeconds: 0.5, udpEcho: true, workers: 2, log: quiet, timeLimitSeconds: 60 });
+  const s = r.steps[0]!;
+  assert.equal(r.workers, 2);
+  assert.equal(s.bridgeLoop?.pumped, 20, 'every call on a worker\'s pump, counted over both workers');
+  const lat = s.bridgeLoop?.pumpLatencyUs;
+  assert.ok(lat && lat.up.count > 0 && lat.down.count > 0, 'relay-added latency reported by the workers');
+  assert.ok((lat?.up.count ?? 0) <= s.sent, `latency samples ${lat?.up.count} for ${s.sent} frames sent`);
+  assert.ok((s.bridgeLoop?.pumpWakeups ?? 0) > 0, 'the workers\' pump threads woke up');
+  assert.equal(s.lost, 0, `lost ${s.lost} of ${s.sent}`);
+  assert.equal(s.received, s.sent);
+});
+
 test('bench --udp-echo --media-pump off: the same through the JavaScript path; nothing lost', { skip: coturnAvailable() ? false : 'needs coturn (turnutils_peer)' }, async () => {
   const r = await runBench({ streams: 20, seconds: 2, warmupSeconds: 0.5, udpEcho: true, mediaPump: 'off', log: quiet, timeLimitSeconds: 40 });
   const s = r.steps[0]!;
