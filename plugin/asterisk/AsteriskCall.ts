@@ -263,16 +263,9 @@ export class AsteriskCall extends EventEmitter<DriverCallEvents> implements Driv
 
   /** The bridge's SIP user agent side of a call with video, wired to this call. */
   private async createSipLeg(video: VideoCodec): Promise<SipMediaLeg> {
-    const leg = await SipMediaLeg.create(this.opts.sip!, this.opts.rtpBindAddress, `confmux-${this.req.callId}`, video);
+    // the leg delivers straight to this call's onAudio / onVideo
+    const leg = await SipMediaLeg.create(this.opts.sip!, this.opts.rtpBindAddress, `confmux-${this.req.callId}`, video, this);
     this.leg = leg;
-    leg.onAudio = (payload) => {
-      const cb = this.onAudio;
-      if (cb !== null) cb(payload);
-    };
-    leg.onVideo = (frame, ts, key) => {
-      const cb = this.onVideo;
-      if (cb !== null) cb(frame, ts, key);
-    };
     leg.on('keyframeRequest', () => this.emit('keyframeRequest'));
     // DTMF from the PBX arrives as RFC 4733 events on this leg's audio
     leg.on('dtmf', (digit) => {

@@ -271,16 +271,9 @@ export class FreeSwitchCall extends EventEmitter<DriverCallEvents> implements Dr
    * marked (confmux_content=1): the room's dialplan gives it the video floor.
    */
   private async dialVideo(video: VideoCodec): Promise<void> {
-    const leg = await SipMediaLeg.create(this.opts.sip!, this.opts.rtpBindAddress, `confmux-${this.req.callId}`, video);
+    // the leg delivers straight to this call's onAudio / onVideo
+    const leg = await SipMediaLeg.create(this.opts.sip!, this.opts.rtpBindAddress, `confmux-${this.req.callId}`, video, this);
     this.leg = leg;
-    leg.onAudio = (payload) => {
-      const cb = this.onAudio;
-      if (cb !== null) cb(payload);
-    };
-    leg.onVideo = (frame, timestamp, keyframe) => {
-      const cb = this.onVideo;
-      if (cb !== null) cb(frame, timestamp, keyframe);
-    };
     leg.on('keyframeRequest', () => {
       if (!this.ending) this.emit('keyframeRequest');
     });

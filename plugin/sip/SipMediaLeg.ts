@@ -37,10 +37,18 @@ export interface SipMediaLegEvents {
   dtmf: [string];
 }
 
+/**
+ * Where the leg delivers what the media server sends: the driver's call itself (its onAudio and
+ * onVideo, set by the bridge), read per packet so that the bridge may set or clear them any time.
+ */
+export interface SipLegSink {
+  readonly onAudio: ((payload: Buffer) => void) | null;
+  readonly onVideo: ((frame: Buffer, timestamp: number, keyframe: boolean) => void) | null;
+}
+
 export class SipMediaLeg extends EventEmitter<SipMediaLegEvents> {
-  onAudio: ((payload: Buffer) => void) | null = null;
-  onVideo: ((frame: Buffer, timestamp: number, keyframe: boolean) => void) | null = null;
   readonly video: VideoCodec;
+  private readonly sink: SipLegSink;
   private readonly sip: SipServer;
   private readonly user: string;
   private readonly audioSocket: Socket;
@@ -69,24 +77,25 @@ export class SipMediaLeg extends EventEmitter<SipMediaLegEvents> {
   /** packets received that this leg does not carry */
   rejected = 0;
 
-  private constructor(sip: SipServer, user: string, video: VideoCodec, audioSocket: Socket, videoSocket: Socket) {
+  private constructor(sip: SipServer, user: string, video: VideoCodec, audioSocket: Socket, videoSocket: Socket, sink: SipLegSink) {
     super();
+    this.sink = sink;
     this.sip = sip;
     this.user = user;
     this.video = video;
     this.audioSocket = audioSocket;
     this.videoSocket = videoSocket;
     for (let i = 0; i < AUDIO_RING; i++) this.audioRing.push(Buffer.alloc(RTP_HEADER_BYTES + 1024));
-    const sink = (frame: Buffer, ts: number, key: boolean): void => {
-      const cb = this.onVideo;
-      if (cb !== null) cb(frame, ts, key);
+    const frames = (frame: Buffer, ts: number, key: boolean): void => {
+      const cb = this.sink.onVideo;
+      if (cb !== null && !this.closed) cb(frame, ts, key);
     };
     if (video.sdpName === 'H264') {
       this.packetizer = new H264Packetizer(VIDEO_MTU);
-      this.depacketizer = new H264Depacketizer(sink);
+      this.depacketizer = new H264Depacketizer(frames);
     } else {
       this.packetizer = new Vp8Packetizer(VIDEO_MTU);
-      this.depacketizer = new Vp8Depacketizer(sink);
+      this.depacketizer = new Vp8Depacketizer(frames);
     }
     const leg = this;
     this.dtmfOut = new DtmfSender({
@@ -109,8 +118,8 @@ export class SipMediaLeg extends EventEmitter<SipMediaLegEvents> {
         else this.rejected++;
         return;
       }
-      const cb = this.onAudio;
-      if (cb !== null) cb(msg.subarray(this.view.payloadStart, this.view.payloadEnd));
+      const cb = this.sink.onAudio;
+      if (cb !== null && !this.closed) cb(msg.subarray(this.view.payloadStart, this.view.payloadEnd));
     });
     videoSocket.on('message', (msg: Buffer) => {
       // RTCP multiplexed on the RTP port (RFC 5761): payload-specific feedback PLI (1) or FIR (4)
@@ -132,9 +141,9 @@ export class SipMediaLeg extends EventEmitter<SipMediaLegEvents> {
     sip.expect(user, (leg) => this.onInvite(leg));
   }
 
-  static async create(sip: SipServer, rtpAddress: string, user: string, video: VideoCodec): Promise<SipMediaLeg> {
+  static async create(sip: SipServer, rtpAddress: string, user: string, video: VideoCodec, sink: SipLegSink): Promise<SipMediaLeg> {
     const [a, v] = await Promise.all([bindUdp(rtpAddress), bindUdp(rtpAddress)]);
-    return new SipMediaLeg(sip, user, video, a, v);
+    return new SipMediaLeg(sip, user, video, a, v, sink);
   }
 
   /** The SIP URI the media server must dial for this leg. */
@@ -241,8 +250,6 @@ export class SipMediaLeg extends EventEmitter<SipMediaLegEvents> {
     if (this.closed) return;
     this.closed = true;
     this.open = false;
-    this.onAudio = null;
-    this.onVideo = null;
     this.dtmfOut.close();
     this.sip.forget(this.user);
     const dialog = this.dialog;

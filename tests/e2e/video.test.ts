@@ -14,7 +14,7 @@ import type { Invitation } from '../../bridge/sdk/Invitation.ts';
 import { splitAccessUnits } from '../../bridge/media/h264Stream.ts';
 import { isH264Keyframe } from '../../plugin/rtp/h264.ts';
 import { ari, asteriskRx, ensureSandbox } from '../helpers/sandbox.ts';
-import { makeH264, probeVideo } from '../helpers/video.ts';
+import { SILENCE, makeH264, probeVideo, sendMedia } from '../helpers/video.ts';
 import { runCli, startBridge, waitNoChannels, type TestBridge } from '../helpers/bridge.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'confmux-video-'));
@@ -33,35 +33,8 @@ async function terminal(number: string): Promise<TerminalClient> {
   return t;
 }
 
-// 400 Hz: a whole number of cycles in each 20 ms frame, so repeating one frame is a clean tone
-const TONE = new Uint8Array(640);
-for (let i = 0; i < 320; i++) {
-  const s = Math.round(8000 * Math.sin((2 * Math.PI * 400 * i) / 16000));
-  TONE[2 * i] = s & 0xff;
-  TONE[2 * i + 1] = (s >> 8) & 0xff;
-}
-const SILENCE = new Uint8Array(640);
-
-/** A terminal's media loop: audio (tone when talking) every 20 ms, video at 15 fps; keyframe on request. */
-function media(call: CallSession, aus: Uint8Array[], talking: () => boolean): () => void {
-  let pos = 0;
-  let n = 0;
-  let wantKey = false;
-  call.on('keyframeRequest', () => (wantKey = true));
-  const audio = setInterval(() => call.sendAudio(talking() ? TONE : SILENCE), 20);
-  const video = setInterval(() => {
-    if (wantKey) {
-      wantKey = false;
-      while (!isH264Keyframe(aus[pos % aus.length]!)) pos++;
-    }
-    const au = aus[pos++ % aus.length]!;
-    call.sendVideo(au, isH264Keyframe(au), (n++ * 6000) >>> 0);
-  }, 1000 / 15);
-  return () => {
-    clearInterval(audio);
-    clearInterval(video);
-  };
-}
+/** A terminal's media loop (tests/helpers/video.ts); returns its stop. */
+const media = (call: CallSession, aus: Uint8Array[], talking: () => boolean): (() => void) => sendMedia(call, aus, talking).stop;
 
 before(async () => {
   await ensureSandbox();

@@ -17,7 +17,7 @@ import type { CallSession } from '../../bridge/sdk/CallSession.ts';
 import { isH264Keyframe } from '../../plugin/rtp/h264.ts';
 import { FreeSwitchDriver } from '../../plugin/freeswitch/FreeSwitchDriver.ts';
 import { FakeFreeSwitch } from '../fixtures/FakeFreeSwitch.ts';
-import { h264AccessUnits, probeVideo } from '../helpers/video.ts';
+import { h264AccessUnits, probeVideo, sendMedia } from '../helpers/video.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'confmux-fs-video-'));
 const cleanup: (() => Promise<void> | void)[] = [];
@@ -63,45 +63,11 @@ async function terminal(url: string, number: string): Promise<TerminalClient> {
   return t;
 }
 
-// 400 Hz in L16/16000: a whole number of cycles per 20 ms frame
-const TONE = new Uint8Array(640);
-for (let i = 0; i < 320; i++) {
-  const s = Math.round(8000 * Math.sin((2 * Math.PI * 400 * i) / 16000));
-  TONE[2 * i] = s & 0xff;
-  TONE[2 * i + 1] = (s >> 8) & 0xff;
-}
-const SILENCE = new Uint8Array(640);
-
-/** A terminal's media loop: audio every 20 ms (tone when talking), video at 15 fps, keyframe on request. */
-function media(call: CallSession, aus: Uint8Array[], talking: () => boolean): { stop: () => void; requests: () => number } {
-  let pos = 0;
-  let n = 0;
-  let wantKey = false;
-  let requests = 0;
-  call.on('keyframeRequest', () => {
-    requests++;
-    wantKey = true;
-  });
-  const audio = setInterval(() => call.sendAudio(talking() ? TONE : SILENCE), 20);
-  const video = setInterval(() => {
-    if (wantKey) {
-      wantKey = false;
-      while (!isH264Keyframe(aus[pos % aus.length]!)) pos++;
-    }
-    const au = aus[pos++ % aus.length]!;
-    call.sendVideo(au, isH264Keyframe(au), (n++ * 6000) >>> 0);
-  }, 1000 / 15);
-  cleanup.push(() => {
-    clearInterval(audio);
-    clearInterval(video);
-  });
-  return {
-    stop: () => {
-      clearInterval(audio);
-      clearInterval(video);
-    },
-    requests: () => requests,
-  };
+/** A terminal's media loop (tests/helpers/video.ts), stopped after the test in any case. */
+function media(call: CallSession, aus: Uint8Array[], talking: () => boolean): { stop(): void; requests(): number } {
+  const loop = sendMedia(call, aus, talking);
+  cleanup.push(() => loop.stop());
+  return loop;
 }
 
 test('FreeSWITCH video room: A\'s H.264 reaches B (ffprobe decodes it at A\'s size), a newcomer gets a keyframe within 2 s', async () => {
