@@ -182,6 +182,13 @@ export class SipMediaLeg extends EventEmitter<SipMediaLegEvents> {
     // without rtcp-mux (FreeSWITCH's plain SIP default) the peer would send its keyframe requests
     // (RTCP PLI/FIR) to port + 1: a=rtcp (RFC 3605) points RTCP at the one video socket instead
     const videoRtcp = video?.attributes.includes('rtcp-mux') ? ['rtcp-mux'] : [`rtcp:${videoPort}`];
+    // the keyframe requests this leg understands (RFC 4585 PLI, RFC 5104 FIR), when offered
+    if (video && vfmt) {
+      for (const a of video.attributes) {
+        const fb = /^rtcp-fb:(\*|\d+) (nack pli|ccm fir)$/.exec(a);
+        if (fb && (fb[1] === '*' || Number(fb[1]) === vfmt.payloadType)) videoRtcp.push(`rtcp-fb:${vfmt.payloadType} ${fb[2]}`);
+      }
+    }
     const answer = buildSdp(this.audioSocket.address().address, randomInt(1, 2 ** 31), [
       { kind: 'audio', port: this.audioSocket.address().port, formats: events ? [pcmu, events] : [pcmu], attributes: audio.attributes.includes('rtcp-mux') ? ['rtcp-mux'] : [] },
       ...(video ? [{ kind: 'video', port: videoPort, formats: vfmt ? [vfmt] : [], attributes: videoRtcp }] : []),

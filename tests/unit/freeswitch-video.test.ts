@@ -154,6 +154,10 @@ test('FreeSWITCH video room: when B talks, A receives B\'s video; the room\'s ke
   console.log(`B's frames at A: while A talks ${before}, after B talks ${bAtA - before}; keyframe requests at B: before ${bRequestsBefore}, after ${mb.requests()}`);
   assert.equal(before, 0, 'A does not see B while A holds the floor');
   assert.ok(member, 'the room made B the floor holder and sent it a PLI');
+  // the answer points RTCP at the video socket and accepts PLI and FIR, nothing it does not handle
+  const fb = member.answer.split('\r\n').filter((l) => l.startsWith('a=rtcp'));
+  assert.deepEqual(fb.slice(1), ['a=rtcp-fb:102 ccm fir', 'a=rtcp-fb:102 nack pli']);
+  assert.match(fb[0]!, /^a=rtcp:\d+$/);
   assert.ok(mb.requests() > bRequestsBefore, 'the PLI sent to the SIP leg\'s a=rtcp port reached B\'s terminal as a keyframe request');
   assert.ok(bAtA - before >= 20, `A receives B's video once B talks: ${bAtA - before} frames`);
   await Promise.all([ca.hangup(), cb.hangup()]);
