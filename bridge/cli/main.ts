@@ -83,7 +83,8 @@ async function servePrimary(config: Config, log: Logger): Promise<void> {
   });
   log.warn('serving plain ws:// without TLS (server.plain): only do this behind a TLS-terminating proxy');
   await pool.start();
-  const router = new UpgradeRouter(config, config.server.workers, (k, socket, handoff) => pool.handOff(k, socket, handoff));
+  // /metrics is answered here, for all workers together
+  const router = new UpgradeRouter(config, config.server.workers, (k, socket, handoff) => pool.handOff(k, socket, handoff), () => pool.metrics());
   const address = await router.listen();
   log.info({ host: address.address, port: address.port, path: config.server.path, workers: config.server.workers }, 'listening (primary)');
   let stopping = false;

@@ -16,7 +16,7 @@ import { ConfmuxError, closeReason, type ErrorCode } from '../errors.ts';
 import { PROTOCOL_VERSION, parseBind, type BindMessage, type ServerMessage } from '../protocol/messages.ts';
 import type { IncomingCall, MediaServerDriver, Presence } from '../../plugin/driver.ts';
 import { MediaTokens } from './MediaTokens.ts';
-import { Metrics } from './metrics.ts';
+import { LOOPBACK, Metrics } from './metrics.ts';
 import { Terminal, type TerminalDeps } from './Terminal.ts';
 import { MediaPump } from './MediaPump.ts';
 import { VideoRooms } from './VideoRooms.ts';
@@ -40,7 +40,6 @@ export interface Tracked extends WebSocket {
   confmuxHeartbeat?: () => boolean;
 }
 
-const LOOPBACK = /^(127\.|::1$|::ffff:127\.)/;
 
 /**
  * Connection listeners that need nothing but the emitter (`this`): one function for every

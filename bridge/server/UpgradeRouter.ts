@@ -11,13 +11,16 @@
  * on that same worker. Everything else (plain HTTP requests, malformed or refused upgrades, a
  * first message without a number, a bind timeout) goes to the workers in turn, whose code answers
  * or refuses it exactly as a single bridge process does. Nothing per media packet passes here:
- * once handed over, the socket belongs to the worker.
+ * once handed over, the socket belongs to the worker. One exception: GET /metrics from a loopback
+ * client is answered here with every worker's metrics aggregated (WorkerPool.metrics), so that a
+ * scrape sees the whole bridge and not one worker's share.
  *
  * Plain mode only: the router must read the requests (config refuses workers > 1 with TLS).
  */
 import { createHash } from 'node:crypto';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { Config } from '../config.ts';
+import { LOOPBACK } from './metrics.ts';
 
 /** where the router hands a connection: a worker index, the socket, what was read from it */
 export interface Handoff {
@@ -27,6 +30,9 @@ export interface Handoff {
 }
 
 export type HandoffSink = (worker: number, socket: Socket, handoff: Handoff) => void;
+
+/** The whole bridge's /metrics (the workers' aggregated). */
+export type MetricsSource = () => Promise<{ contentType: string; body: string }>;
 
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 const MAX_HEAD = 16384;
@@ -45,15 +51,17 @@ export class UpgradeRouter {
   private readonly config: Readonly<Config>;
   private readonly workers: number;
   private readonly sink: HandoffSink;
+  private readonly metrics: MetricsSource | null;
   private readonly server: Server;
   private readonly pending = new Set<Socket>();
   private next = 0;
   private closed = false;
 
-  constructor(config: Readonly<Config>, workers: number, sink: HandoffSink) {
+  constructor(config: Readonly<Config>, workers: number, sink: HandoffSink, metrics: MetricsSource | null = null) {
     this.config = config;
     this.workers = workers;
     this.sink = sink;
+    this.metrics = metrics;
     this.server = createServer({ noDelay: true }, (socket) => this.onSocket(socket));
   }
 
@@ -132,7 +140,16 @@ export class UpgradeRouter {
           if (buf.length > MAX_HEAD) finish(this.roundRobin(), 'http');
           return;
         }
-        const ok = end + 4 === buf.length ? this.acceptable(buf.subarray(0, end).toString('latin1')) : null;
+        const head = buf.subarray(0, end).toString('latin1');
+        if (end + 4 === buf.length && this.isMetricsScrape(head, socket)) {
+          done = true;
+          clearTimeout(timer);
+          this.pending.delete(socket);
+          socket.removeListener('data', onData);
+          void this.answerMetrics(socket);
+          return;
+        }
+        const ok = end + 4 === buf.length ? this.acceptable(head) : null;
         if (ok === null) return finish(this.roundRobin(), 'http');
         const accept = createHash('sha1').update(ok.key + GUID).digest('base64');
         const protocol = ok.protocol ? `Sec-WebSocket-Protocol: ${ok.protocol}\r\n` : '';
@@ -151,6 +168,29 @@ export class UpgradeRouter {
     socket.on('data', onData);
     socket.on('error', onError);
     socket.on('close', onClose);
+  }
+
+  /** GET /metrics (any query) from a loopback client, metrics on, and a source to answer it from. */
+  private isMetricsScrape(head: string, socket: Socket): boolean {
+    if (this.metrics === null || !this.config.metrics.enabled || !LOOPBACK.test(socket.remoteAddress ?? '')) return false;
+    const m = /^GET (\S+) HTTP\/1\.[01]\r?$/.exec(head.slice(0, head.indexOf('\r\n') >>> 0));
+    return m !== null && m[1]!.split('?')[0] === '/metrics';
+  }
+
+  private async answerMetrics(socket: Socket): Promise<void> {
+    let status = '200 OK';
+    let contentType = 'text/plain; charset=utf-8';
+    let body: string;
+    try {
+      const m = await this.metrics!();
+      contentType = m.contentType;
+      body = m.body;
+    } catch (err) {
+      status = '500 Internal Server Error';
+      body = `metrics unavailable: ${(err as Error).message}\n`;
+    }
+    const payload = Buffer.from(body, 'utf8');
+    socket.end(`HTTP/1.1 ${status}\r\nContent-Type: ${contentType}\r\nContent-Length: ${payload.length}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n${body}`);
   }
 
   /**

@@ -4,7 +4,7 @@
  */
 import type { Socket } from 'node:net';
 import type { BridgeServer } from './BridgeServer.ts';
-import type { HandoffMessage } from './WorkerPool.ts';
+import { WORKER_METRICS, type HandoffMessage } from './WorkerPool.ts';
 import { workerForNumber } from './UpgradeRouter.ts';
 
 /** this process's worker index and the worker count, when it runs as a worker (else null) */
@@ -21,8 +21,16 @@ export function ownsNumber(index: number, count: number): (number: string) => bo
 export class WorkerLink {
   private readonly server: BridgeServer;
   private readonly onMessage = (m: unknown, socket: unknown): void => {
-    const msg = m as Partial<HandoffMessage> | null;
-    if (msg?.type !== 'confmux:connection' || !socket) return;
+    const msg = m as Partial<HandoffMessage> | { type?: string } | null;
+    if (msg?.type === WORKER_METRICS) {
+      // the primary answers /metrics for all workers: this one's share, as prom-client JSON
+      void this.server.metrics.registry.getMetricsAsJSON().then(
+        (metrics) => process.send?.({ type: WORKER_METRICS, metrics }),
+        () => process.send?.({ type: WORKER_METRICS, metrics: [] }),
+      );
+      return;
+    }
+    if (msg?.type !== 'confmux:connection' || !socket || !('kind' in msg)) return;
     this.server.adopt(socket as Socket, { kind: msg.kind === 'ws' ? 'ws' : 'http', head: Buffer.from(msg.head ?? '', 'base64') });
   };
   private closed = false;

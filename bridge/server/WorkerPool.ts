@@ -4,11 +4,15 @@
  * new one), and stops them all. The worker side is WorkerLink.
  */
 import { fork, type ChildProcess } from 'node:child_process';
+import { AggregatorRegistry } from 'prom-client';
 import type { Socket } from 'node:net';
 import type { Logger } from '../logger.ts';
 import type { Handoff } from './UpgradeRouter.ts';
 
 /** the IPC message that comes with a socket */
+/** IPC message type: the primary asks a worker for its metrics, the worker answers with them */
+export const WORKER_METRICS = 'confmux:metrics';
+
 export interface HandoffMessage {
   type: 'confmux:connection';
   kind: Handoff['kind'];
@@ -125,6 +129,17 @@ export class WorkerPool {
           }),
       ),
     ).then((replies) => replies.filter((r) => r !== undefined));
+  }
+
+  /**
+   * /metrics for the whole bridge: every worker's registry (prom-client JSON over IPC) aggregated,
+   * counters and gauges summed, the relay-latency quantiles the worst worker's. A worker that does
+   * not answer in time is left out.
+   */
+  async metrics(): Promise<{ contentType: string; body: string }> {
+    const replies = (await this.ask(WORKER_METRICS)) as { metrics?: object[] }[];
+    const registry = AggregatorRegistry.aggregate(replies.map((r) => r.metrics ?? []));
+    return { contentType: registry.contentType, body: await registry.metrics() };
   }
 
   /** Asks every worker to drain (SIGTERM) or stop now (SIGINT) and waits for them. Idempotent. */

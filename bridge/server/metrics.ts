@@ -37,6 +37,9 @@ export interface RelayLatencySummary {
  */
 export const relayLatencySource: { read: (() => { up: RelayLatencySummary; down: RelayLatencySummary }) | null } = { read: null };
 
+/** Clients /metrics is served to (the bridge's and, with workers, the primary's). */
+export const LOOPBACK = /^(127\.|::1$|::ffff:127\.)/;
+
 export class Metrics {
   readonly registry = new Registry();
   readonly connections: Counter<'kind'>;
@@ -84,6 +87,8 @@ export class Metrics {
       help: 'delay the native media pump added to the frames it relayed since the previous scrape, one way: from the kernel receive time of a packet to its send on the other socket (quantile 1 is the maximum)',
       labelNames: ['direction', 'quantile'],
       registers,
+      // with workers the primary aggregates: a quantile is not a sum, so the worst worker's shows
+      aggregator: 'max',
       collect() {
         const read = relayLatencySource.read;
         if (read === null) return;

@@ -67,3 +67,29 @@ test('two workers behind one port: HTTP answered, a second bind of a number repl
     await stopBridge(bridge);
   }
 });
+
+test('two workers: /metrics on the one port is the whole bridge (every worker\'s share summed), not one worker\'s', async () => {
+  const bridge = await startBridge({}, 2);
+  const open: WebSocket[] = [];
+  try {
+    // numbers that land on each of the two workers
+    const numbers = ['1001', '1002', '1003', '1004', '1005', '1006'];
+    const perWorker = [0, 0];
+    for (const n of numbers) perWorker[workerForNumber(n, 2)]!++;
+    assert.ok(perWorker[0]! > 0 && perWorker[1]! > 0, `numbers on both workers: ${perWorker.join(' ')}`);
+    for (const n of numbers) open.push((await bind(bridge.port, n)).ws);
+    const value = (text: string, name: string): number => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+    // every scrape (they are no longer handed to one worker in turn) sees all six
+    for (let i = 0; i < 3; i++) {
+      const res = await fetch(`http://127.0.0.1:${bridge.port}/metrics`);
+      assert.equal(res.status, 200);
+      assert.match(res.headers.get('content-type') ?? '', /text\/plain/);
+      const text = await res.text();
+      assert.equal(value(text, 'confmux_terminals'), numbers.length, 'terminals of both workers');
+      assert.equal(value(text, 'confmux_connections_bound_total\\{kind="control"\\}'), numbers.length, 'binds of both workers');
+    }
+  } finally {
+    for (const ws of open) ws.close();
+    await stopBridge(bridge);
+  }
+});
