@@ -114,10 +114,10 @@ if (worker) {
   link.start();
   const window = pumpWindow(server);
   process.on('message', (m: unknown) => {
-    const msg = m as { type?: string; op?: string } | null;
+    const msg = m as { type?: string; id?: number; op?: string } | null;
     if (msg?.type !== BENCH_PUMP) return;
     if (msg.op === 'reset') window.reset();
-    process.send!({ type: BENCH_PUMP, ...(msg.op === 'stats' ? window.figures() : {}) });
+    process.send!({ type: BENCH_PUMP, id: msg.id, ...(msg.op === 'stats' ? window.figures() : {}) });
   });
   const stop = (): void => {
     link.close();

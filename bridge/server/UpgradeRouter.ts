@@ -173,7 +173,7 @@ export class UpgradeRouter {
   /** GET /metrics (any query) from a loopback client, metrics on, and a source to answer it from. */
   private isMetricsScrape(head: string, socket: Socket): boolean {
     if (this.metrics === null || !this.config.metrics.enabled || !LOOPBACK.test(socket.remoteAddress ?? '')) return false;
-    const m = /^GET (\S+) HTTP\/1\.[01]\r?$/.exec(head.slice(0, head.indexOf('\r\n') >>> 0));
+    const m = /^GET (\S+) HTTP\/1\.[01]$/.exec(head.split('\r\n', 1)[0]!);
     return m !== null && m[1]!.split('?')[0] === '/metrics';
   }
 

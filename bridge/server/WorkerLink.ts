@@ -4,7 +4,7 @@
  */
 import type { Socket } from 'node:net';
 import type { BridgeServer } from './BridgeServer.ts';
-import { WORKER_METRICS, type HandoffMessage } from './WorkerPool.ts';
+import { WORKER_METRICS, type HandoffMessage, type WorkerQuestion } from './WorkerPool.ts';
 import { workerForNumber } from './UpgradeRouter.ts';
 
 /** this process's worker index and the worker count, when it runs as a worker (else null) */
@@ -21,12 +21,13 @@ export function ownsNumber(index: number, count: number): (number: string) => bo
 export class WorkerLink {
   private readonly server: BridgeServer;
   private readonly onMessage = (m: unknown, socket: unknown): void => {
-    const msg = m as Partial<HandoffMessage> | { type?: string } | null;
+    const msg = m as Partial<HandoffMessage> | Partial<WorkerQuestion> | null;
     if (msg?.type === WORKER_METRICS) {
       // the primary answers /metrics for all workers: this one's share, as prom-client JSON
+      const id = (msg as Partial<WorkerQuestion>).id;
       void this.server.metrics.registry.getMetricsAsJSON().then(
-        (metrics) => process.send?.({ type: WORKER_METRICS, metrics }),
-        () => process.send?.({ type: WORKER_METRICS, metrics: [] }),
+        (metrics) => process.send?.({ type: WORKER_METRICS, id, metrics }),
+        () => process.send?.({ type: WORKER_METRICS, id, metrics: [] }),
       );
       return;
     }

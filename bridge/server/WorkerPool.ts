@@ -9,10 +9,16 @@ import type { Socket } from 'node:net';
 import type { Logger } from '../logger.ts';
 import type { Handoff } from './UpgradeRouter.ts';
 
-/** the IPC message that comes with a socket */
 /** IPC message type: the primary asks a worker for its metrics, the worker answers with them */
 export const WORKER_METRICS = 'confmux:metrics';
 
+/** A question the primary asks a worker (WorkerPool.ask); the worker's answer has the same type and id. */
+export interface WorkerQuestion {
+  type: string;
+  id: number;
+}
+
+/** the IPC message that comes with a socket */
 export interface HandoffMessage {
   type: 'confmux:connection';
   kind: Handoff['kind'];
@@ -36,6 +42,8 @@ export class WorkerPool {
   private readonly children: (ChildProcess | null)[];
   private readonly ready: boolean[];
   private stopping = false;
+  /** the last WorkerQuestion id */
+  private questions = 0;
   private stopped: Promise<void> | null = null;
 
   constructor(options: WorkerPoolOptions) {
@@ -103,12 +111,14 @@ export class WorkerPool {
   }
 
   /**
-   * Sends `{ type, ...body }` to every ready worker and collects each one's reply (the first message
-   * it sends back with the same `type`), in worker order; a worker that does not answer within
-   * `timeoutMs` is left out. For figures only a worker has (the benchmark's pump counters).
+   * Sends `{ type, id, ...body }` to every ready worker and collects each one's reply (its message
+   * with the same `type` and `id`, so that questions asked at once get their own answers), in worker
+   * order; a worker that does not answer within `timeoutMs` is left out. For figures only the
+   * workers have: their metrics, the benchmark's pump counters.
    */
   ask(type: string, body: Record<string, unknown> = {}, timeoutMs = 2000): Promise<unknown[]> {
     const asked = this.children.filter((c, k): c is ChildProcess => c !== null && this.ready[k] === true && c.connected);
+    const id = ++this.questions;
     return Promise.all(
       asked.map(
         (child) =>
@@ -119,11 +129,12 @@ export class WorkerPool {
               resolve(reply);
             };
             const onMessage = (m: unknown): void => {
-              if ((m as { type?: string } | null)?.type === type) done(m);
+              const reply = m as Partial<WorkerQuestion> | null;
+              if (reply?.type === type && reply.id === id) done(m);
             };
             const timer = setTimeout(() => done(undefined), timeoutMs);
             child.on('message', onMessage);
-            child.send({ ...body, type }, (err) => {
+            child.send({ ...body, type, id }, (err) => {
               if (err) done(undefined);
             });
           }),

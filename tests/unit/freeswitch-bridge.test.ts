@@ -2,58 +2,19 @@
 // SDK terminals. Verified against transcripts + scripted fake only, never a live FreeSWITCH.
 import { test, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { loadConfig } from '../../bridge/config.ts';
-import { createLogger } from '../../bridge/logger.ts';
-import { BridgeServer } from '../../bridge/server/BridgeServer.ts';
+import { registeredTerminal, startFreeSwitchBridge, until, wait, type Cleanup } from '../helpers/freeswitch.ts';
 import { ulawDecode, ulawEncode } from '../../bridge/media/g711.ts';
 import { AudioConverter } from '../../bridge/media/AudioConverter.ts';
 import { L16_16K, L16_8K } from '../../bridge/protocol/codecs.ts';
-import { createNodeTerminal } from '../../bridge/sdk/node.ts';
-import type { TerminalClient } from '../../bridge/sdk/TerminalClient.ts';
 import type { Invitation } from '../../bridge/sdk/Invitation.ts';
-import { FreeSwitchDriver } from '../../plugin/freeswitch/FreeSwitchDriver.ts';
-import { FakeFreeSwitch } from '../fixtures/FakeFreeSwitch.ts';
 
-const cleanup: (() => Promise<void> | void)[] = [];
+const cleanup: Cleanup = [];
 afterEach(async () => {
   for (const f of cleanup.splice(0).reverse()) await f();
 });
 
-const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
-async function until(cond: () => boolean, ms = 3000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await wait(10);
-  }
-}
-
-async function startAll(owns?: (number: string) => boolean): Promise<{ fs: FakeFreeSwitch; url: string; server: BridgeServer }> {
-  const fs = await FakeFreeSwitch.start({ users: { '1001': 'pw-1001', '1002': 'pw-1002', '1003': 'pw-1003' }, rooms: ['3000'] });
-  cleanup.push(() => fs.close());
-  const config = loadConfig({
-    env: {},
-    overrides: { server: { host: '127.0.0.1', port: 0 }, mediaServer: 'freeswitch', freeswitch: { port: fs.port, password: 'EslAcc3pt' }, log: { level: process.env.CONFMUX_TEST_LOG ?? 'silent' } },
-  });
-  const log = createLogger(config.log.level);
-  const driver = new FreeSwitchDriver(owns ? { config: config.freeswitch, log, owns } : { config: config.freeswitch, log });
-  await driver.start();
-  const server = new BridgeServer(config, driver, log);
-  const address = await server.listen();
-  cleanup.push(async () => {
-    await server.close();
-    await driver.close();
-  });
-  return { fs, url: `ws://127.0.0.1:${address.port}/`, server };
-}
-
-async function terminal(url: string, number: string, password: string): Promise<TerminalClient> {
-  const t = createNodeTerminal({ url, number, password, name: `Terminal ${number}` });
-  await t.connect();
-  await t.register();
-  cleanup.push(() => t.close());
-  return t;
-}
+const startAll = (owns?: (number: string) => boolean) => startFreeSwitchBridge({ users: { '1001': 'pw-1001', '1002': 'pw-1002', '1003': 'pw-1003' }, rooms: ['3000'] }, cleanup, owns);
+const terminal = (url: string, number: string, password: string) => registeredTerminal(url, number, password, cleanup);
 
 test('a terminal registers (user_data), calls a conference, exchanges audio over unicast, hangs up', async () => {
   const { fs, url } = await startAll();

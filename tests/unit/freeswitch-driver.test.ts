@@ -11,6 +11,7 @@ import type { CallEnd, IncomingCall } from '../../plugin/driver.ts';
 import { FreeSwitchDriver } from '../../plugin/freeswitch/FreeSwitchDriver.ts';
 import type { FreeSwitchCall } from '../../plugin/freeswitch/FreeSwitchCall.ts';
 import { FakeFreeSwitch } from '../fixtures/FakeFreeSwitch.ts';
+import { until as untilHolds, wait } from '../helpers/freeswitch.ts';
 
 const log = createLogger(process.env.CONFMUX_TEST_LOG ?? 'silent');
 const cleanup: (() => Promise<void>)[] = [];
@@ -28,15 +29,7 @@ async function setup(password = 'EslAcc3pt'): Promise<{ fs: FakeFreeSwitch; driv
 }
 
 const req = (to: string, callId = 'c1') => ({ callId, number: '1001', name: 'Lobby Terminal', to, codec: PCMU });
-const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until(cond: () => boolean, ms = 2000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await wait(5);
-  }
-}
+const until = (cond: () => boolean, ms = 2000): Promise<void> => untilHolds(cond, ms, 5);
 
 test('passwords come from the directory: user_data <n>@<global domain>; unknown user false', async () => {
   const { fs, driver } = await setup();

@@ -8,60 +8,21 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadConfig } from '../../bridge/config.ts';
-import { createLogger } from '../../bridge/logger.ts';
-import { BridgeServer } from '../../bridge/server/BridgeServer.ts';
-import { createNodeTerminal } from '../../bridge/sdk/node.ts';
-import type { TerminalClient } from '../../bridge/sdk/TerminalClient.ts';
 import type { CallSession } from '../../bridge/sdk/CallSession.ts';
 import { isH264Keyframe } from '../../plugin/rtp/h264.ts';
-import { FreeSwitchDriver } from '../../plugin/freeswitch/FreeSwitchDriver.ts';
-import { FakeFreeSwitch } from '../fixtures/FakeFreeSwitch.ts';
 import { h264AccessUnits, probeVideo, sendMedia } from '../helpers/video.ts';
+import { registeredTerminal, startFreeSwitchBridge, until, wait, type Cleanup } from '../helpers/freeswitch.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'confmux-fs-video-'));
-const cleanup: (() => Promise<void> | void)[] = [];
+const cleanup: Cleanup = [];
 afterEach(async () => {
   for (const f of cleanup.splice(0).reverse()) await f();
 });
 
-const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
-async function until(cond: () => boolean, ms = 3000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await wait(10);
-  }
-}
 const hash = (x: Uint8Array): string => createHash('sha1').update(x).digest('hex');
 
-async function startAll(): Promise<{ fs: FakeFreeSwitch; url: string }> {
-  const users = Object.fromEntries(['1001', '1002', '1003'].map((n) => [n, `pw-${n}`]));
-  const fs = await FakeFreeSwitch.start({ users, rooms: ['3000', '3001', '3002', '3003'] });
-  cleanup.push(() => fs.close());
-  const config = loadConfig({
-    env: {},
-    overrides: { server: { host: '127.0.0.1', port: 0 }, mediaServer: 'freeswitch', freeswitch: { port: fs.port, password: 'EslAcc3pt' }, log: { level: process.env.CONFMUX_TEST_LOG ?? 'silent' } },
-  });
-  const log = createLogger(config.log.level);
-  const driver = new FreeSwitchDriver({ config: config.freeswitch, log });
-  await driver.start();
-  const server = new BridgeServer(config, driver, log);
-  const address = await server.listen();
-  cleanup.push(async () => {
-    await server.close();
-    await driver.close();
-  });
-  return { fs, url: `ws://127.0.0.1:${address.port}/` };
-}
-
-async function terminal(url: string, number: string): Promise<TerminalClient> {
-  const t = createNodeTerminal({ url, number, password: `pw-${number}`, name: `Terminal ${number}` });
-  await t.connect();
-  await t.register();
-  cleanup.push(() => t.close());
-  return t;
-}
+const startAll = () => startFreeSwitchBridge({ users: Object.fromEntries(['1001', '1002', '1003'].map((n) => [n, `pw-${n}`])), rooms: ['3000', '3001', '3002', '3003'] }, cleanup);
+const terminal = (url: string, number: string) => registeredTerminal(url, number, `pw-${number}`, cleanup);
 
 /** A terminal's media loop (tests/helpers/video.ts), stopped after the test in any case. */
 function media(call: CallSession, aus: Uint8Array[], talking: () => boolean): { stop(): void; requests(): number } {

@@ -79,15 +79,16 @@ test('two workers: /metrics on the one port is the whole bridge (every worker\'s
     assert.ok(perWorker[0]! > 0 && perWorker[1]! > 0, `numbers on both workers: ${perWorker.join(' ')}`);
     for (const n of numbers) open.push((await bind(bridge.port, n)).ws);
     const value = (text: string, name: string): number => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
-    // every scrape (they are no longer handed to one worker in turn) sees all six
-    for (let i = 0; i < 3; i++) {
+    // every scrape (they are no longer handed to one worker in turn) sees all six, also when
+    // several arrive at once (each question to the workers gets its own answers)
+    await Promise.all([0, 1, 2].map(async () => {
       const res = await fetch(`http://127.0.0.1:${bridge.port}/metrics`);
       assert.equal(res.status, 200);
       assert.match(res.headers.get('content-type') ?? '', /text\/plain/);
       const text = await res.text();
       assert.equal(value(text, 'confmux_terminals'), numbers.length, 'terminals of both workers');
       assert.equal(value(text, 'confmux_connections_bound_total\\{kind="control"\\}'), numbers.length, 'binds of both workers');
-    }
+    }));
   } finally {
     for (const ws of open) ws.close();
     await stopBridge(bridge);
