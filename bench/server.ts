@@ -149,7 +149,7 @@ async function main(): Promise<void> {
     });
     await pool.start();
     const workers = pool;
-    const router = new UpgradeRouter(config, config.server.workers, (k, socket, handoff) => workers.handOff(k, socket, handoff), () => workers.metrics());
+    const router = new UpgradeRouter(config, config.server.workers, (k, socket, handoff) => workers.handOff(k, socket, handoff), { metrics: () => workers.metrics(), health: () => workers.health('echo') });
     port = (await router.listen()).port;
     pids = [process.pid, ...workers.pids];
     server = {

@@ -891,6 +891,8 @@ napi_value Start(napi_env env, napi_callback_info info) {
   if (getrandom(&seed, sizeof seed, 0) == sizeof seed && seed != 0) p->maskState = seed;
   p->running.store(true);
   p->thread = std::thread([p] { p->loop(); });
+  // named, so that top -H, ps -L and perf show the relay thread apart from Node's own
+  pthread_setname_np(p->thread.native_handle(), "confmux-pump");
   // real-time priority for the relay thread only (as media servers run their media threads): a
   // packet waits for no other process's time slice. Needs root or CAP_SYS_NICE; the answer says
   // whether it took.
@@ -906,7 +908,6 @@ napi_value Start(napi_env env, napi_callback_info info) {
   napi_value answer;
   CHECK(napi_create_string_utf8(env, result.c_str(), result.size(), &answer));
   return answer;
-  return nullptr;
 }
 
 // attach(tcpFd, legFd, options) -> id

@@ -83,8 +83,11 @@ async function servePrimary(config: Config, log: Logger): Promise<void> {
   });
   log.warn('serving plain ws:// without TLS (server.plain): only do this behind a TLS-terminating proxy');
   await pool.start();
-  // /metrics is answered here, for all workers together
-  const router = new UpgradeRouter(config, config.server.workers, (k, socket, handoff) => pool.handOff(k, socket, handoff), () => pool.metrics());
+  // /metrics and /healthz are answered here, for all workers together
+  const router = new UpgradeRouter(config, config.server.workers, (k, socket, handoff) => pool.handOff(k, socket, handoff), {
+    metrics: () => pool.metrics(),
+    health: () => pool.health(config.mediaServer),
+  });
   const address = await router.listen();
   log.info({ host: address.address, port: address.port, path: config.server.path, workers: config.server.workers }, 'listening (primary)');
   let stopping = false;

@@ -24,6 +24,7 @@ import { WebAssets } from './WebAssets.ts';
 import { Admission } from './Admission.ts';
 import { safeEqual } from '../../plugin/credentials.ts';
 import type { Handoff } from './UpgradeRouter.ts';
+import { healthStatusCode, type Health } from './health.ts';
 
 export interface BridgeServerOptions {
   /**
@@ -200,6 +201,13 @@ export class BridgeServer {
     }
   }
 
+  /** This process's /healthz answer (with workers, the primary sums every worker's: health.ts). */
+  health(): Health {
+    const pbx = this.driver.isUp ? 'up' : 'down';
+    const status = this.draining ? 'draining' : pbx === 'up' ? 'ok' : 'degraded';
+    return { status, mediaServer: this.driver.kind, pbx, terminals: this.terminals.size, calls: this.callCount() };
+  }
+
   private callCount(): number {
     let n = 0;
     for (const t of this.terminals.values()) n += t.calls.size;
@@ -299,10 +307,9 @@ export class BridgeServer {
   private async onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method === 'GET' && path === '/healthz') {
-      const pbx = this.driver.isUp ? 'up' : 'down';
-      const ok = pbx === 'up' && !this.draining;
-      res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json', 'cache-control': 'no-store' });
-      res.end(JSON.stringify({ status: this.draining ? 'draining' : ok ? 'ok' : 'degraded', mediaServer: this.driver.kind, pbx, terminals: this.terminals.size, calls: this.callCount() }));
+      const health = this.health();
+      res.writeHead(healthStatusCode(health), { 'content-type': 'application/json', 'cache-control': 'no-store' });
+      res.end(JSON.stringify(health));
       return;
     }
     if (req.method === 'GET' && path === '/metrics' && this.config.metrics.enabled && LOOPBACK.test(req.socket.remoteAddress ?? '')) {

@@ -11,9 +11,11 @@
  * on that same worker. Everything else (plain HTTP requests, malformed or refused upgrades, a
  * first message without a number, a bind timeout) goes to the workers in turn, whose code answers
  * or refuses it exactly as a single bridge process does. Nothing per media packet passes here:
- * once handed over, the socket belongs to the worker. One exception: GET /metrics from a loopback
+ * once handed over, the socket belongs to the worker. Two exceptions: GET /metrics from a loopback
  * client is answered here with every worker's metrics aggregated (WorkerPool.metrics), so that a
- * scrape sees the whole bridge and not one worker's share.
+ * scrape sees the whole bridge and not one worker's share; and GET /healthz, answered from every
+ * worker's health (WorkerPool.health): 200 only when every worker answers with its media-server
+ * link up.
  *
  * Plain mode only: the router must read the requests (config refuses workers > 1 with TLS).
  */
@@ -21,6 +23,7 @@ import { createHash } from 'node:crypto';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { Config } from '../config.ts';
 import { LOOPBACK } from './metrics.ts';
+import { healthStatusCode, type BridgeHealth } from './health.ts';
 
 /** where the router hands a connection: a worker index, the socket, what was read from it */
 export interface Handoff {
@@ -33,6 +36,15 @@ export type HandoffSink = (worker: number, socket: Socket, handoff: Handoff) => 
 
 /** The whole bridge's /metrics (the workers' aggregated). */
 export type MetricsSource = () => Promise<{ contentType: string; body: string }>;
+
+/** The whole bridge's /healthz (every worker's, health.ts aggregateHealth). */
+export type HealthSource = () => Promise<BridgeHealth>;
+
+/** What the router answers itself, for the whole bridge, instead of handing the request to one worker. */
+export interface PrimaryAnswers {
+  metrics?: MetricsSource;
+  health?: HealthSource;
+}
 
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 const MAX_HEAD = 16384;
@@ -51,17 +63,17 @@ export class UpgradeRouter {
   private readonly config: Readonly<Config>;
   private readonly workers: number;
   private readonly sink: HandoffSink;
-  private readonly metrics: MetricsSource | null;
+  private readonly answers: PrimaryAnswers;
   private readonly server: Server;
   private readonly pending = new Set<Socket>();
   private next = 0;
   private closed = false;
 
-  constructor(config: Readonly<Config>, workers: number, sink: HandoffSink, metrics: MetricsSource | null = null) {
+  constructor(config: Readonly<Config>, workers: number, sink: HandoffSink, answers: PrimaryAnswers = {}) {
     this.config = config;
     this.workers = workers;
     this.sink = sink;
-    this.metrics = metrics;
+    this.answers = answers;
     this.server = createServer({ noDelay: true }, (socket) => this.onSocket(socket));
   }
 
@@ -141,12 +153,13 @@ export class UpgradeRouter {
           return;
         }
         const head = buf.subarray(0, end).toString('latin1');
-        if (end + 4 === buf.length && this.isMetricsScrape(head, socket)) {
+        const own = end + 4 === buf.length ? this.ownAnswer(head, socket) : null;
+        if (own !== null) {
           done = true;
           clearTimeout(timer);
           this.pending.delete(socket);
           socket.removeListener('data', onData);
-          void this.answerMetrics(socket);
+          void this.answer(socket, own);
           return;
         }
         const ok = end + 4 === buf.length ? this.acceptable(head) : null;
@@ -170,24 +183,36 @@ export class UpgradeRouter {
     socket.on('close', onClose);
   }
 
-  /** GET /metrics (any query) from a loopback client, metrics on, and a source to answer it from. */
-  private isMetricsScrape(head: string, socket: Socket): boolean {
-    if (this.metrics === null || !this.config.metrics.enabled || !LOOPBACK.test(socket.remoteAddress ?? '')) return false;
+  /**
+   * A request the router answers itself for the whole bridge: GET /healthz (any client), and GET
+   * /metrics from a loopback client with metrics on (any query); null: a worker answers it.
+   */
+  private ownAnswer(head: string, socket: Socket): 'metrics' | 'health' | null {
     const m = /^GET (\S+) HTTP\/1\.[01]$/.exec(head.split('\r\n', 1)[0]!);
-    return m !== null && m[1]!.split('?')[0] === '/metrics';
+    const path = m?.[1]!.split('?')[0];
+    if (path === '/healthz' && this.answers.health) return 'health';
+    if (path === '/metrics' && this.answers.metrics && this.config.metrics.enabled && LOOPBACK.test(socket.remoteAddress ?? '')) return 'metrics';
+    return null;
   }
 
-  private async answerMetrics(socket: Socket): Promise<void> {
+  private async answer(socket: Socket, what: 'metrics' | 'health'): Promise<void> {
     let status = '200 OK';
     let contentType = 'text/plain; charset=utf-8';
     let body: string;
     try {
-      const m = await this.metrics!();
-      contentType = m.contentType;
-      body = m.body;
+      if (what === 'health') {
+        const health = await this.answers.health!();
+        status = healthStatusCode(health) === 200 ? '200 OK' : '503 Service Unavailable';
+        contentType = 'application/json';
+        body = JSON.stringify(health);
+      } else {
+        const m = await this.answers.metrics!();
+        contentType = m.contentType;
+        body = m.body;
+      }
     } catch (err) {
-      status = '500 Internal Server Error';
-      body = `metrics unavailable: ${(err as Error).message}\n`;
+      status = what === 'health' ? '503 Service Unavailable' : '500 Internal Server Error';
+      body = `${what} unavailable: ${(err as Error).message}\n`;
     }
     const payload = Buffer.from(body, 'utf8');
     socket.end(`HTTP/1.1 ${status}\r\nContent-Type: ${contentType}\r\nContent-Length: ${payload.length}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n${body}`);

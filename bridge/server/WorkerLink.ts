@@ -4,7 +4,7 @@
  */
 import type { Socket } from 'node:net';
 import type { BridgeServer } from './BridgeServer.ts';
-import { WORKER_METRICS, type HandoffMessage, type WorkerQuestion } from './WorkerPool.ts';
+import { WORKER_HEALTH, WORKER_METRICS, type HandoffMessage, type WorkerQuestion } from './WorkerPool.ts';
 import { workerForNumber } from './UpgradeRouter.ts';
 
 /** this process's worker index and the worker count, when it runs as a worker (else null) */
@@ -29,6 +29,11 @@ export class WorkerLink {
         (metrics) => process.send?.({ type: WORKER_METRICS, id, metrics }),
         () => process.send?.({ type: WORKER_METRICS, id, metrics: [] }),
       );
+      return;
+    }
+    if (msg?.type === WORKER_HEALTH) {
+      // the primary answers /healthz for all workers: this one's health
+      process.send?.({ type: WORKER_HEALTH, id: (msg as Partial<WorkerQuestion>).id, health: this.server.health() });
       return;
     }
     if (msg?.type !== 'confmux:connection' || !socket || !('kind' in msg)) return;

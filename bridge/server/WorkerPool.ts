@@ -8,9 +8,12 @@ import { AggregatorRegistry } from 'prom-client';
 import type { Socket } from 'node:net';
 import type { Logger } from '../logger.ts';
 import type { Handoff } from './UpgradeRouter.ts';
+import { aggregateHealth, type BridgeHealth, type Health } from './health.ts';
 
 /** IPC message type: the primary asks a worker for its metrics, the worker answers with them */
 export const WORKER_METRICS = 'confmux:metrics';
+/** IPC message type: the primary asks a worker for its health (/healthz), the worker answers with it */
+export const WORKER_HEALTH = 'confmux:health';
 
 /** A question the primary asks a worker (WorkerPool.ask); the worker's answer has the same type and id. */
 export interface WorkerQuestion {
@@ -151,6 +154,17 @@ export class WorkerPool {
     const replies = (await this.ask(WORKER_METRICS)) as { metrics?: object[] }[];
     const registry = AggregatorRegistry.aggregate(replies.map((r) => r.metrics ?? []));
     return { contentType: registry.contentType, body: await registry.metrics() };
+  }
+
+  /**
+   * /healthz for the whole bridge: every worker's health (health.ts aggregateHealth). A worker that
+   * does not answer within `timeoutMs` counts as down, so that a hung worker turns the answer 503.
+   */
+  async health(mediaServer: string, timeoutMs = 1000): Promise<BridgeHealth> {
+    const replies = (await this.ask(WORKER_HEALTH, {}, timeoutMs)) as { health?: Health }[];
+    const answers = replies.map((r) => r.health).filter((h): h is Health => h !== undefined);
+    const health = aggregateHealth(answers, this.children.length, mediaServer);
+    return this.stopping ? { ...health, status: 'draining' } : health;
   }
 
   /** Asks every worker to drain (SIGTERM) or stop now (SIGINT) and waits for them. Idempotent. */

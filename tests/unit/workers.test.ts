@@ -8,6 +8,7 @@ import WebSocket from 'ws';
 import { workerForNumber } from '../../bridge/server/UpgradeRouter.ts';
 import { PASSWORD, startBridge, stopBridge } from '../../bench/run.ts';
 import { loadConfig } from '../../bridge/config.ts';
+import { aggregateHealth, type BridgeHealth, type Health } from '../../bridge/server/health.ts';
 
 test('workerForNumber: stable, in range, spreads numbers', () => {
   const seen = [0, 0, 0];
@@ -93,4 +94,55 @@ test('two workers: /metrics on the one port is the whole bridge (every worker\'s
     for (const ws of open) ws.close();
     await stopBridge(bridge);
   }
+});
+
+test('two workers: /healthz on the one port is the whole bridge; a worker that does not answer turns it 503', async () => {
+  const bridge = await startBridge({}, 2);
+  const open: WebSocket[] = [];
+  try {
+    const numbers = ['1001', '1002', '1003', '1004', '1005', '1006'];
+    const perWorker = [0, 0];
+    for (const n of numbers) perWorker[workerForNumber(n, 2)]!++;
+    for (const n of numbers) open.push((await bind(bridge.port, n)).ws);
+    const health = async (): Promise<{ code: number; body: BridgeHealth }> => {
+      const res = await fetch(`http://127.0.0.1:${bridge.port}/healthz`);
+      assert.equal(res.headers.get('content-type'), 'application/json');
+      return { code: res.status, body: (await res.json()) as BridgeHealth };
+    };
+    // every answer counts both workers' terminals (it was one worker's share, in turn)
+    for (let i = 0; i < 3; i++) {
+      const { code, body } = await health();
+      assert.equal(code, 200);
+      assert.deepEqual(body, { status: 'ok', mediaServer: 'echo', pbx: 'up', terminals: numbers.length, calls: 0, workers: { expected: 2, answered: 2, pbxUp: 2 } });
+    }
+    // worker 0 stops answering (SIGSTOP): the bridge is not healthy, whichever worker is asked
+    const worker0 = bridge.pids[1]!;
+    process.kill(worker0, 'SIGSTOP');
+    try {
+      const { code, body } = await health();
+      assert.equal(code, 503);
+      assert.equal(body.status, 'degraded');
+      assert.equal(body.pbx, 'down');
+      assert.deepEqual(body.workers, { expected: 2, answered: 1, pbxUp: 1 });
+      assert.equal(body.terminals, perWorker[1], 'the terminals of the worker that answered');
+    } finally {
+      process.kill(worker0, 'SIGCONT');
+    }
+    const again = await health();
+    assert.equal(again.code, 200);
+    assert.equal(again.body.terminals, numbers.length);
+  } finally {
+    for (const ws of open) ws.close();
+    await stopBridge(bridge);
+  }
+});
+
+test('aggregateHealth: draining wins, a link down or a missing worker is degraded', () => {
+  const ok: Health = { status: 'ok', mediaServer: 'asterisk', pbx: 'up', terminals: 2, calls: 1 };
+  const down: Health = { ...ok, status: 'degraded', pbx: 'down' };
+  assert.equal(aggregateHealth([ok, ok], 2, 'asterisk').status, 'ok');
+  assert.deepEqual(aggregateHealth([ok, down], 2, 'asterisk'), { status: 'degraded', mediaServer: 'asterisk', pbx: 'down', terminals: 4, calls: 2, workers: { expected: 2, answered: 2, pbxUp: 1 } });
+  assert.equal(aggregateHealth([ok, { ...ok, status: 'draining' }], 2, 'asterisk').status, 'draining');
+  assert.equal(aggregateHealth([], 2, 'freeswitch').mediaServer, 'freeswitch');
+  assert.equal(aggregateHealth([], 2, 'freeswitch').status, 'degraded');
 });
