@@ -44,7 +44,8 @@ const config = loadConfig({
     log: { level: process.env.CONFMUX_BENCH_LOG ?? 'silent' },
     // the load generator opens every terminal from 127.0.0.1: lift the per-address admission limits
     limits: {
-      maxConnectionsPerIp: 1_000_000,
+      // (CONFMUX_BENCH_MAX_CONNECTIONS_PER_IP: a test of the limit with workers sets it back)
+      maxConnectionsPerIp: Number(process.env.CONFMUX_BENCH_MAX_CONNECTIONS_PER_IP ?? 1_000_000),
       maxUnauthenticated: 1_000_000,
       connectionsPerSecondPerIp: 1_000_000,
       connectionBurstPerIp: 1_000_000,
@@ -140,16 +141,20 @@ async function main(): Promise<void> {
   let pids = [process.pid];
   let port: number;
   if (config.server.workers > 1) {
+    let router: UpgradeRouter | null = null;
     pool = new WorkerPool({
       script: fileURLToPath(import.meta.url),
       count: config.server.workers,
       execArgv: process.execArgv,
       env: { CONFMUX_BENCH_PASSWORD: password, ...(udpPeerEnv ? { CONFMUX_BENCH_UDP_PEER: udpPeerEnv } : {}) },
       log,
+      // the primary's per-address limits count a connection until its worker says it closed
+      onConnectionClosed: (k, ip) => router?.connectionClosed(k, ip),
+      onWorkerExit: (k) => router?.workerGone(k),
     });
     await pool.start();
     const workers = pool;
-    const router = new UpgradeRouter(config, config.server.workers, (k, socket, handoff) => workers.handOff(k, socket, handoff), { metrics: () => workers.metrics(), health: () => workers.health('echo') });
+    router = new UpgradeRouter(config, config.server.workers, (k, socket, handoff) => workers.handOff(k, socket, handoff), { metrics: () => workers.metrics(), health: () => workers.health('echo') });
     port = (await router.listen()).port;
     pids = [process.pid, ...workers.pids];
     server = {

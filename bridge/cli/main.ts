@@ -73,6 +73,7 @@ program
  * (bridge/cli/worker.ts), each with its own media-server link and BridgeServer.
  */
 async function servePrimary(config: Config, log: Logger): Promise<void> {
+  let router: UpgradeRouter | null = null;
   const pool = new WorkerPool({
     script: fileURLToPath(new URL('./worker.ts', import.meta.url)),
     count: config.server.workers,
@@ -80,11 +81,14 @@ async function servePrimary(config: Config, log: Logger): Promise<void> {
     execArgv: [...youngGenerationArgs(), '--import', import.meta.resolve('tsx')],
     env: { CONFMUX_WORKER_CONFIG: JSON.stringify(config) },
     log,
+    // the primary's per-address limits count a connection until its worker says it closed
+    onConnectionClosed: (k, ip) => router?.connectionClosed(k, ip),
+    onWorkerExit: (k) => router?.workerGone(k),
   });
   log.warn('serving plain ws:// without TLS (server.plain): only do this behind a TLS-terminating proxy');
   await pool.start();
   // /metrics and /healthz are answered here, for all workers together
-  const router = new UpgradeRouter(config, config.server.workers, (k, socket, handoff) => pool.handOff(k, socket, handoff), {
+  router = new UpgradeRouter(config, config.server.workers, (k, socket, handoff) => pool.handOff(k, socket, handoff), {
     metrics: () => pool.metrics(),
     health: () => pool.health(config.mediaServer),
   });

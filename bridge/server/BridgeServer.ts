@@ -277,6 +277,7 @@ export class BridgeServer {
       ws.close(1001, closeReason('SHUTTING_DOWN'));
       return;
     }
+    if (handoff.refuse !== undefined) return this.refuseAdmission(ws, handoff.refuse, socket.remoteAddress);
     this.onConnection(ws, socket.remoteAddress);
   }
 
@@ -372,13 +373,16 @@ export class BridgeServer {
     ws.once('close', () => clearTimeout(kill));
   }
 
+  /** A connection the per-address limits refuse (this process's, or the primary's with workers). */
+  private refuseAdmission(ws: WebSocket, code: ErrorCode, remote: string | undefined): void {
+    const why = code === 'RATE_LIMITED' ? `more than ${this.config.limits.connectionsPerSecondPerIp} new connections per second from this address` : undefined;
+    this.refuse(ws, code, why, remote);
+  }
+
   private onConnection(ws: Tracked, remote: string | undefined): void {
     const ip = remote ?? 'unknown';
     const refused = this.admission.admit(ip);
-    if (refused) {
-      const why = refused === 'RATE_LIMITED' ? `more than ${this.config.limits.connectionsPerSecondPerIp} new connections per second from this address` : undefined;
-      return this.refuse(ws, refused, why, remote);
-    }
+    if (refused) return this.refuseAdmission(ws, refused, remote);
     // Listeners here stay for the connection's life (but 'message', gone after the first): few,
     // and sharing one scope; 'close' comes once, so 'on' (no once-wrapper kept per connection)
     let unbound = true;

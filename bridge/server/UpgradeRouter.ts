@@ -15,7 +15,9 @@
  * client is answered here with every worker's metrics aggregated (WorkerPool.metrics), so that a
  * scrape sees the whole bridge and not one worker's share; and GET /healthz, answered from every
  * worker's health (WorkerPool.health): 200 only when every worker answers with its media-server
- * link up.
+ * link up. The per-address limits (connection rate and concurrency per IP, connections waiting to
+ * bind) are counted here over all workers (PrimaryAdmission); a connection they refuse is handed to
+ * a worker marked to be refused, so that the refusal is the one a single process sends.
  *
  * Plain mode only: the router must read the requests (config refuses workers > 1 with TLS).
  */
@@ -24,15 +26,20 @@ import { createServer, type AddressInfo, type Server, type Socket } from 'node:n
 import type { Config } from '../config.ts';
 import { LOOPBACK } from './metrics.ts';
 import { healthStatusCode, type BridgeHealth } from './health.ts';
+import { PrimaryAdmission } from './PrimaryAdmission.ts';
+import type { ErrorCode } from '../errors.ts';
 
 /** where the router hands a connection: a worker index, the socket, what was read from it */
 export interface Handoff {
   /** 'http': replay `head` into the worker's HTTP server; 'ws': the 101 was sent, `head` holds the WebSocket bytes read */
   kind: 'http' | 'ws';
   head: Buffer;
+  /** 'ws' only: the primary's per-address limits refuse this connection; the worker closes it with this code */
+  refuse?: ErrorCode;
 }
 
-export type HandoffSink = (worker: number, socket: Socket, handoff: Handoff) => void;
+/** Hands the socket to worker `worker` (or the next live one); returns the worker that took it, null: none (closed). */
+export type HandoffSink = (worker: number, socket: Socket, handoff: Handoff) => number | null;
 
 /** The whole bridge's /metrics (the workers' aggregated). */
 export type MetricsSource = () => Promise<{ contentType: string; body: string }>;
@@ -64,6 +71,8 @@ export class UpgradeRouter {
   private readonly workers: number;
   private readonly sink: HandoffSink;
   private readonly answers: PrimaryAnswers;
+  /** the per-address limits over all workers */
+  private readonly admission: PrimaryAdmission;
   private readonly server: Server;
   private readonly pending = new Set<Socket>();
   private next = 0;
@@ -74,6 +83,7 @@ export class UpgradeRouter {
     this.workers = workers;
     this.sink = sink;
     this.answers = answers;
+    this.admission = new PrimaryAdmission(config.limits);
     this.server = createServer({ noDelay: true }, (socket) => this.onSocket(socket));
   }
 
@@ -99,7 +109,18 @@ export class UpgradeRouter {
     this.closed = true;
     for (const s of this.pending) s.destroy();
     this.pending.clear();
+    this.admission.close();
     return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+
+  /** Worker `worker` says a WebSocket from `ip` that was handed to it closed (WorkerLink). */
+  connectionClosed(worker: number, ip: string): void {
+    this.admission.closed(worker, ip);
+  }
+
+  /** Worker `worker` exited: the connections it held are gone. */
+  workerGone(worker: number): void {
+    this.admission.workerGone(worker);
   }
 
   private roundRobin(): number {
@@ -117,7 +138,9 @@ export class UpgradeRouter {
     let buf: Buffer = Buffer.alloc(0);
     let upgraded = false;
     let done = false;
-    const finish = (worker: number, kind: 'http' | 'ws'): void => {
+    // the address, once its WebSocket is admitted and counted here
+    let counted: string | null = null;
+    const finish = (worker: number, kind: 'http' | 'ws', refuse?: ErrorCode): void => {
       if (done) return;
       done = true;
       clearTimeout(timer);
@@ -128,20 +151,24 @@ export class UpgradeRouter {
       // whatever the stream already holds goes with the socket
       for (let c = socket.read() as Buffer | null; c !== null; c = socket.read() as Buffer | null) buf = Buffer.concat([buf, c]);
       this.pending.delete(socket);
-      this.sink(worker, socket, { kind, head: buf });
+      const took = this.sink(worker, socket, refuse === undefined ? { kind, head: buf } : { kind, head: buf, refuse });
+      if (counted === null) return;
+      if (took === null) this.admission.abandoned(counted);
+      else this.admission.handedTo(took, counted);
+    };
+    // the client went, or broke, before it was routed
+    const gone = (): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      this.pending.delete(socket);
+      if (counted !== null) this.admission.abandoned(counted);
     };
     const onError = (): void => {
-      done = true;
-      clearTimeout(timer);
-      this.pending.delete(socket);
+      gone();
       socket.destroy();
     };
-    // the client went before it was routed
-    const onClose = (): void => {
-      done = true;
-      clearTimeout(timer);
-      this.pending.delete(socket);
-    };
+    const onClose = gone;
     // no complete request in time: the worker's HTTP server applies its own timeouts and answers
     let timer = setTimeout(() => finish(this.roundRobin(), 'http'), this.config.limits.handshakeTimeoutMs);
     const onData = (chunk: Buffer): void => {
@@ -169,6 +196,12 @@ export class UpgradeRouter {
         socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n${protocol}\r\n`);
         upgraded = true;
         buf = Buffer.alloc(0);
+        // the per-address limits, over all workers: a refusal is sent by a worker, as it would be
+        // without workers (the same close code, message and counter)
+        const ip = socket.remoteAddress ?? 'unknown';
+        const refused = this.admission.admit(ip);
+        if (refused !== null) return finish(this.roundRobin(), 'ws', refused);
+        counted = ip;
         clearTimeout(timer);
         // no bind in time: a worker's own bind timer closes it (BIND_TIMEOUT)
         timer = setTimeout(() => finish(this.roundRobin(), 'ws'), this.config.limits.bindTimeoutMs);

@@ -4,8 +4,9 @@
  */
 import type { Socket } from 'node:net';
 import type { BridgeServer } from './BridgeServer.ts';
-import { WORKER_HEALTH, WORKER_METRICS, type HandoffMessage, type WorkerQuestion } from './WorkerPool.ts';
+import { WORKER_ADOPTED, WORKER_CLOSED, WORKER_HEALTH, WORKER_METRICS, type AdoptedMessage, type ClosedMessage, type HandoffMessage, type WorkerQuestion } from './WorkerPool.ts';
 import { workerForNumber } from './UpgradeRouter.ts';
+import { isErrorCode } from '../errors.ts';
 
 /** this process's worker index and the worker count, when it runs as a worker (else null) */
 export function workerIdentity(env: NodeJS.ProcessEnv = process.env): { index: number; count: number } | null {
@@ -37,7 +38,19 @@ export class WorkerLink {
       return;
     }
     if (msg?.type !== 'confmux:connection' || !socket || !('kind' in msg)) return;
-    this.server.adopt(socket as Socket, { kind: msg.kind === 'ws' ? 'ws' : 'http', head: Buffer.from(msg.head ?? '', 'base64') });
+    const conn = socket as Socket;
+    const kind = msg.kind === 'ws' ? 'ws' : 'http';
+    const refuse = typeof msg.refuse === 'string' && isErrorCode(msg.refuse) ? msg.refuse : undefined;
+    if (kind === 'ws' && refuse === undefined) {
+      // counted by the primary's per-address limits until it closes
+      const ip = conn.remoteAddress ?? 'unknown';
+      conn.once('close', () => {
+        if (process.connected) process.send?.({ type: WORKER_CLOSED, ip } satisfies ClosedMessage);
+      });
+    }
+    // the primary keeps its descriptor of the socket until this says it has it
+    if (typeof msg.seq === 'number' && process.connected) process.send?.({ type: WORKER_ADOPTED, seq: msg.seq } satisfies AdoptedMessage);
+    this.server.adopt(conn, refuse === undefined ? { kind, head: Buffer.from(msg.head ?? '', 'base64') } : { kind, head: Buffer.from(msg.head ?? '', 'base64'), refuse });
   };
   private closed = false;
 

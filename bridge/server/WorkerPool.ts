@@ -7,6 +7,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { AggregatorRegistry } from 'prom-client';
 import type { Socket } from 'node:net';
 import type { Logger } from '../logger.ts';
+import type { ErrorCode } from '../errors.ts';
 import type { Handoff } from './UpgradeRouter.ts';
 import { aggregateHealth, type BridgeHealth, type Health } from './health.ts';
 
@@ -27,6 +28,27 @@ export interface HandoffMessage {
   kind: Handoff['kind'];
   /** the bytes already read from the socket, base64 */
   head: string;
+  /** the primary's per-address limits refuse it: the worker closes it with this code */
+  refuse?: ErrorCode;
+  /** the handoff's number, which the worker's WORKER_ADOPTED names */
+  seq: number;
+}
+
+/** IPC message type: a worker has adopted the socket of handoff `seq` (the primary closes its descriptor) */
+export const WORKER_ADOPTED = 'confmux:adopted';
+
+export interface AdoptedMessage {
+  type: typeof WORKER_ADOPTED;
+  seq: number;
+}
+
+/** IPC message type: a worker tells the primary that a WebSocket it was handed (not refused) closed */
+export const WORKER_CLOSED = 'confmux:closed';
+
+export interface ClosedMessage {
+  type: typeof WORKER_CLOSED;
+  /** the client's address */
+  ip: string;
 }
 
 export interface WorkerPoolOptions {
@@ -38,11 +60,18 @@ export interface WorkerPoolOptions {
   /** extra environment; each worker also gets CONFMUX_WORKER_INDEX and CONFMUX_WORKERS */
   env?: Record<string, string>;
   log: Logger;
+  /** a worker says a WebSocket it was handed (not refused) closed: the primary's per-address count */
+  onConnectionClosed?: (worker: number, ip: string) => void;
+  /** a worker exited (it is started again): every connection it held is gone */
+  onWorkerExit?: (worker: number) => void;
 }
 
 export class WorkerPool {
   private readonly options: WorkerPoolOptions;
   private readonly children: (ChildProcess | null)[];
+  /** per worker: sockets handed to it that it has not said it adopted, by handoff number */
+  private readonly inFlight: Map<number, Socket>[] = [];
+  private handoffs = 0;
   private readonly ready: boolean[];
   private stopping = false;
   /** the last WorkerQuestion id */
@@ -73,9 +102,27 @@ export class WorkerPool {
     });
     this.children[k] = child;
     this.ready[k] = false;
+    const inFlight = (this.inFlight[k] = new Map<number, Socket>());
+    child.on('message', (m: unknown) => {
+      if (this.children[k] !== child) return;
+      const msg = m as Partial<ClosedMessage> | Partial<AdoptedMessage> | null;
+      if (msg?.type === WORKER_CLOSED && typeof (msg as Partial<ClosedMessage>).ip === 'string') this.options.onConnectionClosed?.(k, (msg as ClosedMessage).ip);
+      if (msg?.type === WORKER_ADOPTED) {
+        // the worker holds it now: this process's descriptor goes
+        const seq = (msg as Partial<AdoptedMessage>).seq;
+        const socket = typeof seq === 'number' ? inFlight.get(seq) : undefined;
+        if (socket === undefined) return;
+        inFlight.delete(seq!);
+        socket.destroy();
+      }
+    });
     child.on('exit', (code, signal) => {
       if (this.children[k] === child) this.children[k] = null;
       this.ready[k] = false;
+      // sockets it had not adopted are closed here (it never had them)
+      for (const socket of inFlight.values()) socket.destroy();
+      inFlight.clear();
+      this.options.onWorkerExit?.(k);
       if (this.stopping) return;
       log.error({ worker: k, code, signal }, 'worker exited: starting another');
       setTimeout(() => {
@@ -96,21 +143,40 @@ export class WorkerPool {
     });
   }
 
-  /** Hands a socket to worker k (the next live one if k is down); the socket is closed here. */
-  handOff(k: number, socket: Socket, handoff: Handoff): void {
-    let child: ChildProcess | null = null;
-    for (let i = 0; i < this.children.length && child === null; i++) {
+  /**
+   * Hands a socket to worker k (the next live one if k is down). Returns the worker that took it,
+   * or null when none could (the socket is destroyed).
+   *
+   * This process keeps its own descriptor of the socket until the worker says it adopted it
+   * (WORKER_ADOPTED), then closes it; if the worker dies first, the socket is closed here. Without
+   * that, a socket sent to a worker that died before reading it stays open with nobody holding it
+   * (Node queues a socket until the worker acknowledged the previous one, and a socket in the
+   * queue of a dead worker's channel is never closed): its client would wait forever.
+   */
+  handOff(k: number, socket: Socket, handoff: Handoff): number | null {
+    let taker = -1;
+    for (let i = 0; i < this.children.length && taker < 0; i++) {
       const j = (k + i) % this.children.length;
-      if (this.ready[j] && this.children[j]?.connected) child = this.children[j]!;
+      if (this.ready[j] && this.children[j]?.connected) taker = j;
     }
-    if (child === null) {
+    if (taker < 0) {
       socket.destroy();
-      return;
+      return null;
     }
-    const msg: HandoffMessage = { type: 'confmux:connection', kind: handoff.kind, head: handoff.head.toString('base64') };
-    child.send(msg, socket, { keepOpen: false }, (err) => {
-      if (err) socket.destroy();
+    const seq = ++this.handoffs;
+    const msg: HandoffMessage = { type: 'confmux:connection', kind: handoff.kind, head: handoff.head.toString('base64'), seq };
+    if (handoff.refuse !== undefined) msg.refuse = handoff.refuse;
+    const ip = socket.remoteAddress ?? 'unknown';
+    const counted = handoff.kind === 'ws' && handoff.refuse === undefined;
+    const inFlight = this.inFlight[taker]!;
+    inFlight.set(seq, socket);
+    this.children[taker]!.send(msg, socket, { keepOpen: true }, (err) => {
+      if (!err || !inFlight.delete(seq)) return;
+      socket.destroy();
+      // the worker never had it: it will not say it closed
+      if (counted) this.options.onConnectionClosed?.(taker, ip);
     });
+    return taker;
   }
 
   /**

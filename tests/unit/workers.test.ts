@@ -146,3 +146,89 @@ test('aggregateHealth: draining wins, a link down or a missing worker is degrade
   assert.equal(aggregateHealth([], 2, 'freeswitch').mediaServer, 'freeswitch');
   assert.equal(aggregateHealth([], 2, 'freeswitch').status, 'degraded');
 });
+
+/** A connection that sends its bind and resolves with how it ended: 'bound', or the close code. */
+function tryBind(port: number, number: string): Promise<{ result: 'bound' | number; ws: WebSocket }> {
+  return new Promise((resolve) => {
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/`);
+    ws.on('error', () => undefined);
+    ws.on('open', () => ws.send(JSON.stringify({ type: 'bind', v: 1, kind: 'control', number, password: PASSWORD })));
+    ws.once('message', (d: Buffer) => {
+      if ((JSON.parse(d.toString()) as { type: string }).type === 'bound') resolve({ result: 'bound', ws });
+    });
+    ws.on('close', (code: number) => resolve({ result: code, ws }));
+  });
+}
+
+test('two workers: the per-address connection limit counts over all workers, and frees what a dead worker held', async () => {
+  // limits.maxConnectionsPerIp 4 for the whole bridge (the load generator's address is 127.0.0.1)
+  const bridge = await startBridge({ CONFMUX_BENCH_MAX_CONNECTIONS_PER_IP: '4' }, 2);
+  const open: WebSocket[] = [];
+  try {
+    const numbers = ['1001', '1002', '1003', '1004'];
+    const perWorker = [0, 0];
+    for (const n of numbers) perWorker[workerForNumber(n, 2)]!++;
+    assert.ok(perWorker[0]! > 0 && perWorker[1]! > 0, `on both workers: ${perWorker.join(' ')}`);
+    for (const n of numbers) open.push((await bind(bridge.port, n)).ws);
+    // each worker holds at most 3, under the limit: only the count over both refuses the fifth
+    const fifth = await tryBind(bridge.port, '1005');
+    assert.equal(fifth.result, 4431, 'TOO_MANY_CONNECTIONS, the close code a single process sends');
+    // one closes: once its worker has said so, a new one is taken
+    open.shift()!.close();
+    let again: { result: 'bound' | number; ws: WebSocket } | null = null;
+    for (let i = 0; i < 50 && again?.result !== 'bound'; i++) {
+      if (i > 0) await new Promise((r) => setTimeout(r, 100));
+      again = await tryBind(bridge.port, '1005');
+    }
+    assert.equal(again!.result, 'bound');
+    open.push(again!.ws);
+    assert.equal((await tryBind(bridge.port, '1006')).result, 4431, 'full again');
+    // worker 0 dies: what it held is freed (it is started again within about a second)
+    const onWorker0 = ['1002', '1003', '1004', '1005'].filter((n) => workerForNumber(n, 2) === 0).length;
+    assert.ok(onWorker0 > 0);
+    process.kill(bridge.pids[1]!, 'SIGKILL');
+    const fresh = ['2001', '2002', '2003', '2004', '2005', '2006', '2007', '2008'];
+    let taken = 0;
+    let refused = 0;
+    for (let i = 0; i < 80 && taken < onWorker0; i++) {
+      const n = fresh.find((f) => workerForNumber(f, 2) === 1 && !open.some((w) => (w as WebSocket & { n?: string }).n === f));
+      if (n === undefined) break;
+      const r = await tryBind(bridge.port, n);
+      if (r.result === 'bound') {
+        (r.ws as WebSocket & { n?: string }).n = n;
+        open.push(r.ws);
+        taken++;
+      } else {
+        refused++;
+        await new Promise((res) => setTimeout(res, 100));
+      }
+    }
+    assert.equal(taken, onWorker0, `as many new connections as worker 0 held (${refused} refused while it was going)`);
+    assert.equal((await tryBind(bridge.port, '1006')).result, 4431, 'and not one more');
+  } finally {
+    for (const ws of open) ws.close();
+    await stopBridge(bridge);
+  }
+});
+
+test('two workers: connections handed to a worker that dies before taking them are closed, not left hanging', async () => {
+  const bridge = await startBridge({}, 2);
+  try {
+    const worker0 = bridge.pids[1]!;
+    // worker 0 cannot read its channel: the sockets handed to it wait there
+    process.kill(worker0, 'SIGSTOP');
+    // plain requests are handed out in turn: two of the four to the stopped worker
+    const requests = Promise.allSettled([1, 2, 3, 4].map(() => fetch(`http://127.0.0.1:${bridge.port}/nothing`, { signal: AbortSignal.timeout(8000) })));
+    await new Promise((r) => setTimeout(r, 300));
+    process.kill(worker0, 'SIGKILL');
+    const results = await requests;
+    const answered = results.filter((r) => r.status === 'fulfilled' && r.value.status === 404).length;
+    const timedOut = results.filter((r) => r.status === 'rejected' && (r.reason as Error).name === 'TimeoutError').length;
+    const closed = results.filter((r) => r.status === 'rejected' && (r.reason as Error).name !== 'TimeoutError').length;
+    assert.equal(timedOut, 0, `no client left waiting (answered ${answered}, closed ${closed})`);
+    assert.equal(answered, 2, 'the live worker answered its two');
+    assert.equal(closed, 2, 'the dead worker\'s two were closed');
+  } finally {
+    await stopBridge(bridge);
+  }
+});
