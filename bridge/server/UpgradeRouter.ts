@@ -36,6 +36,8 @@ export interface Handoff {
   head: Buffer;
   /** 'ws' only: the primary's per-address limits refuse this connection; the worker closes it with this code */
   refuse?: ErrorCode;
+  /** routed by the terminal's number: only that worker may take it (WorkerPool.handOff waits for it) */
+  pinned?: boolean;
 }
 
 /** Hands the socket to worker `worker` (or the next live one); returns the worker that took it, null: none (closed). */
@@ -140,7 +142,7 @@ export class UpgradeRouter {
     let done = false;
     // the address, once its WebSocket is admitted and counted here
     let counted: string | null = null;
-    const finish = (worker: number, kind: 'http' | 'ws', refuse?: ErrorCode): void => {
+    const finish = (worker: number, kind: 'http' | 'ws', refuse?: ErrorCode, pinned = false): void => {
       if (done) return;
       done = true;
       clearTimeout(timer);
@@ -151,7 +153,7 @@ export class UpgradeRouter {
       // whatever the stream already holds goes with the socket
       for (let c = socket.read() as Buffer | null; c !== null; c = socket.read() as Buffer | null) buf = Buffer.concat([buf, c]);
       this.pending.delete(socket);
-      const took = this.sink(worker, socket, refuse === undefined ? { kind, head: buf } : { kind, head: buf, refuse });
+      const took = this.sink(worker, socket, refuse === undefined ? { kind, head: buf, pinned } : { kind, head: buf, refuse });
       if (counted === null) return;
       if (took === null) this.admission.abandoned(counted);
       else this.admission.handedTo(took, counted);
@@ -209,7 +211,8 @@ export class UpgradeRouter {
       }
       const number = this.bindNumber(buf);
       if (number === undefined) return; // more bytes needed
-      finish(number === null ? this.roundRobin() : workerForNumber(number, this.workers), 'ws');
+      if (number === null) finish(this.roundRobin(), 'ws');
+      else finish(workerForNumber(number, this.workers), 'ws', undefined, true);
     };
     socket.on('data', onData);
     socket.on('error', onError);

@@ -62,6 +62,8 @@ export interface WorkerPoolOptions {
   log: Logger;
   /** a worker says a WebSocket it was handed (not refused) closed: the primary's per-address count */
   onConnectionClosed?: (worker: number, ip: string) => void;
+  /** how long a terminal's connection waits for its worker while that one is started again [5000] */
+  holdMs?: number;
   /** a worker exited (it is started again): every connection it held is gone */
   onWorkerExit?: (worker: number) => void;
 }
@@ -72,6 +74,8 @@ export class WorkerPool {
   /** per worker: sockets handed to it that it has not said it adopted, by handoff number */
   private readonly inFlight: Map<number, Socket>[] = [];
   private handoffs = 0;
+  /** per worker: pinned sockets waiting for it to be ready */
+  private readonly held: Set<{ socket: Socket; handoff: Handoff; timer: NodeJS.Timeout }>[] = [];
   private readonly ready: boolean[];
   private stopping = false;
   /** the last WorkerQuestion id */
@@ -81,6 +85,7 @@ export class WorkerPool {
   constructor(options: WorkerPoolOptions) {
     this.options = options;
     this.children = new Array<ChildProcess | null>(options.count).fill(null);
+    for (let k = 0; k < options.count; k++) this.held.push(new Set());
     this.ready = new Array<boolean>(options.count).fill(false);
   }
 
@@ -135,6 +140,13 @@ export class WorkerPool {
         child.off('message', onMessage);
         child.off('exit', onExit);
         this.ready[k] = true;
+        // the terminals' connections that waited for it
+        for (const entry of this.held[k]!) {
+          clearTimeout(entry.timer);
+          if (!entry.socket.destroyed) this.send(k, entry.socket, entry.handoff);
+          else if (entry.handoff.kind === 'ws' && entry.handoff.refuse === undefined) this.options.onConnectionClosed?.(k, entry.socket.remoteAddress ?? 'unknown');
+        }
+        this.held[k]!.clear();
         resolve();
       };
       const onExit = (): void => reject(new Error(`worker ${k} exited before it was ready`));
@@ -144,8 +156,13 @@ export class WorkerPool {
   }
 
   /**
-   * Hands a socket to worker k (the next live one if k is down). Returns the worker that took it,
-   * or null when none could (the socket is destroyed).
+   * Hands a socket to worker k (`handoff.pinned`: to k only, waiting up to `holdMs` while k is
+   * being started again; otherwise the next live one if k is down). Returns the worker that took
+   * it (or will), or null when none could (the socket is destroyed).
+   *
+   * A terminal's connections are pinned to the worker that owns its number: handed to another
+   * worker while its own restarts, a terminal would register there and then find its media
+   * connections, and the PBX's invitations, routed to its own worker, which does not know it.
    *
    * This process keeps its own descriptor of the socket until the worker says it adopted it
    * (WORKER_ADOPTED), then closes it; if the worker dies first, the socket is closed here. Without
@@ -154,15 +171,46 @@ export class WorkerPool {
    * queue of a dead worker's channel is never closed): its client would wait forever.
    */
   handOff(k: number, socket: Socket, handoff: Handoff): number | null {
+    // paused and no longer read here, but never an unhandled error while this process holds it
+    socket.on('error', () => socket.destroy());
+    const live = (j: number): boolean => this.ready[j] === true && this.children[j]?.connected === true;
     let taker = -1;
-    for (let i = 0; i < this.children.length && taker < 0; i++) {
-      const j = (k + i) % this.children.length;
-      if (this.ready[j] && this.children[j]?.connected) taker = j;
+    if (handoff.pinned === true) {
+      if (live(k)) taker = k;
+      else if (!this.stopping) {
+        this.hold(k, socket, handoff);
+        return k;
+      }
+    } else {
+      for (let i = 0; i < this.children.length && taker < 0; i++) {
+        const j = (k + i) % this.children.length;
+        if (live(j)) taker = j;
+      }
     }
     if (taker < 0) {
       socket.destroy();
       return null;
     }
+    this.send(taker, socket, handoff);
+    return taker;
+  }
+
+  /** Keeps a pinned socket until worker k is ready (then sends it), or closes it after holdMs. */
+  private hold(k: number, socket: Socket, handoff: Handoff): void {
+    const held = this.held[k]!;
+    const entry = {
+      socket,
+      handoff,
+      timer: setTimeout(() => {
+        held.delete(entry);
+        socket.destroy();
+        if (handoff.kind === 'ws' && handoff.refuse === undefined) this.options.onConnectionClosed?.(k, socket.remoteAddress ?? 'unknown');
+      }, this.options.holdMs ?? 5000),
+    };
+    held.add(entry);
+  }
+
+  private send(taker: number, socket: Socket, handoff: Handoff): void {
     const seq = ++this.handoffs;
     const msg: HandoffMessage = { type: 'confmux:connection', kind: handoff.kind, head: handoff.head.toString('base64'), seq };
     if (handoff.refuse !== undefined) msg.refuse = handoff.refuse;
@@ -176,7 +224,6 @@ export class WorkerPool {
       // the worker never had it: it will not say it closed
       if (counted) this.options.onConnectionClosed?.(taker, ip);
     });
-    return taker;
   }
 
   /**
@@ -237,6 +284,13 @@ export class WorkerPool {
   stop(signal: 'SIGTERM' | 'SIGINT' = 'SIGTERM'): Promise<void> {
     if (this.stopped) return this.stopped;
     this.stopping = true;
+    for (const held of this.held) {
+      for (const { socket, timer } of held) {
+        clearTimeout(timer);
+        socket.destroy();
+      }
+      held.clear();
+    }
     this.stopped = Promise.all(
       this.children.map((c) => {
         if (c === null || c.exitCode !== null || c.signalCode !== null) return Promise.resolve();

@@ -232,3 +232,25 @@ test('two workers: connections handed to a worker that dies before taking them a
     await stopBridge(bridge);
   }
 });
+
+test('two workers: a terminal that binds while its worker restarts waits for that worker, not another', async () => {
+  const bridge = await startBridge({}, 2);
+  const open: WebSocket[] = [];
+  try {
+    const number = ['1001', '1002', '1003', '1004'].find((n) => workerForNumber(n, 2) === 0)!;
+    process.kill(bridge.pids[1]!, 'SIGKILL');
+    await new Promise((r) => setTimeout(r, 100));
+    // bound once worker 0 is back (started again after about a second)
+    const t = Date.now();
+    const first = await bind(bridge.port, number);
+    open.push(first.ws);
+    assert.ok(Date.now() - t > 300, `waited for the worker (${Date.now() - t} ms)`);
+    // the same number again lands on worker 0: it replaces the first session, so both were there
+    const second = await bind(bridge.port, number);
+    open.push(second.ws);
+    assert.equal(await first.closed, 4409, 'the first session was on the same worker and is replaced');
+  } finally {
+    for (const ws of open) ws.close();
+    await stopBridge(bridge);
+  }
+});
