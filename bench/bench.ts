@@ -25,6 +25,7 @@ const { values } = parseArgs({
     'payload-bytes': { type: 'string', default: '160' },
     'time-limit': { type: 'string', default: '240' },
     coturn: { type: 'boolean', default: false },
+    pin: { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
@@ -57,6 +58,9 @@ if (values.help) {
   --p99-bound-ms MS  round-trip p99 bound (one way is half)                 [4]
   --payload-bytes B  PCMU payload per frame (frame = 10 + B bytes)          [160]
   --time-limit S     the run stops by itself after S seconds                [240]
+  --pin              the relay under test (the bridge, or coturn) on CPU 0, the
+                     load generator and the echo peer on the other CPUs (taskset):
+                     "one core" is then the relay's alone
   --coturn           then the same load through coturn (TURN over TCP, UDP echo
                      peer), side by side (apt-get install coturn)
   --json             print the result as JSON
@@ -118,6 +122,7 @@ const result = await runBench({
   udpEcho: values['udp-echo'],
   mediaPump: values['media-pump'] as 'auto' | 'on' | 'off',
   mediaPumpPriority: values['media-pump-priority'] as 'realtime' | 'normal',
+  pin: values.pin,
 });
 if (values.coturn) {
   if (values.step) {
@@ -130,7 +135,7 @@ if (values.coturn) {
   }
   // a pause between the two runs, so that one's leftovers do not land in the other's window
   await new Promise((r) => setTimeout(r, 1000));
-  const coturn = await runCoturn({ streams: result.steps[0]!.streams, seconds: result.steps[0]!.seconds, warmupSeconds: Number(values.warmup), dataBytes: result.frameBytes, log: (l) => process.stderr.write(`${l}\n`) });
+  const coturn = await runCoturn({ streams: result.steps[0]!.streams, seconds: result.steps[0]!.seconds, warmupSeconds: Number(values.warmup), dataBytes: result.frameBytes, log: (l) => process.stderr.write(`${l}\n`), pin: values.pin });
   process.stdout.write(values.json ? `${JSON.stringify({ confmux: result, coturn }, null, 2)}\n` : `${formatResult(result)}\n\n${formatSideBySide(result, coturn)}\n`);
 } else {
   process.stdout.write(values.json ? `${JSON.stringify(result, null, 2)}\n` : `${formatResult(result)}\n`);

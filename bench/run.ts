@@ -27,6 +27,7 @@ import { MediaFrameReader } from '../bridge/server/MediaFrameReader.ts';
 import { rawSocket } from '../bridge/server/wsFrames.ts';
 import { Histogram, cpuModel, cpuSeconds, cpuSplit, machineCpuTicks, rssBytes } from './proc.ts';
 import { startUdpPeer } from './turn.ts';
+import { RELAY_CPUS, cpusOf, loadCpus, onCpus, pinSelf } from './cpus.ts';
 import { youngGenerationArgs } from '../bin/youngGeneration.mjs';
 
 export interface BenchOptions {
@@ -58,6 +59,8 @@ export interface BenchOptions {
   mediaPump?: 'auto' | 'on' | 'off';
   /** server.mediaPumpPriority of the bridge under benchmark (default realtime) */
   mediaPumpPriority?: 'realtime' | 'normal';
+  /** the bridge on CPU 0, this process and the echo peer on the other CPUs (bench/cpus.ts) */
+  pin?: boolean;
   /** progress lines (default: stderr) */
   log?: (line: string) => void;
 }
@@ -119,6 +122,10 @@ export interface BenchResult {
   mediaPump: 'auto' | 'on' | 'off';
   /** server.workers of the bridge under load */
   workers: number;
+  /** --pin: the bridge on CPU 0, the load on the others */
+  pinned: boolean;
+  /** the CPUs each process may run on (Cpus_allowed_list) */
+  cpusAllowed: { bridge: string; load: string; echoPeer?: string };
   node: string;
   cpus: number;
   cpuModel: string;
@@ -188,13 +195,13 @@ export async function bridgeStats(bridge: Bridge): Promise<LoopStats | null> {
  * `ulimit -n`), so that it can hold as many terminals as the load generator opens. It runs with
  * the node options `confmux serve` runs with (V8's young generation bounded, bin/youngGeneration.mjs).
  */
-export async function startBridge(env: Record<string, string> = {}, workers = 1): Promise<Bridge> {
+export async function startBridge(env: Record<string, string> = {}, workers = 1, cpus: string | null = null): Promise<Bridge> {
   // as confmux serve (unless NODE_OPTIONS sets the young generation: the bridge inherits it)
   const serveArgs = youngGenerationArgs([], process.env.NODE_OPTIONS ?? '');
   // CONFMUX_BENCH_BRIDGE_NODE_ARGS: extra node options for the bridge, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
   // (after those: a --max-semi-space-size here wins)
   const extra = (process.env.CONFMUX_BENCH_BRIDGE_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const child = spawn('/bin/sh', ['-c', 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$0" "$@"', process.execPath, ...serveArgs, ...extra, '--import', TSX, SERVER], {
+  const child = spawn(...onCpus(cpus, '/bin/sh', ['-c', 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$0" "$@"', process.execPath, ...serveArgs, ...extra, '--import', TSX, SERVER]), {
     stdio: ['pipe', 'pipe', 'inherit'],
     env: { ...process.env, ...env, CONFMUX_BENCH_PASSWORD: PASSWORD, CONFMUX_BENCH_WORKERS: String(workers) },
   });
@@ -425,9 +432,17 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
   if (payloadBytes > 4086) throw new Error('payloadBytes must be at most 4086 (the bridge\'s maxAudioFrameBytes of 4096, header included)');
   const deadline = performance.now() + (options.timeLimitSeconds ?? 240) * 1000;
 
-  const udpPeer = options.udpEcho ? await startUdpPeer() : null;
-  const bridge = await startBridge({ ...(udpPeer ? { CONFMUX_BENCH_UDP_PEER: `127.0.0.1:${udpPeer.port}` } : {}), CONFMUX_BENCH_MEDIA_PUMP: options.mediaPump ?? 'auto', CONFMUX_BENCH_MEDIA_PUMP_PRIORITY: options.mediaPumpPriority ?? 'realtime' }, options.workers ?? 1).catch(async (err: unknown) => {
+  const loadOn = options.pin ? loadCpus() : null;
+  if (options.pin && loadOn === null) throw new Error('--pin needs at least two CPUs');
+  // --pin: this process (the load generator) and the echo peer on the load's CPUs, the bridge on CPU 0
+  const unpin = loadOn !== null ? pinSelf(loadOn) : (): void => undefined;
+  const udpPeer = options.udpEcho ? await startUdpPeer(loadOn).catch((err: unknown) => {
+    unpin();
+    throw err;
+  }) : null;
+  const bridge = await startBridge({ ...(udpPeer ? { CONFMUX_BENCH_UDP_PEER: `127.0.0.1:${udpPeer.port}` } : {}), CONFMUX_BENCH_MEDIA_PUMP: options.mediaPump ?? 'auto', CONFMUX_BENCH_MEDIA_PUMP_PRIORITY: options.mediaPumpPriority ?? 'realtime' }, options.workers ?? 1, options.pin ? RELAY_CPUS : null).catch(async (err: unknown) => {
     await udpPeer?.stop();
+    unpin();
     throw err;
   });
   const loadDelay = monitorEventLoopDelay({ resolution: 1 });
@@ -446,6 +461,9 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     mediaPump: options.mediaPump ?? 'auto',
     node: process.version,
     cpus: cpus().length,
+    // where the kernel lets each run (as read back, not as asked)
+    cpusAllowed: { bridge: cpusOf(bridge.pid), load: cpusOf('self'), ...(udpPeer ? { echoPeer: cpusOf(udpPeer.pid) } : {}) },
+    pinned: options.pin === true,
     cpuModel: cpuModel(),
     payloadBytes,
     frameBytes: FRAME_HEADER_BYTES + payloadBytes,
@@ -592,6 +610,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     await udpPeer?.stop();
     loadDelay.disable();
     clearTimeout(hardStop);
+    unpin();
   }
   return result;
 }
@@ -626,6 +645,7 @@ export function formatResult(r: BenchResult): string {
   const lines = [
     `confmux bench: bridge with the echo stand-in (plugin/echo${r.udpEcho ? ', through a UDP echo peer: turnutils_peer' : ', in process'}), loopback, ${r.frameBytes}-byte frames (10-byte header + ${r.payloadBytes} bytes PCMU) every 20 ms each way per stream`,
     `machine: ${r.cpus} cores, ${r.cpuModel}; node ${r.node}; ${r.date}`,
+    ...(r.pinned ? [`pinned (--pin): the bridge on CPU ${r.cpusAllowed.bridge}, the load generator on CPU ${r.cpusAllowed.load}${r.cpusAllowed.echoPeer ? `, the echo peer on CPU ${r.cpusAllowed.echoPeer}` : ''}`] : []),
     `bridge: ${r.workers === 1 ? 'one process (server.workers 1)' : `a primary and ${r.workers} workers (server.workers ${r.workers}); CPU and RSS are their sums`}; server.mediaPump ${r.mediaPump}${r.steps[0]?.bridgeLoop?.pumped !== undefined ? ` (${r.steps[0].bridgeLoop.pumped} of ${r.steps[0].streams} calls on the pump${r.steps[0].bridgeLoop.pumpPriority ? `, relay thread ${r.steps[0].bridgeLoop.pumpPriority}` : ''})` : ''}`,
     `bridge RSS before any terminal: ${(r.baselineRssBytes / 1048576).toFixed(1)} MiB`,
     '',

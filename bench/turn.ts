@@ -16,6 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Histogram, cpuSeconds, rssBytes } from './proc.ts';
 import type { StepResult } from './run.ts';
+import { RELAY_CPUS, cpusOf, loadCpus, onCpus, pinSelf } from './cpus.ts';
 
 const MAGIC = 0x2112a442;
 const USER = 'bench';
@@ -118,12 +119,12 @@ async function freePort(): Promise<number> {
 }
 
 /** coturn's UDP echo (turnutils_peer) on 127.0.0.1, for `--udp-echo`: the bridge's echo stand-in relays through it. */
-export async function startUdpPeer(): Promise<{ port: number; stop(): Promise<void> }> {
+export async function startUdpPeer(cpus: string | null = null): Promise<{ port: number; pid: number; stop(): Promise<void> }> {
   const port = await freePort();
-  const peer = spawn('/usr/bin/turnutils_peer', ['-L', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' });
+  const peer = spawn(...onCpus(cpus, '/usr/bin/turnutils_peer', ['-L', '127.0.0.1', '-p', String(port)]), { stdio: 'ignore' });
   await sleep(300);
   if (peer.exitCode !== null) throw new Error('turnutils_peer did not start');
-  return { port, stop: () => stop(peer) };
+  return { port, pid: peer.pid!, stop: () => stop(peer) };
 }
 
 /** One TURN-over-TCP client with one channel to the peer. */
@@ -280,6 +281,8 @@ export interface CoturnOptions {
   /** bytes each datagram to the peer carries: the confmux run's whole frame size */
   dataBytes: number;
   log: (line: string) => void;
+  /** coturn on CPU 0, the load and the echo peer on the others (bench/cpus.ts) */
+  pin?: boolean;
 }
 
 export function coturnAvailable(): boolean {
@@ -306,15 +309,17 @@ export async function runCoturn(o: CoturnOptions): Promise<StepResult> {
   const dir = mkdtempSync(join(tmpdir(), 'confmux-coturn-'));
   const port = await freePort();
   const peerPort = await freePort();
-  const peer = spawn('/usr/bin/turnutils_peer', ['-L', '127.0.0.1', '-p', String(peerPort)], { stdio: 'ignore' });
+  const peer = spawn(...onCpus(o.pin ? loadCpus() : null, '/usr/bin/turnutils_peer', ['-L', '127.0.0.1', '-p', String(peerPort)]), { stdio: 'ignore' });
   // prettier-ignore
-  const turn = spawn('/usr/bin/turnserver', [
+  const turn = spawn(...onCpus(o.pin ? RELAY_CPUS : null, '/usr/bin/turnserver', [
     '-n', '--listening-ip', '127.0.0.1', '--listening-port', String(port), '--relay-ip', '127.0.0.1',
     '--no-tls', '--no-dtls', '--lt-cred-mech', '--user', `${USER}:${PASS}`, '--realm', REALM,
     '--allow-loopback-peers', '--no-cli', '--no-multicast-peers', '--min-port', '40000', '--max-port', '49999',
     '--pidfile', join(dir, 'turnserver.pid'), '--log-file', join(dir, 'turn.log'), '--no-stdout-log', '--simple-log',
     '--total-quota', '0', '--user-quota', '0', '--max-bps', '0', '--stale-nonce', '0',
-  ], { stdio: 'ignore' });
+  ]), { stdio: 'ignore' });
+  // --pin: the load generator (this process) on the load's CPUs while coturn runs
+  const unpin = o.pin ? pinSelf(loadCpus() ?? cpusOf('self')) : (): void => undefined;
   const load = new TurnLoad(o.dataBytes);
   const loadDelay = monitorEventLoopDelay({ resolution: 1 });
   loadDelay.enable();
@@ -396,6 +401,7 @@ export async function runCoturn(o: CoturnOptions): Promise<StepResult> {
       held: false,
     };
   } finally {
+    unpin();
     for (const lane of load.lanes) {
       lane.closing = true;
       lane.sock?.destroy();

@@ -1,8 +1,10 @@
 // The benchmark, run briefly at small N: a functional check of its numbers (sane, nothing lost),
 // not a timing assertion. It starts the bridge with the echo stand-in in a child process.
 import { test } from 'node:test';
+import { availableParallelism } from 'node:os';
 import assert from 'node:assert/strict';
-import { runBench } from '../../bench/run.ts';
+import { formatResult, runBench } from '../../bench/run.ts';
+import { cpusOf, loadCpus } from '../../bench/cpus.ts';
 import { formatIdle, runIdle } from '../../bench/idle.ts';
 import { coturnAvailable } from '../../bench/turn.ts';
 
@@ -78,6 +80,20 @@ test('bench --udp-echo: every frame goes through a UDP socket to the echo peer a
   assert.equal(s.lost, 0, `lost ${s.lost} of ${s.sent}`);
   assert.equal(s.received, s.sent);
   assert.ok(s.rttMs.samples > 0 && s.rttMs.max < 2000);
+});
+
+test('bench --udp-echo --pin: the bridge runs on CPU 0 alone, the load generator and the echo peer on the others; nothing lost; the affinity is given back', { skip: !coturnAvailable() ? 'needs coturn (turnutils_peer)' : availableParallelism() < 2 ? 'needs two CPUs' : false }, async () => {
+  const before = cpusOf('self');
+  const r = await runBench({ streams: 20, seconds: 2, warmupSeconds: 0.5, udpEcho: true, pin: true, log: quiet, timeLimitSeconds: 40 });
+  const s = r.steps[0]!;
+  assert.equal(r.pinned, true);
+  // as the kernel reported them during the run
+  assert.deepEqual(r.cpusAllowed, { bridge: '0', load: loadCpus(r.cpus), echoPeer: loadCpus(r.cpus) });
+  assert.equal(s.bridgeLoop?.pumped, 20, 'every call on the pump');
+  assert.equal(s.lost, 0, `lost ${s.lost} of ${s.sent}`);
+  assert.equal(s.received, s.sent);
+  assert.equal(cpusOf('self'), before, 'this process may run on every CPU again');
+  assert.match(formatResult(r), /pinned \(--pin\): the bridge on CPU 0, the load generator on CPU 1/);
 });
 
 test('bench --workers 2 --udp-echo: each worker relays its calls on its own pump; the bench sums what the workers report', { skip: coturnAvailable() ? false : 'needs coturn (turnutils_peer)' }, async () => {
