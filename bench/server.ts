@@ -148,9 +148,8 @@ async function main(): Promise<void> {
       execArgv: process.execArgv,
       env: { CONFMUX_BENCH_PASSWORD: password, ...(udpPeerEnv ? { CONFMUX_BENCH_UDP_PEER: udpPeerEnv } : {}) },
       log,
-      // the primary's per-address limits count a connection until its worker says it closed
-      onConnectionClosed: (k, ip) => router?.connectionClosed(k, ip),
-      onWorkerExit: (k) => router?.workerGone(k),
+      // the per-address limits, counted over all workers (PrimaryAdmission)
+      primary: () => router,
     });
     await pool.start();
     const workers = pool;

@@ -81,9 +81,8 @@ async function servePrimary(config: Config, log: Logger): Promise<void> {
     execArgv: [...youngGenerationArgs(), '--import', import.meta.resolve('tsx')],
     env: { CONFMUX_WORKER_CONFIG: JSON.stringify(config) },
     log,
-    // the primary's per-address limits count a connection until its worker says it closed
-    onConnectionClosed: (k, ip) => router?.connectionClosed(k, ip),
-    onWorkerExit: (k) => router?.workerGone(k),
+    // the per-address limits, counted over all workers (PrimaryAdmission)
+    primary: () => router,
   });
   log.warn('serving plain ws:// without TLS (server.plain): only do this behind a TLS-terminating proxy');
   await pool.start();

@@ -64,14 +64,32 @@ export class Admission {
   }
 
   loginFailed(number: string, ip: string, now = Date.now()): void {
-    for (const key of [`n:${number}`, `ip:${ip}`]) {
-      const f = this.failures.get(key) ?? { count: 0, lockedUntil: 0, last: now };
-      f.count++;
-      f.last = now;
-      const over = f.count - this.limits.loginFailuresAllowed;
-      if (over >= 0) f.lockedUntil = now + Math.min(MAX_LOCKOUT_MS, this.limits.loginThrottleMs * 2 ** over);
-      this.failures.set(key, f);
-    }
+    this.fail(`n:${number}`, now);
+    this.fail(`ip:${ip}`, now);
+  }
+
+  /** A failed login from `ip`, counted for the address only; returns until when it is locked out (0: not). */
+  addressFailed(ip: string, now = Date.now()): number {
+    return this.fail(`ip:${ip}`, now);
+  }
+
+  /** `ip` is locked out until `until` (epoch ms) whatever this process counted (the primary's count over all workers). */
+  lockAddress(ip: string, until: number, now = Date.now()): void {
+    const key = `ip:${ip}`;
+    const f = this.failures.get(key) ?? { count: 0, lockedUntil: 0, last: now };
+    f.lockedUntil = Math.max(f.lockedUntil, until);
+    f.last = now;
+    this.failures.set(key, f);
+  }
+
+  private fail(key: string, now: number): number {
+    const f = this.failures.get(key) ?? { count: 0, lockedUntil: 0, last: now };
+    f.count++;
+    f.last = now;
+    const over = f.count - this.limits.loginFailuresAllowed;
+    if (over >= 0) f.lockedUntil = now + Math.min(MAX_LOCKOUT_MS, this.limits.loginThrottleMs * 2 ** over);
+    this.failures.set(key, f);
+    return f.lockedUntil > now ? f.lockedUntil : 0;
   }
 
   loginSucceeded(number: string): void {

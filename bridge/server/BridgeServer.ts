@@ -60,6 +60,7 @@ export class BridgeServer {
   private readonly log: Logger;
   private readonly http: Server | HttpsServer;
   private readonly admission: Admission;
+  private addressFailures: ((ip: string) => void) | null = null;
   private readonly wss: WebSocketServer;
   private readonly tokens: MediaTokens;
   private readonly terminals = new Map<string, Terminal>();
@@ -199,6 +200,24 @@ export class BridgeServer {
     } catch {
       return false;
     }
+  }
+
+  /**
+   * As a worker: `sink` hears of every failed login's address (WorkerLink tells the primary, which
+   * counts them over all workers).
+   */
+  reportAddressFailures(sink: (ip: string) => void): void {
+    this.addressFailures = sink;
+  }
+
+  /** As a worker: the primary says `ip` is locked out until `until` (epoch ms), counted over all workers. */
+  lockAddress(ip: string, until: number): void {
+    this.admission.lockAddress(ip, until);
+  }
+
+  private loginFailed(number: string, ip: string): void {
+    this.admission.loginFailed(number, ip);
+    this.addressFailures?.(ip);
   }
 
   /** This process's /healthz answer (with workers, the primary sums every worker's: health.ts). */
@@ -434,7 +453,7 @@ export class BridgeServer {
       const ok = await this.driver.verifyPassword(bind.number, bind.password ?? '');
       if (ws.readyState !== ws.OPEN) return;
       if (!ok) {
-        this.admission.loginFailed(bind.number, ip);
+        this.loginFailed(bind.number, ip);
         return this.refuse(ws, 'AUTH_FAILED', undefined, remote);
       }
       this.admission.loginSucceeded(bind.number);
@@ -481,7 +500,7 @@ export class BridgeServer {
   private resume(ws: WebSocket, number: string, token: string, ip: string, remote: string | undefined): void {
     const t = this.terminals.get(number);
     if (!t || !t.detached || !safeEqual(token, t.resumeToken)) {
-      this.admission.loginFailed(number, ip);
+      this.loginFailed(number, ip);
       return this.refuse(ws, 'RESUME_FAILED', undefined, remote);
     }
     t.resume(ws);

@@ -4,7 +4,9 @@
  * bind (Admission's rules), counted over all workers rather than per worker. A WebSocket is counted
  * from its upgrade until it closes: in the primary until it is handed over, then until the worker
  * that holds it says it closed (WorkerLink), or that worker exits.
- * Failed-login throttling stays in the workers: a number always lands on the same worker.
+ * Failed logins: per number they are counted by the worker (a number always lands on the same
+ * one); per address the workers report each failure here, and a lockout reached over all of them
+ * is sent to every worker (WorkerPool).
  */
 import type { Config } from '../config.ts';
 import type { ErrorCode } from '../errors.ts';
@@ -53,6 +55,11 @@ export class PrimaryAdmission {
     if (!m) return;
     this.held.delete(worker);
     for (const [ip, n] of m) for (let i = 0; i < n; i++) this.admission.release(ip, false);
+  }
+
+  /** A failed login from `ip` on any worker: until when the address is locked out (0: not). */
+  loginFailed(ip: string): number {
+    return this.admission.addressFailed(ip);
   }
 
   close(): void {

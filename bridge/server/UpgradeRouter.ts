@@ -125,6 +125,11 @@ export class UpgradeRouter {
     this.admission.workerGone(worker);
   }
 
+  /** A worker saw a failed login from `ip`: until when the address is locked out, over all workers (0: not). */
+  loginFailed(ip: string): number {
+    return this.admission.loginFailed(ip);
+  }
+
   private roundRobin(): number {
     const k = this.next;
     this.next = (this.next + 1) % this.workers;

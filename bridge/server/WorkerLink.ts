@@ -4,7 +4,7 @@
  */
 import type { Socket } from 'node:net';
 import type { BridgeServer } from './BridgeServer.ts';
-import { WORKER_ADOPTED, WORKER_CLOSED, WORKER_HEALTH, WORKER_METRICS, type AdoptedMessage, type ClosedMessage, type HandoffMessage, type WorkerQuestion } from './WorkerPool.ts';
+import { WORKER_ADOPTED, WORKER_CLOSED, WORKER_HEALTH, WORKER_LOCKOUT, WORKER_LOGIN_FAILED, WORKER_METRICS, type AddressMessage, type AdoptedMessage, type ClosedMessage, type HandoffMessage, type WorkerQuestion } from './WorkerPool.ts';
 import { workerForNumber } from './UpgradeRouter.ts';
 import { isErrorCode } from '../errors.ts';
 
@@ -30,6 +30,11 @@ export class WorkerLink {
         (metrics) => process.send?.({ type: WORKER_METRICS, id, metrics }),
         () => process.send?.({ type: WORKER_METRICS, id, metrics: [] }),
       );
+      return;
+    }
+    if (msg?.type === WORKER_LOCKOUT) {
+      const { ip, until } = msg as Partial<AddressMessage>;
+      if (typeof ip === 'string' && typeof until === 'number') this.server.lockAddress(ip, until);
       return;
     }
     if (msg?.type === WORKER_HEALTH) {
@@ -61,6 +66,10 @@ export class WorkerLink {
   /** Starts taking connections and tells the primary so. */
   start(): void {
     process.on('message', this.onMessage);
+    // failed logins per address are counted by the primary over all workers
+    this.server.reportAddressFailures((ip) => {
+      if (process.connected) process.send?.({ type: WORKER_LOGIN_FAILED, ip } satisfies AddressMessage);
+    });
     this.server.startServing();
     process.send!({ type: 'confmux:ready' });
   }

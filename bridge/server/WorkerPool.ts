@@ -60,12 +60,31 @@ export interface WorkerPoolOptions {
   /** extra environment; each worker also gets CONFMUX_WORKER_INDEX and CONFMUX_WORKERS */
   env?: Record<string, string>;
   log: Logger;
-  /** a worker says a WebSocket it was handed (not refused) closed: the primary's per-address count */
-  onConnectionClosed?: (worker: number, ip: string) => void;
+  /** the primary's per-address counts (the UpgradeRouter), once it exists */
+  primary?: () => PrimaryCounts | null;
   /** how long a terminal's connection waits for its worker while that one is started again [5000] */
   holdMs?: number;
-  /** a worker exited (it is started again): every connection it held is gone */
-  onWorkerExit?: (worker: number) => void;
+}
+
+/** What the primary counts over all workers (UpgradeRouter, PrimaryAdmission). */
+export interface PrimaryCounts {
+  /** a WebSocket handed to `worker` (not refused) closed */
+  connectionClosed(worker: number, ip: string): void;
+  /** `worker` exited (it is started again): every connection it held is gone */
+  workerGone(worker: number): void;
+  /** a failed login from `ip` on any worker: until when the address is locked out (epoch ms, 0: not) */
+  loginFailed(ip: string): number;
+}
+
+/** IPC message type: a worker saw a failed login (wrong password or resume token) from an address */
+export const WORKER_LOGIN_FAILED = 'confmux:login-failed';
+/** IPC message type: the primary tells every worker that an address is locked out until `until` (epoch ms) */
+export const WORKER_LOCKOUT = 'confmux:lockout';
+
+export interface AddressMessage {
+  type: typeof WORKER_LOGIN_FAILED | typeof WORKER_LOCKOUT;
+  ip: string;
+  until?: number;
 }
 
 export class WorkerPool {
@@ -110,8 +129,14 @@ export class WorkerPool {
     const inFlight = (this.inFlight[k] = new Map<number, Socket>());
     child.on('message', (m: unknown) => {
       if (this.children[k] !== child) return;
-      const msg = m as Partial<ClosedMessage> | Partial<AdoptedMessage> | null;
-      if (msg?.type === WORKER_CLOSED && typeof (msg as Partial<ClosedMessage>).ip === 'string') this.options.onConnectionClosed?.(k, (msg as ClosedMessage).ip);
+      const msg = m as { type?: string } | null;
+      if (msg?.type === WORKER_CLOSED && typeof (msg as Partial<ClosedMessage>).ip === 'string') this.options.primary?.()?.connectionClosed(k, (msg as ClosedMessage).ip);
+      if (msg?.type === WORKER_LOGIN_FAILED && typeof (msg as Partial<AddressMessage>).ip === 'string') {
+        // counted over all workers: a lockout goes to every worker
+        const ip = (msg as AddressMessage).ip;
+        const until = this.options.primary?.()?.loginFailed(ip) ?? 0;
+        if (until > 0) this.broadcast({ type: WORKER_LOCKOUT, ip, until } satisfies AddressMessage);
+      }
       if (msg?.type === WORKER_ADOPTED) {
         // the worker holds it now: this process's descriptor goes
         const seq = (msg as Partial<AdoptedMessage>).seq;
@@ -127,7 +152,7 @@ export class WorkerPool {
       // sockets it had not adopted are closed here (it never had them)
       for (const socket of inFlight.values()) socket.destroy();
       inFlight.clear();
-      this.options.onWorkerExit?.(k);
+      this.options.primary?.()?.workerGone(k);
       if (this.stopping) return;
       log.error({ worker: k, code, signal }, 'worker exited: starting another');
       setTimeout(() => {
@@ -144,7 +169,7 @@ export class WorkerPool {
         for (const entry of this.held[k]!) {
           clearTimeout(entry.timer);
           if (!entry.socket.destroyed) this.send(k, entry.socket, entry.handoff);
-          else if (entry.handoff.kind === 'ws' && entry.handoff.refuse === undefined) this.options.onConnectionClosed?.(k, entry.socket.remoteAddress ?? 'unknown');
+          else if (entry.handoff.kind === 'ws' && entry.handoff.refuse === undefined) this.options.primary?.()?.connectionClosed(k, entry.socket.remoteAddress ?? 'unknown');
         }
         this.held[k]!.clear();
         resolve();
@@ -204,7 +229,7 @@ export class WorkerPool {
       timer: setTimeout(() => {
         held.delete(entry);
         socket.destroy();
-        if (handoff.kind === 'ws' && handoff.refuse === undefined) this.options.onConnectionClosed?.(k, socket.remoteAddress ?? 'unknown');
+        if (handoff.kind === 'ws' && handoff.refuse === undefined) this.options.primary?.()?.connectionClosed(k, socket.remoteAddress ?? 'unknown');
       }, this.options.holdMs ?? 5000),
     };
     held.add(entry);
@@ -222,8 +247,16 @@ export class WorkerPool {
       if (!err || !inFlight.delete(seq)) return;
       socket.destroy();
       // the worker never had it: it will not say it closed
-      if (counted) this.options.onConnectionClosed?.(taker, ip);
+      if (counted) this.options.primary?.()?.connectionClosed(taker, ip);
     });
+  }
+
+  /** Sends a message to every ready worker (no answer expected). */
+  broadcast(message: object): void {
+    for (let k = 0; k < this.children.length; k++) {
+      const c = this.children[k];
+      if (c && this.ready[k] && c.connected) c.send(message, (err) => void err);
+    }
   }
 
   /**

@@ -148,11 +148,11 @@ test('aggregateHealth: draining wins, a link down or a missing worker is degrade
 });
 
 /** A connection that sends its bind and resolves with how it ended: 'bound', or the close code. */
-function tryBind(port: number, number: string): Promise<{ result: 'bound' | number; ws: WebSocket }> {
+function tryBind(port: number, number: string, password = PASSWORD): Promise<{ result: 'bound' | number; ws: WebSocket }> {
   return new Promise((resolve) => {
     const ws = new WebSocket(`ws://127.0.0.1:${port}/`);
     ws.on('error', () => undefined);
-    ws.on('open', () => ws.send(JSON.stringify({ type: 'bind', v: 1, kind: 'control', number, password: PASSWORD })));
+    ws.on('open', () => ws.send(JSON.stringify({ type: 'bind', v: 1, kind: 'control', number, password })));
     ws.once('message', (d: Buffer) => {
       if ((JSON.parse(d.toString()) as { type: string }).type === 'bound') resolve({ result: 'bound', ws });
     });
@@ -249,6 +249,34 @@ test('two workers: a terminal that binds while its worker restarts waits for tha
     const second = await bind(bridge.port, number);
     open.push(second.ws);
     assert.equal(await first.closed, 4409, 'the first session was on the same worker and is replaced');
+  } finally {
+    for (const ws of open) ws.close();
+    await stopBridge(bridge);
+  }
+});
+
+test('two workers: failed logins from an address count over all workers, and the lockout reaches every worker', async () => {
+  const bridge = await startBridge({}, 2);
+  const open: WebSocket[] = [];
+  try {
+    const numbers = Array.from({ length: 20 }, (_, i) => String(1001 + i));
+    const on = (k: number): string[] => numbers.filter((n) => workerForNumber(n, 2) === k);
+    const [a, b] = [on(0), on(1)];
+    // five wrong passwords (limits.loginFailuresAllowed, 5 by default), spread so that no worker
+    // and no number sees five
+    for (const n of [a[0]!, b[0]!, a[1]!, b[1]!, a[2]!]) assert.equal((await tryBind(bridge.port, n, 'wrong')).result, 4403, `${n}: AUTH_FAILED`);
+    // the address is now locked out on both workers (limits.loginThrottleMs, 2 s): even the right
+    // password is refused, on numbers that never failed
+    for (const n of [b[2]!, a[3]!]) {
+      let r = await tryBind(bridge.port, n);
+      for (let i = 0; i < 10 && r.result !== 4432; i++) {
+        if (r.result === 'bound') r.ws.close();
+        await new Promise((res) => setTimeout(res, 20));
+        r = await tryBind(bridge.port, n);
+      }
+      if (r.result === 'bound') open.push(r.ws);
+      assert.equal(r.result, 4432, `${n} (worker ${workerForNumber(n, 2)}): LOGIN_THROTTLED`);
+    }
   } finally {
     for (const ws of open) ws.close();
     await stopBridge(bridge);
