@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
 import { workerForNumber } from '../../bridge/server/UpgradeRouter.ts';
-import { PASSWORD, startBridge, stopBridge } from '../../bench/run.ts';
+import { PASSWORD, startBridge, stopBridge, type Bridge } from '../../bench/run.ts';
 import { loadConfig } from '../../bridge/config.ts';
 import { aggregateHealth, type BridgeHealth, type Health } from '../../bridge/server/health.ts';
 
@@ -26,6 +26,18 @@ test('config: workers > 1 is refused with TLS on the bridge', () => {
   assert.equal(loadConfig({ env: { CONFMUX_WORKERS: '3' }, overrides: { asterisk: { password: 'x' } } }).server.workers, 3);
 });
 
+/** Runs `body` against a bridge with two workers (bench/server.ts); the connections it puts in `open` are closed after. */
+async function withTwoWorkers(body: (bridge: Bridge, open: WebSocket[]) => Promise<void>, env: Record<string, string> = {}): Promise<void> {
+  const bridge = await startBridge(env, 2);
+  const open: WebSocket[] = [];
+  try {
+    await body(bridge, open);
+  } finally {
+    for (const ws of open) ws.close();
+    await stopBridge(bridge);
+  }
+}
+
 function bind(port: number, number: string): Promise<{ ws: WebSocket; closed: Promise<number> }> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(`ws://127.0.0.1:${port}/`);
@@ -41,8 +53,7 @@ function bind(port: number, number: string): Promise<{ ws: WebSocket; closed: Pr
 }
 
 test('two workers behind one port: HTTP answered, a second bind of a number replaces the first', async () => {
-  const bridge = await startBridge({}, 2);
-  try {
+  await withTwoWorkers(async (bridge) => {
     assert.equal(bridge.pids.length, 3, 'a primary and two workers');
     for (let i = 0; i < 4; i++) {
       const res = await fetch(`http://127.0.0.1:${bridge.port}/healthz`);
@@ -64,15 +75,11 @@ test('two workers behind one port: HTTP answered, a second bind of a number repl
       ws.on('close', (c: number) => resolve(c));
     });
     assert.ok(code >= 4000, `refused with ${code}`);
-  } finally {
-    await stopBridge(bridge);
-  }
+  });
 });
 
 test('two workers: /metrics on the one port is the whole bridge (every worker\'s share summed), not one worker\'s', async () => {
-  const bridge = await startBridge({}, 2);
-  const open: WebSocket[] = [];
-  try {
+  await withTwoWorkers(async (bridge, open) => {
     // numbers that land on each of the two workers
     const numbers = ['1001', '1002', '1003', '1004', '1005', '1006'];
     const perWorker = [0, 0];
@@ -90,16 +97,11 @@ test('two workers: /metrics on the one port is the whole bridge (every worker\'s
       assert.equal(value(text, 'confmux_terminals'), numbers.length, 'terminals of both workers');
       assert.equal(value(text, 'confmux_connections_bound_total\\{kind="control"\\}'), numbers.length, 'binds of both workers');
     }));
-  } finally {
-    for (const ws of open) ws.close();
-    await stopBridge(bridge);
-  }
+  });
 });
 
 test('two workers: /healthz on the one port is the whole bridge; a worker that does not answer turns it 503', async () => {
-  const bridge = await startBridge({}, 2);
-  const open: WebSocket[] = [];
-  try {
+  await withTwoWorkers(async (bridge, open) => {
     const numbers = ['1001', '1002', '1003', '1004', '1005', '1006'];
     const perWorker = [0, 0];
     for (const n of numbers) perWorker[workerForNumber(n, 2)]!++;
@@ -131,10 +133,7 @@ test('two workers: /healthz on the one port is the whole bridge; a worker that d
     const again = await health();
     assert.equal(again.code, 200);
     assert.equal(again.body.terminals, numbers.length);
-  } finally {
-    for (const ws of open) ws.close();
-    await stopBridge(bridge);
-  }
+  });
 });
 
 test('aggregateHealth: draining wins, a link down or a missing worker is degraded', () => {
@@ -162,9 +161,7 @@ function tryBind(port: number, number: string, password = PASSWORD): Promise<{ r
 
 test('two workers: the per-address connection limit counts over all workers, and frees what a dead worker held', async () => {
   // limits.maxConnectionsPerIp 4 for the whole bridge (the load generator's address is 127.0.0.1)
-  const bridge = await startBridge({ CONFMUX_BENCH_MAX_CONNECTIONS_PER_IP: '4' }, 2);
-  const open: WebSocket[] = [];
-  try {
+  await withTwoWorkers(async (bridge, open) => {
     const numbers = ['1001', '1002', '1003', '1004'];
     const perWorker = [0, 0];
     for (const n of numbers) perWorker[workerForNumber(n, 2)]!++;
@@ -205,15 +202,11 @@ test('two workers: the per-address connection limit counts over all workers, and
     }
     assert.equal(taken, onWorker0, `as many new connections as worker 0 held (${refused} refused while it was going)`);
     assert.equal((await tryBind(bridge.port, '1006')).result, 4431, 'and not one more');
-  } finally {
-    for (const ws of open) ws.close();
-    await stopBridge(bridge);
-  }
+  }, { CONFMUX_BENCH_MAX_CONNECTIONS_PER_IP: '4' });
 });
 
 test('two workers: connections handed to a worker that dies before taking them are closed, not left hanging', async () => {
-  const bridge = await startBridge({}, 2);
-  try {
+  await withTwoWorkers(async (bridge) => {
     const worker0 = bridge.pids[1]!;
     // worker 0 cannot read its channel: the sockets handed to it wait there
     process.kill(worker0, 'SIGSTOP');
@@ -228,15 +221,11 @@ test('two workers: connections handed to a worker that dies before taking them a
     assert.equal(timedOut, 0, `no client left waiting (answered ${answered}, closed ${closed})`);
     assert.equal(answered, 2, 'the live worker answered its two');
     assert.equal(closed, 2, 'the dead worker\'s two were closed');
-  } finally {
-    await stopBridge(bridge);
-  }
+  });
 });
 
 test('two workers: a terminal that binds while its worker restarts waits for that worker, not another', async () => {
-  const bridge = await startBridge({}, 2);
-  const open: WebSocket[] = [];
-  try {
+  await withTwoWorkers(async (bridge, open) => {
     const number = ['1001', '1002', '1003', '1004'].find((n) => workerForNumber(n, 2) === 0)!;
     process.kill(bridge.pids[1]!, 'SIGKILL');
     await new Promise((r) => setTimeout(r, 100));
@@ -249,16 +238,11 @@ test('two workers: a terminal that binds while its worker restarts waits for tha
     const second = await bind(bridge.port, number);
     open.push(second.ws);
     assert.equal(await first.closed, 4409, 'the first session was on the same worker and is replaced');
-  } finally {
-    for (const ws of open) ws.close();
-    await stopBridge(bridge);
-  }
+  });
 });
 
 test('two workers: failed logins from an address count over all workers, and the lockout reaches every worker', async () => {
-  const bridge = await startBridge({}, 2);
-  const open: WebSocket[] = [];
-  try {
+  await withTwoWorkers(async (bridge, open) => {
     const numbers = Array.from({ length: 20 }, (_, i) => String(1001 + i));
     const on = (k: number): string[] => numbers.filter((n) => workerForNumber(n, 2) === k);
     const [a, b] = [on(0), on(1)];
@@ -277,8 +261,5 @@ test('two workers: failed logins from an address count over all workers, and the
       if (r.result === 'bound') open.push(r.ws);
       assert.equal(r.result, 4432, `${n} (worker ${workerForNumber(n, 2)}): LOGIN_THROTTLED`);
     }
-  } finally {
-    for (const ws of open) ws.close();
-    await stopBridge(bridge);
-  }
+  });
 });
