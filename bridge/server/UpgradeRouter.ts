@@ -27,6 +27,7 @@ import type { Config } from '../config.ts';
 import { LOOPBACK } from './metrics.ts';
 import { healthStatusCode, type BridgeHealth } from './health.ts';
 import { PrimaryAdmission } from './PrimaryAdmission.ts';
+import { addressOf } from './WorkerPool.ts';
 import type { ErrorCode } from '../errors.ts';
 
 /** where the router hands a connection: a worker index, the socket, what was read from it */
@@ -205,7 +206,7 @@ export class UpgradeRouter {
         buf = Buffer.alloc(0);
         // the per-address limits, over all workers: a refusal is sent by a worker, as it would be
         // without workers (the same close code, message and counter)
-        const ip = socket.remoteAddress ?? 'unknown';
+        const ip = addressOf(socket);
         const refused = this.admission.admit(ip);
         if (refused !== null) return finish(this.roundRobin(), 'ws', refused);
         counted = ip;

@@ -4,7 +4,7 @@
  */
 import type { Socket } from 'node:net';
 import type { BridgeServer } from './BridgeServer.ts';
-import { WORKER_ADOPTED, WORKER_CLOSED, WORKER_HEALTH, WORKER_LOCKOUT, WORKER_LOGIN_FAILED, WORKER_METRICS, type AddressMessage, type AdoptedMessage, type ClosedMessage, type HandoffMessage, type WorkerQuestion } from './WorkerPool.ts';
+import { addressOf, WORKER_ADOPTED, WORKER_CLOSED, WORKER_HEALTH, WORKER_LOCKOUT, WORKER_LOGIN_FAILED, WORKER_METRICS, type AddressMessage, type AdoptedMessage, type ClosedMessage, type HandoffMessage, type WorkerQuestion } from './WorkerPool.ts';
 import { workerForNumber } from './UpgradeRouter.ts';
 import { isErrorCode } from '../errors.ts';
 
@@ -48,7 +48,7 @@ export class WorkerLink {
     const refuse = typeof msg.refuse === 'string' && isErrorCode(msg.refuse) ? msg.refuse : undefined;
     if (kind === 'ws' && refuse === undefined) {
       // counted by the primary's per-address limits until it closes
-      const ip = conn.remoteAddress ?? 'unknown';
+      const ip = addressOf(conn);
       conn.once('close', () => {
         if (process.connected) process.send?.({ type: WORKER_CLOSED, ip } satisfies ClosedMessage);
       });

@@ -87,6 +87,16 @@ export interface AddressMessage {
   until?: number;
 }
 
+/** A WebSocket the primary's per-address limits count (admitted, not refused) until its worker says it closed. */
+function counted(handoff: Handoff): boolean {
+  return handoff.kind === 'ws' && handoff.refuse === undefined;
+}
+
+/** A client's address as the primary and the workers name it in their counts. */
+export function addressOf(socket: Socket): string {
+  return socket.remoteAddress ?? 'unknown';
+}
+
 export class WorkerPool {
   private readonly options: WorkerPoolOptions;
   private readonly children: (ChildProcess | null)[];
@@ -94,7 +104,7 @@ export class WorkerPool {
   private readonly inFlight: Map<number, Socket>[] = [];
   private handoffs = 0;
   /** per worker: pinned sockets waiting for it to be ready */
-  private readonly held: Set<{ socket: Socket; handoff: Handoff; timer: NodeJS.Timeout }>[] = [];
+  private readonly held: Set<{ socket: Socket; ip: string; handoff: Handoff; timer: NodeJS.Timeout }>[] = [];
   private readonly ready: boolean[];
   private stopping = false;
   /** the last WorkerQuestion id */
@@ -169,7 +179,7 @@ export class WorkerPool {
         for (const entry of this.held[k]!) {
           clearTimeout(entry.timer);
           if (!entry.socket.destroyed) this.send(k, entry.socket, entry.handoff);
-          else if (entry.handoff.kind === 'ws' && entry.handoff.refuse === undefined) this.options.primary?.()?.connectionClosed(k, entry.socket.remoteAddress ?? 'unknown');
+          else if (counted(entry.handoff)) this.options.primary?.()?.connectionClosed(k, entry.ip);
         }
         this.held[k]!.clear();
         resolve();
@@ -223,13 +233,16 @@ export class WorkerPool {
   /** Keeps a pinned socket until worker k is ready (then sends it), or closes it after holdMs. */
   private hold(k: number, socket: Socket, handoff: Handoff): void {
     const held = this.held[k]!;
+    // the address as the primary counted it (a socket closed meanwhile no longer has one)
+    const ip = addressOf(socket);
     const entry = {
       socket,
+      ip,
       handoff,
       timer: setTimeout(() => {
         held.delete(entry);
         socket.destroy();
-        if (handoff.kind === 'ws' && handoff.refuse === undefined) this.options.primary?.()?.connectionClosed(k, socket.remoteAddress ?? 'unknown');
+        if (counted(handoff)) this.options.primary?.()?.connectionClosed(k, ip);
       }, this.options.holdMs ?? 5000),
     };
     held.add(entry);
@@ -239,15 +252,14 @@ export class WorkerPool {
     const seq = ++this.handoffs;
     const msg: HandoffMessage = { type: 'confmux:connection', kind: handoff.kind, head: handoff.head.toString('base64'), seq };
     if (handoff.refuse !== undefined) msg.refuse = handoff.refuse;
-    const ip = socket.remoteAddress ?? 'unknown';
-    const counted = handoff.kind === 'ws' && handoff.refuse === undefined;
+    const ip = addressOf(socket);
     const inFlight = this.inFlight[taker]!;
     inFlight.set(seq, socket);
     this.children[taker]!.send(msg, socket, { keepOpen: true }, (err) => {
       if (!err || !inFlight.delete(seq)) return;
       socket.destroy();
       // the worker never had it: it will not say it closed
-      if (counted) this.options.primary?.()?.connectionClosed(taker, ip);
+      if (counted(handoff)) this.options.primary?.()?.connectionClosed(taker, ip);
     });
   }
 
