@@ -111,14 +111,16 @@ async function main(): Promise<void> {
     options: {
       streams: { type: 'string', default: '500' },
       seconds: { type: 'string', default: '6' },
+      pin: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
   if (values.help) {
-    process.stdout.write(`usage: npm run bench:profile -- [--streams N] [--seconds S]
+    process.stdout.write(`usage: npm run bench:profile -- [--streams N] [--seconds S] [--pin]
 
   runs npm run bench -- --udp-echo --streams N, samples the machine with perf (linux-perf) for
   S seconds while the load runs, and prints where the relay thread's CPU went     [500, 6]
+  (--pin: the bench's --pin, the bridge on a core of its own)
 `);
     return;
   }
@@ -135,7 +137,7 @@ async function main(): Promise<void> {
   });
   const dir = mkdtempSync(join(tmpdir(), 'confmux-profile-'));
   try {
-    const bench = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./bench.ts', import.meta.url)), '--udp-echo', '--streams', String(streams), '--seconds', String(seconds + 4)], {
+    const bench = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./bench.ts', import.meta.url)), '--udp-echo', '--streams', String(streams), '--seconds', String(seconds + 4), ...(values.pin ? ['--pin'] : [])], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     // its progress and summary (stderr), its table (stdout)
