@@ -55,7 +55,8 @@ export class WorkerLink {
     }
     // the primary keeps its descriptor of the socket until this says it has it
     if (typeof msg.seq === 'number' && process.connected) process.send?.({ type: WORKER_ADOPTED, seq: msg.seq } satisfies AdoptedMessage);
-    this.server.adopt(conn, refuse === undefined ? { kind, head: Buffer.from(msg.head ?? '', 'base64') } : { kind, head: Buffer.from(msg.head ?? '', 'base64'), refuse });
+    const head = Buffer.from(msg.head ?? '', 'base64');
+    this.server.adopt(conn, refuse === undefined ? { kind, head } : { kind, head, refuse });
   };
   private closed = false;
 
