@@ -56,6 +56,21 @@ async function channelCount(): Promise<number> {
   return (await channels()).filter((l) => l.includes('!confmux-')).length;
 }
 
+/**
+ * The count once it has stopped moving (two reads 300 ms apart agree, within 5 s): channels that
+ * an earlier test file's bridge hung up on its way out may still be going away when this starts.
+ */
+async function settledChannelCount(): Promise<number> {
+  let last = await channelCount();
+  for (let i = 0; i < 16; i++) {
+    await new Promise((r) => setTimeout(r, 300));
+    const now = await channelCount();
+    if (now === last) return now;
+    last = now;
+  }
+  return last;
+}
+
 before(async () => {
   await ensureSandbox();
   bridge = await startBridge({ limits: { bindTimeoutMs: 400 } });
@@ -87,7 +102,7 @@ after(async () => {
 });
 
 test('wrong password: AUTH_FAILED (4403), no channel', async () => {
-  const before = await channelCount();
+  const before = await settledChannelCount();
   const ws = await open();
   bindControl(ws, '1001', 'not-the-password');
   const c = await closed(ws);
@@ -131,7 +146,7 @@ test('no bind within the bind timeout: BIND_TIMEOUT (4408)', async () => {
 });
 
 test('media connection with an unknown token: TOKEN_INVALID (4404)', async () => {
-  const before = await channelCount();
+  const before = await settledChannelCount();
   const ws = await open();
   ws.send(JSON.stringify({ type: 'bind', v: 1, kind: 'audio', number: '1009', callId: talkCall.id, token: 'AAAAAAAAAAAAAAAAAAAAAAAA' }));
   const c = await closed(ws);
