@@ -29,6 +29,7 @@ import { Histogram, cpuModel, cpuSeconds, cpuSplit, machineCpuTicks, rssBytes } 
 import { startUdpPeer } from './turn.ts';
 import { RELAY_CPUS, cpusOf, loadCpus, onCpus, pinSelf } from './cpus.ts';
 import { youngGenerationArgs } from '../bin/youngGeneration.mjs';
+import { NativeLoadGen, loadNativeLoadGen } from './NativeLoadGen.ts';
 
 export interface BenchOptions {
   /** streams (terminals in a call) of the first (or only) step */
@@ -61,6 +62,12 @@ export interface BenchOptions {
   mediaPumpPriority?: 'realtime' | 'normal';
   /** the bridge on CPU 0, this process and the echo peer on the other CPUs (bench/cpus.ts) */
   pin?: boolean;
+  /**
+   * who sends and times the frames: `native` (native/loadgen.cc, a C++ thread; needs
+   * `npm run build:native`), `javascript` (this process's event loop), or `auto` (default): native
+   * when built
+   */
+  loadGenerator?: 'auto' | 'native' | 'javascript';
   /** progress lines (default: stderr) */
   log?: (line: string) => void;
 }
@@ -124,6 +131,8 @@ export interface BenchResult {
   workers: number;
   /** --pin: the bridge on CPU 0, the load on the others */
   pinned: boolean;
+  /** who sent and timed the frames: the C++ thread (native/loadgen.cc) or the event loop */
+  loadGenerator: 'native' | 'javascript';
   /** the CPUs each process may run on (Cpus_allowed_list) */
   cpusAllowed: { bridge: string; load: string; echoPeer?: string };
   node: string;
@@ -242,22 +251,52 @@ class Lane {
   constructor(readonly index: number, readonly number: string) {}
 }
 
+/** what the load generator counted: frames since the start, in the window, and the window's round trips */
+interface LoadCounts {
+  sent: number;
+  received: number;
+  sentInWindow: number;
+  receivedInWindow: number;
+  rtt: Latency;
+  /** connections that closed while they should not have */
+  unexpectedCloses: number;
+}
+
 class Load {
   readonly lanes: Lane[] = [];
-  readonly hist = new Histogram();
-  windowStart = Infinity;
-  windowEnd = Infinity;
-  sentTotal = 0;
-  receivedTotal = 0;
-  sentInWindow = 0;
-  receivedInWindow = 0;
-  unexpectedCloses = 0;
+  private readonly hist = new Histogram();
+  private windowStart = Infinity;
+  private windowEnd = Infinity;
+  private sentTotal = 0;
+  private receivedTotal = 0;
+  private sentInWindow = 0;
+  private receivedInWindow = 0;
+  private unexpectedCloses = 0;
   private readonly url: string;
   private readonly payloadBytes: number;
+  /** the C++ thread that sends and times the frames once a terminal's audio is bound (else this event loop) */
+  private readonly native: NativeLoadGen | null;
 
-  constructor(port: number, payloadBytes: number) {
+  constructor(port: number, payloadBytes: number, native: NativeLoadGen | null) {
     this.url = `ws://127.0.0.1:${port}/`;
     this.payloadBytes = payloadBytes;
+    this.native = native;
+  }
+
+  counts(): LoadCounts {
+    if (this.native) {
+      const n = this.native.stats();
+      return { sent: n.sent, received: n.received, sentInWindow: n.sentInWindow, receivedInWindow: n.receivedInWindow, rtt: n.rtt, unexpectedCloses: this.unexpectedCloses + n.closed };
+    }
+    const h = this.hist;
+    return {
+      sent: this.sentTotal,
+      received: this.receivedTotal,
+      sentInWindow: this.sentInWindow,
+      receivedInWindow: this.receivedInWindow,
+      rtt: { p50: h.quantile(0.5), p99: h.quantile(0.99), p999: h.quantile(0.999), max: h.max, mean: h.mean, samples: h.count },
+      unexpectedCloses: this.unexpectedCloses,
+    };
   }
 
   /** bind, register, call, bind audio with the token; resolves once the call is answered and audio bound */
@@ -311,9 +350,12 @@ class Load {
               if (bin) return this.onFrame(lane, d, 0, d.length);
               if ((JSON.parse(d.toString()) as { type: string }).type === 'bound') {
                 audioBound = true;
-                // from now on: frames read by the fast reader, written whole to the socket
                 const socket = rawSocket(audio);
-                if (socket) {
+                if (this.native) {
+                  // from now on the C++ thread reads and writes this socket
+                  if (!socket || !this.native.add(socket, lane.index)) return fail(new Error(`terminal ${lane.number}: the native load generator cannot take its audio socket (use --load-generator javascript)`));
+                } else if (socket) {
+                  // from now on: frames read by the fast reader, written whole to the socket
                   new MediaFrameReader(socket, audio, (buf, start, end) => this.onFrame(lane, buf, start, end), 65535, false);
                   lane.socket = socket;
                 }
@@ -374,9 +416,16 @@ class Load {
 
   /**
    * Sends one frame per lane every 20 ms for `ms`, the lanes' send times spread evenly over the
-   * 20 ms (as independent terminals would be), from a 1 ms timer.
+   * 20 ms (as independent terminals would be): from a 1 ms timer, or on the native thread. The
+   * measured window starts `windowDelayMs` from now and lasts `windowMs`.
    */
-  pace(ms: number): Promise<void> {
+  pace(ms: number, windowDelayMs: number, windowMs: number): Promise<void> {
+    if (this.native) return this.native.pace(ms, windowDelayMs, windowMs);
+    this.hist.reset();
+    this.sentInWindow = 0;
+    this.receivedInWindow = 0;
+    this.windowStart = performance.now() + windowDelayMs;
+    this.windowEnd = this.windowStart + windowMs;
     const lanes = this.lanes;
     const n = lanes.length;
     const t0 = performance.now();
@@ -398,9 +447,12 @@ class Load {
   }
 
   closeAll(): void {
+    this.native?.close();
     for (const lane of this.lanes) {
       lane.closing = true;
-      lane.audio?.close();
+      // an audio socket the native thread held: Node no longer reads it, so no closing handshake
+      if (this.native) lane.audio?.terminate();
+      else lane.audio?.close();
       lane.ctl?.close();
     }
   }
@@ -453,7 +505,17 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     process.exit(3);
   }, (options.timeLimitSeconds ?? 240) * 1000 + 15000);
   hardStop.unref();
-  const load = new Load(bridge.port, payloadBytes);
+  const generator = options.loadGenerator ?? 'auto';
+  const nativeModule = generator === 'javascript' ? null : loadNativeLoadGen();
+  if (generator === 'native' && typeof nativeModule === 'string') {
+    await stopBridge(bridge);
+    await udpPeer?.stop();
+    unpin();
+    throw new Error(nativeModule);
+  }
+  const native = nativeModule !== null && typeof nativeModule !== 'string' ? new NativeLoadGen(nativeModule, payloadBytes) : null;
+  if (typeof nativeModule === 'string') log(`load generator: JavaScript (${nativeModule})`);
+  const load = new Load(bridge.port, payloadBytes, native);
   const result: BenchResult = {
     date: new Date().toISOString(),
     workers: options.workers ?? 1,
@@ -464,6 +526,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     // where the kernel lets each run (as read back, not as asked)
     cpusAllowed: { bridge: cpusOf(bridge.pid), load: cpusOf('self'), ...(udpPeer ? { echoPeer: cpusOf(udpPeer.pid) } : {}) },
     pinned: options.pin === true,
+    loadGenerator: native ? 'native' : 'javascript',
     cpuModel: cpuModel(),
     payloadBytes,
     frameBytes: FRAME_HEADER_BYTES + payloadBytes,
@@ -496,14 +559,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       log(`${target} terminals in a call (${fresh.length} connected in ${((performance.now() - t) / 1000).toFixed(1)} s)`);
 
       // warm-up, then the measured window
-      load.hist.reset();
-      load.sentInWindow = 0;
-      load.receivedInWindow = 0;
-      const sentBefore = load.sentTotal;
-      const receivedBefore = load.receivedTotal;
-      const start = performance.now();
-      load.windowStart = start + warmup * 1000;
-      load.windowEnd = load.windowStart + options.seconds * 1000;
+      const before = load.counts();
       let cpu0 = 0;
       let user0 = 0;
       let user1 = 0;
@@ -528,7 +584,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         load1 = process.cpuUsage(load0);
         rss = rssBytes(bridge.pids);
       }, (warmup + options.seconds) * 1000);
-      await load.pace((warmup + options.seconds) * 1000 + 5);
+      await load.pace((warmup + options.seconds) * 1000 + 5, warmup * 1000, options.seconds * 1000);
       clearTimeout(sampler);
       clearTimeout(sampler2);
       if (cpu1 === 0) {
@@ -543,36 +599,31 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       const windowS = options.seconds;
       // let the last frames come back
       const graceEnd = performance.now() + 1000;
-      while (load.receivedTotal - receivedBefore < load.sentTotal - sentBefore && performance.now() < graceEnd) await sleep(20);
-      const sent = load.sentTotal - sentBefore;
-      const received = load.receivedTotal - receivedBefore;
+      const backIn = (c: LoadCounts): boolean => c.received - before.received >= c.sent - before.sent;
+      while (!backIn(load.counts()) && performance.now() < graceEnd) await sleep(20);
+      const counts = load.counts();
+      const sent = counts.sent - before.sent;
+      const received = counts.received - before.received;
       const droppedNow = await bridgeDropped(bridge.port);
       const bridgeCpu = (cpu1 - cpu0) / windowS;
-      const messages = load.sentInWindow + load.receivedInWindow;
+      const messages = counts.sentInWindow + counts.receivedInWindow;
       const step: StepResult = {
         streams: target,
         seconds: windowS,
-        sentPerSecond: load.sentInWindow / windowS,
-        receivedPerSecond: load.receivedInWindow / windowS,
+        sentPerSecond: counts.sentInWindow / windowS,
+        receivedPerSecond: counts.receivedInWindow / windowS,
         sent,
         received,
         lost: Math.max(0, sent - received),
         bridgeDropped: droppedNow === null ? null : droppedNow - droppedBefore,
-        rttMs: {
-          p50: load.hist.quantile(0.5),
-          p99: load.hist.quantile(0.99),
-          p999: load.hist.quantile(0.999),
-          max: load.hist.max,
-          mean: load.hist.mean,
-          samples: load.hist.count,
-        },
+        rttMs: counts.rtt,
         bridgeCpu,
         bridgeUserCpu: (user1 - user0) / windowS,
         loadCpu: (load1.user + load1.system) / 1e6 / windowS,
         cpuMicrosPerMessage: messages > 0 ? ((cpu1 - cpu0) / messages) * 1e6 : NaN,
         bridgeRssBytes: rss,
         rssPerTerminalBytes: (rss - result.baselineRssBytes) / target,
-        unexpectedCloses: load.unexpectedCloses,
+        unexpectedCloses: counts.unexpectedCloses,
         bridgeLoop,
         loadLoopDelayMs,
         stealFraction: machine1.total > machine0.total ? (machine1.steal - machine0.steal) / (machine1.total - machine0.total) : 0,

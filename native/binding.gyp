@@ -6,6 +6,13 @@
       "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra", "-fno-exceptions"],
       "cflags_cc!": ["-fno-rtti"],
       "conditions": [["OS!='linux'", { "type": "none" }]]
+    },
+    {
+      "target_name": "confmux_loadgen",
+      "sources": ["loadgen.cc"],
+      "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra", "-fno-exceptions"],
+      "cflags_cc!": ["-fno-rtti"],
+      "conditions": [["OS!='linux'", { "type": "none" }]]
     }
   ]
 }

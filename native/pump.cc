@@ -312,6 +312,10 @@ struct Pump {
   int wake = -1;
   std::thread thread;
   std::atomic<bool> running{false};
+  // server.mediaPumpCoalesceUs: after a wake-up that found events, the thread lets this long pass
+  // from that wake-up before it looks again, so that each wake-up handles the events of the whole
+  // interval (0: it looks again at once)
+  int64_t coalesceNs = 0;
   napi_threadsafe_function tsfn = nullptr;
   uint32_t nextId = 1;
   std::atomic<double> stats[kStatCount];
@@ -341,12 +345,23 @@ struct Pump {
   void loop() {
     epoll_event evs[256];
     std::vector<uint32_t> toNotify;
+    int64_t woke = 0;  // when the last wake-up that found events began (0: the last found none)
     while (running.load()) {
+      if (coalesceNs > 0 && woke > 0) {
+        // busy: fewer wake-ups, each handling more events (idle, the thread blocks in epoll_wait)
+        int64_t until = woke + coalesceNs;
+        if (until > nowNs()) {
+          timespec ts{time_t(until / 1000000000LL), long(until % 1000000000LL)};
+          while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr) == EINTR) {
+          }
+        }
+      }
       int n = epoll_wait(ep, evs, 256, -1);
       if (n < 0) {
         if (errno == EINTR) continue;
         break;
       }
+      woke = n > 0 ? nowNs() : 0;
       {
         std::lock_guard<std::mutex> lock(mu);
         bump(kWakeups);
@@ -860,13 +875,15 @@ void cleanup(void* arg) {
   delete p;
 }
 
-// start(onHandback: (id) => void, realtime: boolean) -> "realtime", "normal" or "normal: <why not realtime>"
+// start(onHandback: (id) => void, realtime: boolean, coalesceUs: number) -> "realtime", "normal" or "normal: <why not realtime>"
 napi_value Start(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
+  size_t argc = 3;
+  napi_value argv[3];
   CHECK(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
   bool realtime = false;
   if (argc >= 2) napi_get_value_bool(env, argv[1], &realtime);
+  double coalesceUs = 0;
+  if (argc >= 3) napi_get_value_double(env, argv[2], &coalesceUs);
   Pump* p = getPump(env);
   if (p->running.load()) {
     napi_value already;
@@ -889,6 +906,7 @@ napi_value Start(napi_env env, napi_callback_info info) {
   epoll_ctl(p->ep, EPOLL_CTL_ADD, p->wake, &ev);
   uint32_t seed = 0;
   if (getrandom(&seed, sizeof seed, 0) == sizeof seed && seed != 0) p->maskState = seed;
+  p->coalesceNs = coalesceUs > 0 ? int64_t(coalesceUs * 1000) : 0;
   p->running.store(true);
   p->thread = std::thread([p] { p->loop(); });
   // named, so that top -H, ps -L and perf show the relay thread apart from Node's own

@@ -63,7 +63,7 @@ export class MediaPump {
 
   private constructor(native: NativePump, priority: MediaPumpPriority) {
     this.native = native;
-    this.priority = native.start((id) => this.held.get(id)?.release(), priority === 'realtime');
+    this.priority = native.start((id) => this.held.get(id)?.release(), priority === 'realtime', Number(process.env.CONFMUX_EXPERIMENT_COALESCE_US ?? '0'));
     mediaStatsCollectors.push(() => this.collectStats());
     relayLatencySource.read = () => this.latency(true);
   }

@@ -64,7 +64,7 @@ export function pumpConversion(terminal: AudioCodec, leg: AudioCodec): PumpConve
 /** The native module's surface (native/pump.cc). */
 export interface NativePump {
   /** starts the relay thread: "realtime", "normal", "normal: <why not realtime>" (or "started" when it ran already) */
-  start(onHandback: (id: number) => void, realtime: boolean): string;
+  start(onHandback: (id: number) => void, realtime: boolean, coalesceUs: number): string;
   attach(tcpFd: number, udpFd: number, options: Record<string, number | boolean | string>): number;
   detach(id: number): NativeDetached | null;
   ping(id: number): boolean;

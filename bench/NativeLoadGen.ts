@@ -1,0 +1,104 @@
+/**
+ * The bench's native load generator (native/loadgen.cc, built with the media pump by
+ * `npm run build:native`): once a bench terminal's audio connection is bound, its socket is handed
+ * to a C++ thread that sends the paced frames and times the frames that come back, as the
+ * JavaScript generator in bench/run.ts does, at a fraction of its CPU per frame. Measured
+ * (docs/performance.md): the JavaScript generator on its own core stalled and sent in bursts beyond
+ * about 800 streams, so past that it measured itself rather than the bridge.
+ *
+ * Not part of the bridge: only the bench loads it.
+ */
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import type { Socket } from 'node:net';
+
+export const NATIVE_LOADGEN_PATH = fileURLToPath(new URL('../native/build/Release/confmux_loadgen.node', import.meta.url));
+
+export interface NativeLoadStats {
+  /** frames sent and received since start() */
+  sent: number;
+  received: number;
+  /** in the window of the last pace() */
+  sentInWindow: number;
+  receivedInWindow: number;
+  /** connections that ended (close frame, end of stream, error) while held */
+  closed: number;
+  /** pings from the bridge answered */
+  pings: number;
+  /** writes the socket did not take whole (queued, sent when it drains) */
+  queued: number;
+  /** frames dropped because a connection's queue passed 1 MiB */
+  dropped: number;
+  lanes: number;
+  /** 1 while the last pace() is still sending */
+  pacing: number;
+  /** round trips of the frames sent in the window, ms (1 us buckets to 20 ms, then 100 us) */
+  rtt: { p50: number; p99: number; p999: number; max: number; mean: number; samples: number };
+}
+
+interface Native {
+  start(payloadBytes: number): void;
+  add(fd: number, lane: number): void;
+  pace(ms: number, windowDelayMs: number, windowMs: number): void;
+  stats(): NativeLoadStats;
+  stop(): void;
+}
+
+let loaded: Native | string | null = null;
+
+/** The native module, or why it cannot be used (then the bench uses the JavaScript generator). */
+export function loadNativeLoadGen(): Native | string {
+  if (loaded !== null) return loaded;
+  if (process.platform !== 'linux') loaded = 'the native load generator runs on Linux only';
+  else {
+    try {
+      loaded = createRequire(import.meta.url)(NATIVE_LOADGEN_PATH) as Native;
+    } catch (err) {
+      loaded = `${NATIVE_LOADGEN_PATH} did not load (${(err as Error).message.split('\n')[0]}); build it with npm run build:native`;
+    }
+  }
+  return loaded;
+}
+
+type Handle = { fd?: unknown; readStop?: () => unknown };
+
+export class NativeLoadGen {
+  private readonly native: Native;
+  private stopped = false;
+
+  constructor(native: Native, payloadBytes: number) {
+    this.native = native;
+    native.start(payloadBytes);
+  }
+
+  /**
+   * Takes a bound audio connection: Node stops reading its socket, and the thread reads and writes
+   * it from now on (JavaScript must not write to it any more). False when the socket has no plain
+   * TCP handle (then the caller keeps it on the JavaScript generator).
+   */
+  add(socket: Socket, lane: number): boolean {
+    const h = (socket as unknown as { _handle?: Handle | null })._handle;
+    if (!h || typeof h.fd !== 'number' || h.fd < 0 || typeof h.readStop !== 'function') return false;
+    h.readStop();
+    this.native.add(h.fd, lane);
+    return true;
+  }
+
+  /** Sends on every lane for `ms` from now; the measured window starts after `windowDelayMs` and lasts `windowMs`. Resolves when the last frame is sent. */
+  async pace(ms: number, windowDelayMs: number, windowMs: number): Promise<void> {
+    this.native.pace(ms, windowDelayMs, windowMs);
+    await new Promise((r) => setTimeout(r, ms));
+    while (this.native.stats().pacing) await new Promise((r) => setTimeout(r, 5));
+  }
+
+  stats(): NativeLoadStats {
+    return this.native.stats();
+  }
+
+  /** Ends the thread; the sockets stay Node's (the caller closes them). Idempotent. */
+  close(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.native.stop();
+  }
+}
