@@ -17,6 +17,8 @@ const { values } = parseArgs({
     'udp-echo': { type: 'boolean', default: false },
     'media-pump': { type: 'string', default: 'auto' },
     'media-pump-priority': { type: 'string', default: 'realtime' },
+    'media-pump-coalesce-us': { type: 'string', default: '200' },
+    'load-generator': { type: 'string', default: 'auto' },
     warmup: { type: 'string', default: '1' },
     step: { type: 'boolean', default: false },
     'step-by': { type: 'string' },
@@ -47,6 +49,13 @@ if (values.help) {
   --media-pump M     the bridge's server.mediaPump: auto, on or off; the native
                      pump relays audio on UDP legs (--udp-echo) in C++   [auto]
   --media-pump-priority P  the pump's relay thread: realtime or normal  [realtime]
+  --media-pump-coalesce-us U  the bridge's server.mediaPumpCoalesceUs: after a
+                     wake-up that found packets, the relay thread waits until
+                     U µs have passed before it looks again (0: at once)    [200]
+  --load-generator G who sends and times the frames: native (a C++ thread,
+                     native/loadgen.cc, built by npm run build:native),
+                     javascript (the event loop; it sends in bursts beyond
+                     about 800 streams on one core), auto: native when built [auto]
   --workers N        the bridge's server.workers: a primary routing the port
                      to N worker processes (CPU and RSS summed over all)    [1]
   --warmup S         seconds of load before each measurement                [1]
@@ -98,6 +107,10 @@ if (!['realtime', 'normal'].includes(values['media-pump-priority'])) {
   process.stderr.write('error USAGE: --media-pump-priority is realtime or normal\n');
   process.exit(2);
 }
+if (!['auto', 'native', 'javascript'].includes(values['load-generator'])) {
+  process.stderr.write('error USAGE: --load-generator is auto, native or javascript\n');
+  process.exit(2);
+}
 if (!['auto', 'on', 'off'].includes(values['media-pump'])) {
   process.stderr.write('error USAGE: --media-pump is auto, on or off\n');
   process.exit(2);
@@ -122,6 +135,8 @@ const result = await runBench({
   udpEcho: values['udp-echo'],
   mediaPump: values['media-pump'] as 'auto' | 'on' | 'off',
   mediaPumpPriority: values['media-pump-priority'] as 'realtime' | 'normal',
+  mediaPumpCoalesceUs: Math.floor(num('media-pump-coalesce-us', values['media-pump-coalesce-us'], 0)),
+  loadGenerator: values['load-generator'] as 'auto' | 'native' | 'javascript',
   pin: values.pin,
 });
 if (values.coturn) {

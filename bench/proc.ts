@@ -48,13 +48,16 @@ export function rssBytes(pid: number | number[]): number {
  * The machine's CPU time so far, from /proc/stat's "cpu" line, in clock ticks: all of it, and the
  * "steal" part (time a virtual machine's CPUs wanted to run but the hypervisor ran something else).
  */
-export function machineCpuTicks(): { total: number; steal: number } {
+export function machineCpuTicks(cpu: number | null = null): { total: number; steal: number; idle: number } {
   try {
-    const line = readFileSync('/proc/stat', 'utf8').split('\n')[0]!;
+    const name = cpu === null ? 'cpu' : `cpu${cpu}`;
+    const line = readFileSync('/proc/stat', 'utf8').split('\n').find((l) => l.startsWith(`${name} `));
+    if (!line) return { total: 0, steal: 0, idle: 0 };
+    // user nice system idle iowait irq softirq steal
     const f = line.trim().split(/\s+/).slice(1, 9).map(Number);
-    return { total: f.reduce((a, b) => a + b, 0), steal: f[7] ?? 0 };
+    return { total: f.reduce((a, b) => a + b, 0), steal: f[7] ?? 0, idle: (f[3] ?? 0) + (f[4] ?? 0) };
   } catch {
-    return { total: 0, steal: 0 };
+    return { total: 0, steal: 0, idle: 0 };
   }
 }
 

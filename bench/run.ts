@@ -60,6 +60,8 @@ export interface BenchOptions {
   mediaPump?: 'auto' | 'on' | 'off';
   /** server.mediaPumpPriority of the bridge under benchmark (default realtime) */
   mediaPumpPriority?: 'realtime' | 'normal';
+  /** server.mediaPumpCoalesceUs of the bridge under benchmark (default 200) */
+  mediaPumpCoalesceUs?: number;
   /** the bridge on CPU 0, this process and the echo peer on the other CPUs (bench/cpus.ts) */
   pin?: boolean;
   /**
@@ -118,6 +120,8 @@ export interface StepResult {
   held: boolean;
   /** of the machine's CPU time in the window, the part the hypervisor gave to something else (/proc/stat steal) */
   stealFraction?: number;
+  /** --pin: how busy the bridge's CPU was in the window, whatever ran there (the bridge, and the kernel's interrupt work on it), as a fraction of it */
+  relayCoreBusy?: number;
   /** what `held` was judged on: the relay-added latency measured in the bridge (pump), or the round trip */
   heldBy?: 'relay' | 'rtt';
 }
@@ -127,6 +131,8 @@ export interface BenchResult {
   /** the echo stand-in relayed through a UDP echo peer */
   udpEcho: boolean;
   mediaPump: 'auto' | 'on' | 'off';
+  /** server.mediaPumpCoalesceUs of the bridge under load */
+  mediaPumpCoalesceUs: number;
   /** server.workers of the bridge under load */
   workers: number;
   /** --pin: the bridge on CPU 0, the load on the others */
@@ -492,7 +498,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     unpin();
     throw err;
   }) : null;
-  const bridge = await startBridge({ ...(udpPeer ? { CONFMUX_BENCH_UDP_PEER: `127.0.0.1:${udpPeer.port}` } : {}), CONFMUX_BENCH_MEDIA_PUMP: options.mediaPump ?? 'auto', CONFMUX_BENCH_MEDIA_PUMP_PRIORITY: options.mediaPumpPriority ?? 'realtime' }, options.workers ?? 1, options.pin ? RELAY_CPUS : null).catch(async (err: unknown) => {
+  const bridge = await startBridge({ ...(udpPeer ? { CONFMUX_BENCH_UDP_PEER: `127.0.0.1:${udpPeer.port}` } : {}), CONFMUX_BENCH_MEDIA_PUMP: options.mediaPump ?? 'auto', CONFMUX_BENCH_MEDIA_PUMP_PRIORITY: options.mediaPumpPriority ?? 'realtime', CONFMUX_BENCH_MEDIA_PUMP_COALESCE_US: String(options.mediaPumpCoalesceUs ?? 200) }, options.workers ?? 1, options.pin ? RELAY_CPUS : null).catch(async (err: unknown) => {
     await udpPeer?.stop();
     unpin();
     throw err;
@@ -521,6 +527,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     workers: options.workers ?? 1,
     udpEcho: options.udpEcho ?? false,
     mediaPump: options.mediaPump ?? 'auto',
+    mediaPumpCoalesceUs: options.mediaPumpCoalesceUs ?? 200,
     node: process.version,
     cpus: cpus().length,
     // where the kernel lets each run (as read back, not as asked)
@@ -564,10 +571,14 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       let user0 = 0;
       let user1 = 0;
       let load0 = process.cpuUsage();
+      const relayCore = options.pin ? Number(RELAY_CPUS) : null;
       let machine0 = machineCpuTicks();
       let machine1 = machine0;
+      let core0 = relayCore === null ? null : machineCpuTicks(relayCore);
+      let core1 = core0;
       const sampler = setTimeout(() => {
         machine0 = machineCpuTicks();
+        if (relayCore !== null) core0 = machineCpuTicks(relayCore);
         cpu0 = cpuSeconds(bridge.pids);
         user0 = cpuSplit(bridge.pids).user;
         load0 = process.cpuUsage();
@@ -579,6 +590,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       let rss = 0;
       const sampler2 = setTimeout(() => {
         machine1 = machineCpuTicks();
+        if (relayCore !== null) core1 = machineCpuTicks(relayCore);
         cpu1 = cpuSeconds(bridge.pids);
         user1 = cpuSplit(bridge.pids).user;
         load1 = process.cpuUsage(load0);
@@ -589,6 +601,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       clearTimeout(sampler2);
       if (cpu1 === 0) {
         machine1 = machineCpuTicks();
+        if (relayCore !== null) core1 = machineCpuTicks(relayCore);
         cpu1 = cpuSeconds(bridge.pids);
         user1 = cpuSplit(bridge.pids).user;
         load1 = process.cpuUsage(load0);
@@ -627,6 +640,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         bridgeLoop,
         loadLoopDelayMs,
         stealFraction: machine1.total > machine0.total ? (machine1.steal - machine0.steal) / (machine1.total - machine0.total) : 0,
+        ...(core0 && core1 && core1.total > core0.total ? { relayCoreBusy: 1 - (core1.idle - core0.idle) / (core1.total - core0.total) } : {}),
         held: false,
       };
       droppedBefore = droppedNow ?? droppedBefore;
@@ -681,6 +695,7 @@ export function formatStep(s: StepResult): string {
     `msg/s to bridge ${Math.round(s.sentPerSecond)}, from bridge ${Math.round(s.receivedPerSecond)}`,
     `lost ${s.lost}/${s.sent}${s.bridgeDropped ? ` (bridge dropped ${s.bridgeDropped})` : ''}`,
     `bridge CPU ${f2(s.bridgeCpu)} core (${f2(s.cpuMicrosPerMessage)} µs/msg; user space ${f2(s.bridgeUserCpu ?? NaN)} core), load generator ${f2(s.loadCpu)} core`,
+    ...(s.relayCoreBusy !== undefined ? [`the bridge's CPU (--pin) busy ${f2(s.relayCoreBusy)} of the window (the bridge, and the kernel's interrupt work on that CPU)`] : []),
     `bridge RSS ${f1(s.bridgeRssBytes / 1048576)} MiB, ${f1(s.rssPerTerminalBytes / 1024)} kB per terminal`,
     `round trip p50 ${f2(s.rttMs.p50)} p99 ${f2(s.rttMs.p99)} p999 ${f2(s.rttMs.p999)} max ${f2(s.rttMs.max)} ms (one way ≈ half: p99 ${f2(s.rttMs.p99 / 2)} ms)`,
     ...(s.bridgeLoop?.pumpLatencyUs && s.bridgeLoop.pumpLatencyUs.up.count > 0
@@ -697,7 +712,8 @@ export function formatResult(r: BenchResult): string {
     `confmux bench: bridge with the echo stand-in (plugin/echo${r.udpEcho ? ', through a UDP echo peer: turnutils_peer' : ', in process'}), loopback, ${r.frameBytes}-byte frames (10-byte header + ${r.payloadBytes} bytes PCMU) every 20 ms each way per stream`,
     `machine: ${r.cpus} cores, ${r.cpuModel}; node ${r.node}; ${r.date}`,
     ...(r.pinned ? [`pinned (--pin): the bridge on CPU ${r.cpusAllowed.bridge}, the load generator on CPU ${r.cpusAllowed.load}${r.cpusAllowed.echoPeer ? `, the echo peer on CPU ${r.cpusAllowed.echoPeer}` : ''}`] : []),
-    `bridge: ${r.workers === 1 ? 'one process (server.workers 1)' : `a primary and ${r.workers} workers (server.workers ${r.workers}); CPU and RSS are their sums`}; server.mediaPump ${r.mediaPump}${r.steps[0]?.bridgeLoop?.pumped !== undefined ? ` (${r.steps[0].bridgeLoop.pumped} of ${r.steps[0].streams} calls on the pump${r.steps[0].bridgeLoop.pumpPriority ? `, relay thread ${r.steps[0].bridgeLoop.pumpPriority}` : ''})` : ''}`,
+    `load generator: ${r.loadGenerator === 'native' ? 'native (a C++ thread, native/loadgen.cc, sends and times the frames)' : 'JavaScript (this process\'s event loop)'}`,
+    `bridge: ${r.workers === 1 ? 'one process (server.workers 1)' : `a primary and ${r.workers} workers (server.workers ${r.workers}); CPU and RSS are their sums`}; server.mediaPump ${r.mediaPump}, mediaPumpCoalesceUs ${r.mediaPumpCoalesceUs}${r.steps[0]?.bridgeLoop?.pumped !== undefined ? ` (${r.steps[0].bridgeLoop.pumped} of ${r.steps[0].streams} calls on the pump${r.steps[0].bridgeLoop.pumpPriority ? `, relay thread ${r.steps[0].bridgeLoop.pumpPriority}` : ''})` : ''}`,
     `bridge RSS before any terminal: ${(r.baselineRssBytes / 1048576).toFixed(1)} MiB`,
     '',
     '| streams | msg/s to bridge | msg/s from bridge | lost | bridge CPU (core) | µs CPU/msg | load gen CPU | RSS/terminal | RTT p50 | RTT p99 | RTT p999 | RTT max | relay p99 up / down | held |',
@@ -708,7 +724,7 @@ export function formatResult(r: BenchResult): string {
       `| ${s.streams} | ${Math.round(s.sentPerSecond)} | ${Math.round(s.receivedPerSecond)} | ${s.lost} | ${f2(s.bridgeCpu)} | ${f2(s.cpuMicrosPerMessage)} | ${f2(s.loadCpu)} | ${f1(s.rssPerTerminalBytes / 1024)} kB | ${f2(s.rttMs.p50)} | ${f2(s.rttMs.p99)} | ${f2(s.rttMs.p999)} | ${f2(s.rttMs.max)} | ${relayP99(s)} | ${s.held ? 'yes' : 'no'} |`,
     );
   }
-  lines.push('', 'RTT: ms, terminal -> bridge -> echo -> bridge -> terminal, measured in the load generator (its own event-loop delay included); one way is about half.');
+  lines.push('', `RTT: ms, terminal -> bridge -> echo -> bridge -> terminal, measured in the load generator (${r.loadGenerator === 'native' ? 'its thread\'s own delays' : 'its own event-loop delay'} included); one way is about half.`);
   lines.push(`relay p99: ms, one way, measured in the bridge by the native media pump: from the kernel's receive timestamp of each packet to the pump's send on the other socket (up: to the media server, down: to the terminal)${r.workers > 1 ? '; each worker has its own pump, and each figure is the worse worker\'s' : ''}.`);
   lines.push(
     r.steps.some((s) => s.heldBy === 'relay')

@@ -31,6 +31,8 @@ export const ConfigSchema = z
         mediaPump: z.enum(['auto', 'on', 'off']).default('auto'),
         /** the pump's relay thread: realtime (SCHED_FIFO when the process may: root or CAP_SYS_NICE) or normal */
         mediaPumpPriority: z.enum(['realtime', 'normal']).default('realtime'),
+        /** µs the pump's relay thread lets pass after a wake-up that found packets before it looks again (fewer wake-ups under load; each packet waits at most this long); 0: look again at once */
+        mediaPumpCoalesceUs: z.coerce.number().int().min(0).max(2000).default(200),
       })
       .strict()
       .default({}),
@@ -196,6 +198,7 @@ export const ENV_OVERRIDES: Readonly<Record<string, readonly string[]>> = Object
   CONFMUX_WORKERS: ['server', 'workers'],
   CONFMUX_MEDIA_PUMP: ['server', 'mediaPump'],
   CONFMUX_MEDIA_PUMP_PRIORITY: ['server', 'mediaPumpPriority'],
+  CONFMUX_MEDIA_PUMP_COALESCE_US: ['server', 'mediaPumpCoalesceUs'],
   CONFMUX_MEDIA_SERVER: ['mediaServer'],
   CONFMUX_ARI_URL: ['asterisk', 'url'],
   CONFMUX_ARI_USER: ['asterisk', 'user'],

@@ -61,18 +61,22 @@ export class MediaPump {
   /** the relay thread's scheduling: "realtime", or "normal" (with why, when realtime was asked for and refused) */
   readonly priority: string;
 
-  private constructor(native: NativePump, priority: MediaPumpPriority) {
+  /** server.mediaPumpCoalesceUs the relay thread runs with */
+  readonly coalesceUs: number;
+
+  private constructor(native: NativePump, priority: MediaPumpPriority, coalesceUs: number) {
     this.native = native;
-    this.priority = native.start((id) => this.held.get(id)?.release(), priority === 'realtime', Number(process.env.CONFMUX_EXPERIMENT_COALESCE_US ?? '0'));
+    this.coalesceUs = coalesceUs;
+    this.priority = native.start((id) => this.held.get(id)?.release(), priority === 'realtime', coalesceUs);
     mediaStatsCollectors.push(() => this.collectStats());
     relayLatencySource.read = () => this.latency(true);
   }
 
   /**
    * The process's pump for `mode`, or null (JavaScript path). Throws ConfigError for `on` without
-   * the native module.
+   * the native module. One per process: the first call's priority and coalescing hold.
    */
-  static forMode(mode: MediaPumpMode, log: Logger, priority: MediaPumpPriority = 'realtime'): MediaPump | null {
+  static forMode(mode: MediaPumpMode, log: Logger, priority: MediaPumpPriority = 'realtime', coalesceUs = 200): MediaPump | null {
     if (mode === 'off') return null;
     const r = loadNativePump();
     if ('error' in r) {
@@ -81,9 +85,9 @@ export class MediaPump {
       return null;
     }
     if (!instance) {
-      instance = new MediaPump(r.pump, priority);
+      instance = new MediaPump(r.pump, priority, coalesceUs);
       if (priority === 'realtime' && instance.priority !== 'realtime') log.warn({ priority: instance.priority }, 'media pump thread runs at normal priority: relay latency then depends on what else the machine runs (grant CAP_SYS_NICE, see docs/performance.md)');
-      else log.info({ priority: instance.priority }, 'native media pump started');
+      else log.info({ priority: instance.priority, coalesceUs }, 'native media pump started');
     }
     return instance;
   }
