@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import { availableParallelism } from 'node:os';
 import assert from 'node:assert/strict';
-import { formatResult, runBench } from '../../bench/run.ts';
+import { formatResult, runBench, type StepResult } from '../../bench/run.ts';
 import { cpusOf, loadCpus } from '../../bench/cpus.ts';
 import { formatIdle, runIdle } from '../../bench/idle.ts';
 import { coturnAvailable } from '../../bench/turn.ts';
@@ -34,6 +34,20 @@ test('bench: 20 streams for 3 s, every frame comes back through the bridge and t
   assert.ok(Number.isFinite(s.rssPerTerminalBytes));
   assert.equal(r.frameBytes, 170);
   assert.ok(r.cpus >= 1);
+  // npm test builds native/loadgen.cc with the pump: the C++ thread sent and timed the frames
+  assert.equal(r.loadGenerator, 'native');
+  assert.match(formatResult(r), /load generator: native/);
+});
+
+test('bench --load-generator javascript: the same through the event-loop generator; nothing lost', async () => {
+  const r = await runBench({ streams: 20, seconds: 2, warmupSeconds: 0.5, loadGenerator: 'javascript', log: quiet, timeLimitSeconds: 40 });
+  const s = r.steps[0]!;
+  assert.equal(r.loadGenerator, 'javascript');
+  assert.equal(s.unexpectedCloses, 0);
+  assert.ok(s.sent >= 2000 && s.sent <= 2600, `sent ${s.sent}`);
+  assert.equal(s.lost, 0, `lost ${s.lost} of ${s.sent}`);
+  assert.equal(s.received, s.sent);
+  assert.ok(s.rttMs.samples >= 1800 && s.rttMs.samples <= 2200, `samples ${s.rttMs.samples}`);
 });
 
 test('bench --step: adds streams per step up to --max-streams and reports the highest that held', async () => {
@@ -107,6 +121,28 @@ test('bench --workers 2 --udp-echo: each worker relays its calls on its own pump
   assert.ok((s.bridgeLoop?.pumpWakeups ?? 0) > 0, 'the workers\' pump threads woke up');
   assert.equal(s.lost, 0, `lost ${s.lost} of ${s.sent}`);
   assert.equal(s.received, s.sent);
+});
+
+test('bench --udp-echo --media-pump-coalesce-us: the relay thread wakes once per interval and each packet waits at most that long; 0 wakes it for every packet', { skip: coturnAvailable() ? false : 'needs coturn (turnutils_peer)' }, async () => {
+  const wakeupsPerSecond = (s: StepResult): number => (s.bridgeLoop?.pumpWakeups ?? 0) / s.seconds;
+  // 20 streams: 2,000 packets a second in all, one every 0.5 ms on average
+  const held = await runBench({ streams: 20, seconds: 2, warmupSeconds: 0.5, udpEcho: true, mediaPumpCoalesceUs: 2000, log: quiet, timeLimitSeconds: 40 });
+  const h = held.steps[0]!;
+  assert.equal(held.mediaPumpCoalesceUs, 2000);
+  assert.equal(h.bridgeLoop?.pumped, 20, 'every call on the pump');
+  assert.equal(h.lost, 0, `lost ${h.lost} of ${h.sent}`);
+  const lat = h.bridgeLoop!.pumpLatencyUs!;
+  // a packet that arrives while the thread lets the interval pass waits for the rest of it
+  assert.ok(lat.up.p50 >= 250 && lat.down.p50 >= 250, `relay p50 up ${lat.up.p50} down ${lat.down.p50} µs`);
+  assert.ok(lat.up.p50 <= 2100 && lat.down.p50 <= 2100, `relay p50 up ${lat.up.p50} down ${lat.down.p50} µs`);
+  // at most one wake-up per 2 ms that finds packets (and the odd one that finds none)
+  assert.ok(wakeupsPerSecond(h) <= 700, `${wakeupsPerSecond(h)} wake-ups/s`);
+  const eager = await runBench({ streams: 20, seconds: 2, warmupSeconds: 0.5, udpEcho: true, mediaPumpCoalesceUs: 0, log: quiet, timeLimitSeconds: 40 });
+  const e = eager.steps[0]!;
+  assert.equal(e.lost, 0, `lost ${e.lost} of ${e.sent}`);
+  const eagerLat = e.bridgeLoop!.pumpLatencyUs!;
+  assert.ok(eagerLat.up.p50 < 250 && eagerLat.down.p50 < 250, `relay p50 up ${eagerLat.up.p50} down ${eagerLat.down.p50} µs`);
+  assert.ok(wakeupsPerSecond(e) > 2 * wakeupsPerSecond(h), `${wakeupsPerSecond(e)} wake-ups/s without, ${wakeupsPerSecond(h)} with`);
 });
 
 test('bench --udp-echo --media-pump off: the same through the JavaScript path; nothing lost', { skip: coturnAvailable() ? false : 'needs coturn (turnutils_peer)' }, async () => {

@@ -1,0 +1,106 @@
+/**
+ * The bench's native load generator (native/loadgen.cc through bench/NativeLoadGen.ts), on a
+ * loopback TCP connection standing for a bound audio connection: the frames it sends are the
+ * JavaScript generator's, byte for byte (golden bytes and writeFrameHeader), paced at 50 a second;
+ * it times the frames that come back, answers pings with masked pongs, and counts a close.
+ *
+ * `npm test` builds the module (scripts/node.sh); this test fails if it is not there.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createServer, connect, type AddressInfo, type Socket } from 'node:net';
+import { NativeLoadGen, loadNativeLoadGen } from '../../bench/NativeLoadGen.ts';
+import { writeFrameHeader } from '../../bridge/protocol/frame.ts';
+
+const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
+const monotonicMs = (): number => Number(process.hrtime.bigint()) / 1e6;
+
+/** a loopback connection: the client side for the generator, the server side for the test */
+async function pair(): Promise<{ client: Socket; server: Socket; received: () => Buffer; close: () => void }> {
+  const srv = createServer();
+  srv.listen(0, '127.0.0.1');
+  await once(srv, 'listening');
+  const accepted = once(srv, 'connection');
+  const client = connect((srv.address() as AddressInfo).port, '127.0.0.1');
+  await once(client, 'connect');
+  const [server] = (await accepted) as [Socket];
+  const chunks: Buffer[] = [];
+  server.on('data', (d: Buffer) => chunks.push(d));
+  return {
+    client,
+    server,
+    received: () => Buffer.concat(chunks),
+    close: () => {
+      client.destroy();
+      server.destroy();
+      srv.close();
+    },
+  };
+}
+
+async function until(ready: () => boolean, ms: number, what: string): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!ready()) {
+    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+test('native load generator: paced frames are the JavaScript generator\'s bytes; round trips timed, pings answered, a close counted', async () => {
+  const native = loadNativeLoadGen();
+  assert.ok(typeof native !== 'string', `the native load generator must be built for the tests: ${String(native)}`);
+  const gen = new NativeLoadGen(native, 160);
+  const p = await pair();
+  try {
+    assert.equal(gen.add(p.client, 7), true);
+    const before = monotonicMs();
+    // 3 frames on the one lane (60 ms at 20 ms), all inside the window
+    await gen.pace(60, 0, 10_000);
+    const after = monotonicMs();
+    await until(() => p.received().length >= 3 * 178, 2000, 'three frames');
+    const bytes = p.received();
+    assert.equal(bytes.length, 3 * 178, 'three whole frames, nothing more');
+    for (let n = 0; n < 3; n++) {
+      const f = bytes.subarray(n * 178, (n + 1) * 178);
+      // WebSocket: FIN + binary, masked, 16-bit length 170, the zero key
+      assert.equal(f.subarray(0, 8).toString('hex'), hex('82 fe 00aa 00000000').toString('hex'));
+      // the confmux header as writeFrameHeader writes it: marker on the first, seq n, timestamp n * 160
+      const header = Buffer.alloc(10);
+      writeFrameHeader(header, 0, 0, n === 0 ? 1 : 0, n, n * 160);
+      assert.equal(f.subarray(8, 18).toString('hex'), header.toString('hex'));
+      assert.equal(f.subarray(8, 18).toString('hex'), n === 0 ? '10000001000000000000' : n === 1 ? '100000000001000000a0' : '10000000000200000140');
+      // the payload: send time (ms, monotonic clock), lane, frame number, then u-law silence
+      const sentAt = f.readDoubleLE(18);
+      assert.ok(sentAt >= before - 1 && sentAt <= after + 1, `sent at ${sentAt}, between ${before} and ${after}`);
+      assert.equal(f.readUInt32LE(26), 7);
+      assert.equal(f.readUInt32LE(30), n);
+      assert.ok(f.subarray(34).every((b) => b === 0xff));
+    }
+    // the frames 20 ms apart (1 lane, 50 a second), give or take the machine
+    const gap = bytes.readDoubleLE(178 + 18) - bytes.readDoubleLE(18);
+    assert.ok(gap >= 19 && gap <= 40, `gap ${gap} ms`);
+
+    // back from the "bridge": the first frame as a server frame (not masked), then a ping
+    const echoed = Buffer.concat([hex('82 7e 00aa'), bytes.subarray(8, 178)]);
+    p.server.write(Buffer.concat([echoed, hex('89 02 6869')]));
+    await until(() => gen.stats().received === 1 && p.received().length >= 3 * 178 + 8, 2000, 'the echo counted and the ping answered');
+    const s = gen.stats();
+    assert.equal(s.sent, 3);
+    assert.equal(s.sentInWindow, 3);
+    assert.equal(s.receivedInWindow, 1);
+    assert.equal(s.pings, 1);
+    assert.equal(s.rtt.samples, 1);
+    assert.ok(s.rtt.max > 0 && s.rtt.max < 2000, `round trip ${s.rtt.max} ms`);
+    // the pong: FIN + pong, masked (zero key), the ping's payload
+    assert.equal(p.received().subarray(3 * 178).toString('hex'), hex('8a 82 00000000 6869').toString('hex'));
+
+    // a close frame from the bridge ends the lane, counted as closed
+    p.server.write(hex('88 02 03e8'));
+    await until(() => gen.stats().closed === 1, 2000, 'the close counted');
+  } finally {
+    gen.close();
+    gen.close(); // idempotent
+    p.close();
+  }
+});
