@@ -37,7 +37,7 @@ export interface NativeLoadStats {
 }
 
 interface Native {
-  start(payloadBytes: number): void;
+  start(payloadBytes: number, framing: number): void;
   add(fd: number, lane: number): void;
   pace(ms: number, windowDelayMs: number, windowMs: number): void;
   stats(): NativeLoadStats;
@@ -60,15 +60,47 @@ export function loadNativeLoadGen(): Native | string {
   return loaded;
 }
 
+export type LoadGeneratorChoice = 'auto' | 'native' | 'javascript';
+
+/**
+ * The native generator for `choice`, or null for the JavaScript one (`javascript`, or `auto`
+ * without the module: then `log` says why). Throws for `native` without the module.
+ */
+export function chooseLoadGenerator(choice: LoadGeneratorChoice, payloadBytes: number, framing: 'websocket' | 'turn', log: (line: string) => void): NativeLoadGen | null {
+  if (choice === 'javascript') return null;
+  const m = loadNativeLoadGen();
+  if (typeof m === 'string') {
+    if (choice === 'native') throw new Error(m);
+    log(`load generator: JavaScript (${m})`);
+    return null;
+  }
+  return new NativeLoadGen(m, payloadBytes, framing);
+}
+
 type Handle = { fd?: unknown; readStop?: () => unknown };
+
+/** what a load generator (native or JavaScript) counted: frames since the start, in the window, and the window's round trips (ms) */
+export interface LoadCounts {
+  sent: number;
+  received: number;
+  sentInWindow: number;
+  receivedInWindow: number;
+  rtt: { p50: number; p99: number; p999: number; max: number; mean: number; samples: number };
+  /** connections that closed while they should not have */
+  unexpectedCloses: number;
+}
 
 export class NativeLoadGen {
   private readonly native: Native;
   private stopped = false;
 
-  constructor(native: Native, payloadBytes: number) {
+  /**
+   * `framing` `websocket`: confmux frames (a 10-byte header, then `payloadBytes`) in WebSocket
+   * frames; `turn`: TURN ChannelData of `payloadBytes` on channel 0x4000 (bench/turn.ts).
+   */
+  constructor(native: Native, payloadBytes: number, framing: 'websocket' | 'turn' = 'websocket') {
     this.native = native;
-    native.start(payloadBytes);
+    native.start(payloadBytes, framing === 'turn' ? 1 : 0);
   }
 
   /**
@@ -93,6 +125,12 @@ export class NativeLoadGen {
 
   stats(): NativeLoadStats {
     return this.native.stats();
+  }
+
+  /** the counts as the bench reports them; `closes`: connections the caller saw close before it handed them over */
+  counts(closes: number): LoadCounts {
+    const n = this.native.stats();
+    return { sent: n.sent, received: n.received, sentInWindow: n.sentInWindow, receivedInWindow: n.receivedInWindow, rtt: n.rtt, unexpectedCloses: closes + n.closed };
   }
 
   /** Ends the thread; the sockets stay Node's (the caller closes them). Idempotent. */

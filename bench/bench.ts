@@ -150,7 +150,7 @@ if (values.coturn) {
   }
   // a pause between the two runs, so that one's leftovers do not land in the other's window
   await new Promise((r) => setTimeout(r, 1000));
-  const coturn = await runCoturn({ streams: result.steps[0]!.streams, seconds: result.steps[0]!.seconds, warmupSeconds: Number(values.warmup), dataBytes: result.frameBytes, log: (l) => process.stderr.write(`${l}\n`), pin: values.pin });
+  const coturn = await runCoturn({ streams: result.steps[0]!.streams, seconds: result.steps[0]!.seconds, warmupSeconds: Number(values.warmup), dataBytes: result.frameBytes, log: (l) => process.stderr.write(`${l}\n`), pin: values.pin, loadGenerator: result.loadGenerator });
   process.stdout.write(values.json ? `${JSON.stringify({ confmux: result, coturn }, null, 2)}\n` : `${formatResult(result)}\n\n${formatSideBySide(result, coturn)}\n`);
 } else {
   process.stdout.write(values.json ? `${JSON.stringify(result, null, 2)}\n` : `${formatResult(result)}\n`);

@@ -29,7 +29,7 @@ import { Histogram, cpuModel, cpuSeconds, cpuSplit, machineCpuTicks, rssBytes } 
 import { startUdpPeer } from './turn.ts';
 import { RELAY_CPUS, cpusOf, loadCpus, onCpus, pinSelf } from './cpus.ts';
 import { youngGenerationArgs } from '../bin/youngGeneration.mjs';
-import { NativeLoadGen, loadNativeLoadGen } from './NativeLoadGen.ts';
+import { chooseLoadGenerator, type LoadCounts, type LoadGeneratorChoice, type NativeLoadGen } from './NativeLoadGen.ts';
 
 export interface BenchOptions {
   /** streams (terminals in a call) of the first (or only) step */
@@ -69,7 +69,7 @@ export interface BenchOptions {
    * `npm run build:native`), `javascript` (this process's event loop), or `auto` (default): native
    * when built
    */
-  loadGenerator?: 'auto' | 'native' | 'javascript';
+  loadGenerator?: LoadGeneratorChoice;
   /** progress lines (default: stderr) */
   log?: (line: string) => void;
 }
@@ -257,17 +257,6 @@ class Lane {
   constructor(readonly index: number, readonly number: string) {}
 }
 
-/** what the load generator counted: frames since the start, in the window, and the window's round trips */
-interface LoadCounts {
-  sent: number;
-  received: number;
-  sentInWindow: number;
-  receivedInWindow: number;
-  rtt: Latency;
-  /** connections that closed while they should not have */
-  unexpectedCloses: number;
-}
-
 class Load {
   readonly lanes: Lane[] = [];
   private readonly hist = new Histogram();
@@ -290,10 +279,7 @@ class Load {
   }
 
   counts(): LoadCounts {
-    if (this.native) {
-      const n = this.native.stats();
-      return { sent: n.sent, received: n.received, sentInWindow: n.sentInWindow, receivedInWindow: n.receivedInWindow, rtt: n.rtt, unexpectedCloses: this.unexpectedCloses + n.closed };
-    }
+    if (this.native) return this.native.counts(this.unexpectedCloses);
     const h = this.hist;
     return {
       sent: this.sentTotal,
@@ -511,16 +497,15 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     process.exit(3);
   }, (options.timeLimitSeconds ?? 240) * 1000 + 15000);
   hardStop.unref();
-  const generator = options.loadGenerator ?? 'auto';
-  const nativeModule = generator === 'javascript' ? null : loadNativeLoadGen();
-  if (generator === 'native' && typeof nativeModule === 'string') {
+  let native: NativeLoadGen | null;
+  try {
+    native = chooseLoadGenerator(options.loadGenerator ?? 'auto', payloadBytes, 'websocket', log);
+  } catch (err) {
     await stopBridge(bridge);
     await udpPeer?.stop();
     unpin();
-    throw new Error(nativeModule);
+    throw err;
   }
-  const native = nativeModule !== null && typeof nativeModule !== 'string' ? new NativeLoadGen(nativeModule, payloadBytes) : null;
-  if (typeof nativeModule === 'string') log(`load generator: JavaScript (${nativeModule})`);
   const load = new Load(bridge.port, payloadBytes, native);
   const result: BenchResult = {
     date: new Date().toISOString(),
@@ -748,6 +733,7 @@ export function formatSideBySide(r: BenchResult, coturn: StepResult): string {
     row('coturn (TURN/TCP, UDP echo peer)', coturn),
     '',
     `CPU per relayed message, confmux / coturn: ${f2(c.cpuMicrosPerMessage / coturn.cpuMicrosPerMessage)} (below 1: confmux spends less)`,
+    `the same load generator for both: ${r.loadGenerator === 'native' ? 'native (native/loadgen.cc: WebSocket frames to confmux, TURN ChannelData to coturn)' : 'JavaScript'}.`,
     r.udpEcho
       ? 'both relay each message over a UDP socket to the same echo peer (turnutils_peer) and back.'
       : 'coturn relays each message over a UDP socket to its peer and back; confmux here hands it to the in-process echo stand-in, so its figure leaves out the media-server socket (--udp-echo puts it in).',

@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { Histogram, cpuSeconds, rssBytes } from './proc.ts';
 import type { StepResult } from './run.ts';
 import { RELAY_CPUS, cpusOf, loadCpus, onCpus, pinSelf } from './cpus.ts';
+import { chooseLoadGenerator, type LoadCounts, type LoadGeneratorChoice, type NativeLoadGen } from './NativeLoadGen.ts';
 
 const MAGIC = 0x2112a442;
 const USER = 'bench';
@@ -217,15 +218,40 @@ class TurnLane {
 
 class TurnLoad {
   readonly lanes: TurnLane[] = [];
-  readonly hist = new Histogram();
-  windowStart = Infinity;
-  windowEnd = Infinity;
-  sentTotal = 0;
-  receivedTotal = 0;
-  sentInWindow = 0;
-  receivedInWindow = 0;
+  private readonly hist = new Histogram();
+  private windowStart = Infinity;
+  private windowEnd = Infinity;
+  private sentTotal = 0;
+  private receivedTotal = 0;
+  private sentInWindow = 0;
+  private receivedInWindow = 0;
   unexpectedCloses = 0;
-  constructor(readonly dataBytes: number) {}
+  /** the C++ thread that sends ChannelData and times it once a lane's channel is bound (else this event loop) */
+  readonly native: NativeLoadGen | null;
+  constructor(
+    readonly dataBytes: number,
+    native: NativeLoadGen | null,
+  ) {
+    this.native = native;
+  }
+
+  /** a lane whose channel is bound: from now on the native thread (if any) reads and writes its socket */
+  ready(lane: TurnLane): void {
+    if (this.native && !this.native.add(lane.sock, lane.index)) throw new Error(`TURN lane ${lane.index}: the native load generator cannot take its socket (use --load-generator javascript)`);
+  }
+
+  counts(): LoadCounts {
+    if (this.native) return this.native.counts(this.unexpectedCloses);
+    const h = this.hist;
+    return {
+      sent: this.sentTotal,
+      received: this.receivedTotal,
+      sentInWindow: this.sentInWindow,
+      receivedInWindow: this.receivedInWindow,
+      rtt: { p50: h.quantile(0.5), p99: h.quantile(0.99), p999: h.quantile(0.999), max: h.max, mean: h.mean, samples: h.count },
+      unexpectedCloses: this.unexpectedCloses,
+    };
+  }
 
   onFrame(lane: TurnLane, b: Buffer, off: number, len: number): void {
     const now = performance.now();
@@ -253,7 +279,11 @@ class TurnLoad {
     lane.sock.write(buf);
   }
 
-  pace(ms: number): Promise<void> {
+  /** as Load.pace in bench/run.ts: every lane every 20 ms for `ms`; the window starts after `windowDelayMs` and lasts `windowMs` */
+  pace(ms: number, windowDelayMs: number, windowMs: number): Promise<void> {
+    if (this.native) return this.native.pace(ms, windowDelayMs, windowMs);
+    this.windowStart = performance.now() + windowDelayMs;
+    this.windowEnd = this.windowStart + windowMs;
     const lanes = this.lanes;
     const n = lanes.length;
     const t0 = performance.now();
@@ -283,6 +313,8 @@ export interface CoturnOptions {
   log: (line: string) => void;
   /** coturn on CPU 0, the load and the echo peer on the others (bench/cpus.ts) */
   pin?: boolean;
+  /** as the confmux run's (bench/run.ts): the native generator sends ChannelData */
+  loadGenerator?: LoadGeneratorChoice;
 }
 
 export function coturnAvailable(): boolean {
@@ -320,7 +352,15 @@ export async function runCoturn(o: CoturnOptions): Promise<StepResult> {
   ]), { stdio: 'ignore' });
   // --pin: the load generator (this process) on the load's CPUs while coturn runs
   const unpin = o.pin ? pinSelf(loadCpus() ?? cpusOf('self')) : (): void => undefined;
-  const load = new TurnLoad(o.dataBytes);
+  let native: NativeLoadGen | null;
+  try {
+    native = chooseLoadGenerator(o.loadGenerator ?? 'auto', o.dataBytes, 'turn', o.log);
+  } catch (err) {
+    unpin();
+    await Promise.all([stop(turn), stop(peer)]);
+    throw err;
+  }
+  const load = new TurnLoad(o.dataBytes, native);
   const loadDelay = monitorEventLoopDelay({ resolution: 1 });
   loadDelay.enable();
   try {
@@ -347,13 +387,12 @@ export async function runCoturn(o: CoturnOptions): Promise<StepResult> {
         while (next < load.lanes.length) {
           const lane = load.lanes[next++]!;
           await lane.open(port, peerPort);
+          load.ready(lane);
         }
       }),
     );
     o.log(`coturn: ${o.streams} TURN allocations with a channel to the echo peer (${((performance.now() - t) / 1000).toFixed(1)} s)`);
-    const start = performance.now();
-    load.windowStart = start + o.warmupSeconds * 1000;
-    load.windowEnd = load.windowStart + o.seconds * 1000;
+    const before = load.counts();
     let cpu0 = 0;
     let cpu1 = 0;
     let l0 = process.cpuUsage();
@@ -369,7 +408,7 @@ export async function runCoturn(o: CoturnOptions): Promise<StepResult> {
       l1 = process.cpuUsage(l0);
       rss = rssBytes(turn.pid!);
     }, (o.warmupSeconds + o.seconds) * 1000);
-    await load.pace((o.warmupSeconds + o.seconds) * 1000 + 5);
+    await load.pace((o.warmupSeconds + o.seconds) * 1000 + 5, o.warmupSeconds * 1000, o.seconds * 1000);
     clearTimeout(s0);
     clearTimeout(s1);
     if (cpu1 === 0) {
@@ -378,30 +417,33 @@ export async function runCoturn(o: CoturnOptions): Promise<StepResult> {
       rss = rssBytes(turn.pid!);
     }
     const grace = performance.now() + 1000;
-    while (load.receivedTotal < load.sentTotal && performance.now() < grace) await sleep(20);
-    const messages = load.sentInWindow + load.receivedInWindow;
+    const backIn = (c: LoadCounts): boolean => c.received - before.received >= c.sent - before.sent;
+    while (!backIn(load.counts()) && performance.now() < grace) await sleep(20);
+    const c = load.counts();
+    const messages = c.sentInWindow + c.receivedInWindow;
     return {
       streams: o.streams,
       seconds: o.seconds,
-      sentPerSecond: load.sentInWindow / o.seconds,
-      receivedPerSecond: load.receivedInWindow / o.seconds,
-      sent: load.sentTotal,
-      received: load.receivedTotal,
-      lost: Math.max(0, load.sentTotal - load.receivedTotal),
+      sentPerSecond: c.sentInWindow / o.seconds,
+      receivedPerSecond: c.receivedInWindow / o.seconds,
+      sent: c.sent - before.sent,
+      received: c.received - before.received,
+      lost: Math.max(0, c.sent - before.sent - (c.received - before.received)),
       bridgeDropped: null,
-      rttMs: { p50: load.hist.quantile(0.5), p99: load.hist.quantile(0.99), p999: load.hist.quantile(0.999), max: load.hist.max, mean: load.hist.mean, samples: load.hist.count },
+      rttMs: c.rtt,
       bridgeCpu: (cpu1 - cpu0) / o.seconds,
       loadCpu: (l1.user + l1.system) / 1e6 / o.seconds,
       cpuMicrosPerMessage: messages ? ((cpu1 - cpu0) / messages) * 1e6 : NaN,
       bridgeRssBytes: rss,
       rssPerTerminalBytes: (rss - baseline) / o.streams,
-      unexpectedCloses: load.unexpectedCloses,
+      unexpectedCloses: c.unexpectedCloses,
       bridgeLoop: null,
       loadLoopDelayMs: { p50: loadDelay.percentile(50) / 1e6, p99: loadDelay.percentile(99) / 1e6, max: loadDelay.max / 1e6 },
       held: false,
     };
   } finally {
     unpin();
+    load.native?.close();
     for (const lane of load.lanes) {
       lane.closing = true;
       lane.sock?.destroy();

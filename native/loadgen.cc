@@ -13,7 +13,9 @@
 // in bursts beyond about 800 streams, so it, not the bridge, set the highest stream count that held.
 //
 // The frames are exactly those of bench/run.ts's JavaScript generator (tests/unit/loadgen.test.ts
-// checks the bytes against writeFrameHeader).
+// checks the bytes against writeFrameHeader). With the TURN framing it sends and reads coturn's
+// ChannelData instead (bench/turn.ts, `--coturn`): the same load through coturn, from the same
+// generator, once bench/turn.ts has allocated each stream's relay and bound its channel.
 #include <node_api.h>
 
 #include <errno.h>
@@ -115,6 +117,9 @@ struct LoadGen {
   std::atomic<bool> running{false};
   int ep = -1, wake = -1, timer = -1;
   size_t payloadBytes = 160;
+  // 0: confmux over WebSocket (the payload follows a 10-byte confmux header); 1: TURN ChannelData
+  // on channel 0x4000 (RFC 8656 over TCP: padded to 4 bytes; the payload is the whole data)
+  int framing = 0;
   // pacing: frames k < total go out at t0 + k * 20 ms / n, to lanes[k % n]
   int64_t t0 = 0;
   uint64_t k = 0, total = 0, n = 0;
@@ -184,6 +189,7 @@ struct LoadGen {
   // seq, timestamp), then the payload: u-law silence with the send time (ms, float64 LE), the lane
   // and the frame number (uint32 LE) at its start
   void sendFrame(Lane* l, int64_t now) {
+    if (framing == 1) return sendChannelData(l, now);
     size_t size = 10 + payloadBytes;
     size_t at = size < 126 ? 6 : 8;
     uint8_t* b = frame.data();
@@ -220,6 +226,62 @@ struct LoadGen {
     write(l, b, at + size);
   }
 
+  // bench/turn.ts's frame: ChannelData on channel 0x4000 carrying payloadBytes (the send time, the
+  // lane and the frame number at its start, then 0xff), padded to 4 bytes
+  void sendChannelData(Lane* l, int64_t now) {
+    uint8_t* b = frame.data();
+    b[0] = 0x40;
+    b[1] = 0x00;
+    b[2] = uint8_t(payloadBytes >> 8);
+    b[3] = uint8_t(payloadBytes);
+    uint32_t n = l->frame++;
+    double sentMs = double(now) / 1e6;
+    memcpy(b + 4, &sentMs, 8);
+    memcpy(b + 12, &l->index, 4);
+    memcpy(b + 16, &n, 4);
+    c.sent++;
+    if (inWindow(now)) c.sentInWindow++;
+    write(l, b, 4 + ((payloadBytes + 3) & ~size_t(3)));
+  }
+
+  void received(const uint8_t* sentAtBytes, int64_t now) {
+    c.received++;
+    if (inWindow(now)) c.receivedInWindow++;
+    double sentMs;
+    memcpy(&sentMs, sentAtBytes, 8);
+    int64_t sent = int64_t(sentMs * 1e6);
+    if (inWindow(sent)) rtt.add(now - sent);
+  }
+
+  // ChannelData from coturn (timed); a STUN message (a response, an indication) is skipped
+  void parseTurn(Lane* l, int64_t now) {
+    uint8_t* b = l->in.data();
+    size_t pos = 0;
+    while (l->have - pos >= 4) {
+      uint8_t* f = b + pos;
+      size_t len = (size_t(f[2]) << 8) | f[3];
+      bool channel = f[0] >= 0x40 && f[0] <= 0x7f;
+      size_t total = channel ? 4 + ((len + 3) & ~size_t(3)) : 20 + len;
+      if (total > l->in.size()) {
+        closeLane(l);
+        return;
+      }
+      if (l->have - pos < total) break;
+      if (channel) {
+        if (len >= 8) received(f + 4, now);
+        else {
+          c.received++;
+          if (inWindow(now)) c.receivedInWindow++;
+        }
+      }
+      pos += total;
+    }
+    if (pos > 0) {
+      memmove(b, b + pos, l->have - pos);
+      l->have -= pos;
+    }
+  }
+
   void pace(int64_t now) {
     if (k >= total || n == 0) return;
     // frames j with t0 + j * 20 ms / n <= now
@@ -243,6 +305,7 @@ struct LoadGen {
 
   // the frames read from the bridge: media (timed), pings (answered), a close (the lane ends)
   void parse(Lane* l, int64_t now) {
+    if (framing == 1) return parseTurn(l, now);
     uint8_t* b = l->in.data();
     size_t pos = 0;
     while (l->have - pos >= 2) {
@@ -270,13 +333,10 @@ struct LoadGen {
       if (avail < hdr + len) break;
       const uint8_t* payload = f + hdr;
       if (op == 0x2) {
-        c.received++;
-        if (inWindow(now)) c.receivedInWindow++;
-        if (len >= 18) {
-          double sentMs;
-          memcpy(&sentMs, payload + 10, 8);
-          int64_t sent = int64_t(sentMs * 1e6);
-          if (inWindow(sent)) rtt.add(now - sent);
+        if (len >= 18) received(payload + 10, now);
+        else {
+          c.received++;
+          if (inWindow(now)) c.receivedInWindow++;
         }
       } else if (op == 0x9 && len <= 125) {
         uint8_t pong[6 + 125];
@@ -384,10 +444,11 @@ double arg(napi_env env, napi_value v) {
   return d;
 }
 
-// start(payloadBytes): starts the thread (once per process)
+// start(payloadBytes, framing): starts the thread (one at a time per process); framing 0 is
+// confmux over WebSocket, 1 TURN ChannelData
 napi_value Start(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
+  size_t argc = 2;
+  napi_value argv[2];
   CHECK(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
   LoadGen* g = get(env);
   if (g->running.load()) {
@@ -400,6 +461,7 @@ napi_value Start(napi_env env, napi_callback_info info) {
     return nullptr;
   }
   g->payloadBytes = size_t(payload);
+  g->framing = argc >= 2 && arg(env, argv[1]) == 1 ? 1 : 0;
   g->frame.assign(8 + 10 + g->payloadBytes, 0xff);
   g->ep = epoll_create1(EPOLL_CLOEXEC);
   g->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { formatResult, runBench, type StepResult } from '../../bench/run.ts';
 import { cpusOf, loadCpus } from '../../bench/cpus.ts';
 import { formatIdle, runIdle } from '../../bench/idle.ts';
-import { coturnAvailable } from '../../bench/turn.ts';
+import { coturnAvailable, runCoturn } from '../../bench/turn.ts';
 
 const quiet = (): void => undefined;
 
@@ -143,6 +143,19 @@ test('bench --udp-echo --media-pump-coalesce-us: the relay thread wakes once per
   const eagerLat = e.bridgeLoop!.pumpLatencyUs!;
   assert.ok(eagerLat.up.p50 < 250 && eagerLat.down.p50 < 250, `relay p50 up ${eagerLat.up.p50} down ${eagerLat.down.p50} µs`);
   assert.ok(wakeupsPerSecond(e) > 2 * wakeupsPerSecond(h), `${wakeupsPerSecond(e)} wake-ups/s without, ${wakeupsPerSecond(h)} with`);
+});
+
+test('bench --coturn: the same load through coturn (TURN over TCP, channels to the echo peer), from the native and the JavaScript generator; nothing lost', { skip: coturnAvailable() ? false : 'needs coturn' }, async () => {
+  for (const loadGenerator of ['native', 'javascript'] as const) {
+    const s = await runCoturn({ streams: 20, seconds: 2, warmupSeconds: 0.5, dataBytes: 170, log: quiet, loadGenerator });
+    assert.equal(s.unexpectedCloses, 0, loadGenerator);
+    assert.ok(s.sent >= 2000 && s.sent <= 2600, `${loadGenerator}: sent ${s.sent}`);
+    assert.equal(s.lost, 0, `${loadGenerator}: lost ${s.lost} of ${s.sent}`);
+    assert.equal(s.received, s.sent, loadGenerator);
+    for (const rate of [s.sentPerSecond, s.receivedPerSecond]) assert.ok(rate > 900 && rate < 1100, `${loadGenerator}: rate ${rate}`);
+    assert.ok(s.rttMs.samples >= 1800 && s.rttMs.samples <= 2200, `${loadGenerator}: samples ${s.rttMs.samples}`);
+    assert.ok(s.bridgeCpu > 0, `${loadGenerator}: coturn's CPU ${s.bridgeCpu}`);
+  }
 });
 
 test('bench --udp-echo --media-pump off: the same through the JavaScript path; nothing lost', { skip: coturnAvailable() ? false : 'needs coturn (turnutils_peer)' }, async () => {

@@ -104,3 +104,38 @@ test('native load generator: paced frames are the JavaScript generator\'s bytes;
     p.close();
   }
 });
+
+test('native load generator, TURN framing: ChannelData on channel 0x4000 padded to 4 bytes, as bench/turn.ts sends it; ChannelData back is timed, a STUN message skipped', async () => {
+  const native = loadNativeLoadGen();
+  assert.ok(typeof native !== 'string', String(native));
+  const gen = new NativeLoadGen(native, 170, 'turn');
+  const p = await pair();
+  try {
+    assert.equal(gen.add(p.client, 3), true);
+    const before = monotonicMs();
+    await gen.pace(40, 0, 10_000);
+    await until(() => p.received().length >= 2 * 176, 2000, 'two ChannelData messages');
+    const bytes = p.received();
+    assert.equal(bytes.length, 2 * 176);
+    for (let n = 0; n < 2; n++) {
+      const f = bytes.subarray(n * 176, (n + 1) * 176);
+      // channel 0x4000, length 170, then the data: send time, lane, frame number, 0xff, and 2 bytes of padding
+      assert.equal(f.subarray(0, 4).toString('hex'), '400000aa');
+      const sentAt = f.readDoubleLE(4);
+      assert.ok(sentAt >= before - 1 && sentAt <= monotonicMs() + 1, `sent at ${sentAt}`);
+      assert.equal(f.readUInt32LE(12), 3);
+      assert.equal(f.readUInt32LE(16), n);
+      assert.ok(f.subarray(20, 174).every((b) => b === 0xff));
+    }
+    // coturn relays the peer's echo back as ChannelData; a STUN message (20-byte header, 4 bytes of attributes) in between is skipped
+    const stun = hex('0113 0004 2112a442 000000000000000000000000 00000000');
+    p.server.write(Buffer.concat([stun, bytes.subarray(0, 176), bytes.subarray(176)]));
+    await until(() => gen.stats().received === 2, 2000, 'both echoes counted');
+    const s = gen.stats();
+    assert.equal(s.rtt.samples, 2);
+    assert.equal(s.closed, 0);
+  } finally {
+    gen.close();
+    p.close();
+  }
+});
