@@ -25,10 +25,11 @@ import type { Socket } from 'node:net';
 import { FRAME_HEADER_BYTES, writeFrameHeader } from '../bridge/protocol/frame.ts';
 import { MediaFrameReader } from '../bridge/server/MediaFrameReader.ts';
 import { rawSocket } from '../bridge/server/wsFrames.ts';
-import { Histogram, cpuModel, cpuSeconds, cpuSplit, machineCpuTicks, rssBytes } from './proc.ts';
+import { cpuModel, cpuSeconds, cpuSplit, machineCpuTicks, rssBytes } from './proc.ts';
 import { startUdpPeer } from './turn.ts';
 import { RELAY_CPUS, cpusOf, loadCpus, onCpus, pinSelf } from './cpus.ts';
 import { youngGenerationArgs } from '../bin/youngGeneration.mjs';
+import { FrameTally } from './FrameTally.ts';
 import { chooseLoadGenerator, type LoadCounts, type LoadGeneratorChoice, type NativeLoadGen } from './NativeLoadGen.ts';
 
 export interface BenchOptions {
@@ -259,13 +260,8 @@ class Lane {
 
 class Load {
   readonly lanes: Lane[] = [];
-  private readonly hist = new Histogram();
-  private windowStart = Infinity;
-  private windowEnd = Infinity;
-  private sentTotal = 0;
-  private receivedTotal = 0;
-  private sentInWindow = 0;
-  private receivedInWindow = 0;
+  /** the JavaScript generator's counts */
+  private readonly tally = new FrameTally();
   private unexpectedCloses = 0;
   private readonly url: string;
   private readonly payloadBytes: number;
@@ -279,16 +275,7 @@ class Load {
   }
 
   counts(): LoadCounts {
-    if (this.native) return this.native.counts(this.unexpectedCloses);
-    const h = this.hist;
-    return {
-      sent: this.sentTotal,
-      received: this.receivedTotal,
-      sentInWindow: this.sentInWindow,
-      receivedInWindow: this.receivedInWindow,
-      rtt: { p50: h.quantile(0.5), p99: h.quantile(0.99), p999: h.quantile(0.999), max: h.max, mean: h.mean, samples: h.count },
-      unexpectedCloses: this.unexpectedCloses,
-    };
+    return this.native ? this.native.counts(this.unexpectedCloses) : this.tally.counts(this.unexpectedCloses);
   }
 
   /** bind, register, call, bind audio with the token; resolves once the call is answered and audio bound */
@@ -370,13 +357,8 @@ class Load {
 
   /** a frame back from the bridge, at data[start, end): its payload carries the send time, lane and frame number */
   private onFrame(lane: Lane, data: Buffer, start: number, end: number): void {
-    const now = performance.now();
     lane.received++;
-    this.receivedTotal++;
-    if (now >= this.windowStart && now < this.windowEnd) this.receivedInWindow++;
-    if (end - start < FRAME_HEADER_BYTES + 8) return;
-    const sentAt = data.readDoubleLE(start + FRAME_HEADER_BYTES);
-    if (sentAt >= this.windowStart && sentAt < this.windowEnd) this.hist.add(now - sentAt);
+    this.tally.received(end - start < FRAME_HEADER_BYTES + 8 ? null : data.readDoubleLE(start + FRAME_HEADER_BYTES));
   }
 
   private send(lane: Lane): void {
@@ -401,8 +383,7 @@ class Load {
     buf.writeDoubleLE(now, at + FRAME_HEADER_BYTES);
     buf.writeUInt32LE(lane.index, at + FRAME_HEADER_BYTES + 8);
     buf.writeUInt32LE(n, at + FRAME_HEADER_BYTES + 12);
-    this.sentTotal++;
-    if (now >= this.windowStart && now < this.windowEnd) this.sentInWindow++;
+    this.tally.sent(now);
     socket.write(buf);
   }
 
@@ -413,11 +394,7 @@ class Load {
    */
   pace(ms: number, windowDelayMs: number, windowMs: number): Promise<void> {
     if (this.native) return this.native.pace(ms, windowDelayMs, windowMs);
-    this.hist.reset();
-    this.sentInWindow = 0;
-    this.receivedInWindow = 0;
-    this.windowStart = performance.now() + windowDelayMs;
-    this.windowEnd = this.windowStart + windowMs;
+    this.tally.window(windowDelayMs, windowMs);
     const lanes = this.lanes;
     const n = lanes.length;
     const t0 = performance.now();

@@ -38,7 +38,7 @@ const udpPeer = udpPeerEnv ? { host: udpPeerEnv.split(':')[0]!, port: Number(udp
 const config = loadConfig({
   env: {},
   overrides: {
-    server: { host: '127.0.0.1', port: 0, plain: true, workers: Number(process.env.CONFMUX_BENCH_WORKERS ?? '1'), mediaPump: (process.env.CONFMUX_BENCH_MEDIA_PUMP ?? 'auto') as 'auto' | 'on' | 'off', mediaPumpPriority: (process.env.CONFMUX_BENCH_MEDIA_PUMP_PRIORITY ?? 'realtime') as 'realtime' | 'normal', mediaPumpCoalesceUs: Number(process.env.CONFMUX_BENCH_MEDIA_PUMP_COALESCE_US ?? '200') },
+    server: { host: '127.0.0.1', port: 0, plain: true, workers: Number(process.env.CONFMUX_BENCH_WORKERS ?? '1'), mediaPump: (process.env.CONFMUX_BENCH_MEDIA_PUMP ?? 'auto') as 'auto' | 'on' | 'off', mediaPumpPriority: (process.env.CONFMUX_BENCH_MEDIA_PUMP_PRIORITY ?? 'realtime') as 'realtime' | 'normal', mediaPumpCoalesceUs: Number(process.env.CONFMUX_BENCH_MEDIA_PUMP_COALESCE_US ?? '200'), mediaPumpStaleMs: Number(process.env.CONFMUX_BENCH_MEDIA_PUMP_STALE_MS ?? '100') },
     // never used: the echo stand-in replaces the Asterisk driver, but the schema wants a password
     asterisk: { password: 'unused-by-the-echo-stand-in' },
     log: { level: process.env.CONFMUX_BENCH_LOG ?? 'silent' },

@@ -14,9 +14,10 @@ import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Histogram, cpuSeconds, rssBytes } from './proc.ts';
+import { cpuSeconds, rssBytes } from './proc.ts';
 import type { StepResult } from './run.ts';
 import { RELAY_CPUS, cpusOf, loadCpus, onCpus, pinSelf } from './cpus.ts';
+import { FrameTally } from './FrameTally.ts';
 import { chooseLoadGenerator, type LoadCounts, type LoadGeneratorChoice, type NativeLoadGen } from './NativeLoadGen.ts';
 
 const MAGIC = 0x2112a442;
@@ -218,13 +219,8 @@ class TurnLane {
 
 class TurnLoad {
   readonly lanes: TurnLane[] = [];
-  private readonly hist = new Histogram();
-  private windowStart = Infinity;
-  private windowEnd = Infinity;
-  private sentTotal = 0;
-  private receivedTotal = 0;
-  private sentInWindow = 0;
-  private receivedInWindow = 0;
+  /** the JavaScript generator's counts */
+  private readonly tally = new FrameTally();
   unexpectedCloses = 0;
   /** the C++ thread that sends ChannelData and times it once a lane's channel is bound (else this event loop) */
   readonly native: NativeLoadGen | null;
@@ -241,26 +237,12 @@ class TurnLoad {
   }
 
   counts(): LoadCounts {
-    if (this.native) return this.native.counts(this.unexpectedCloses);
-    const h = this.hist;
-    return {
-      sent: this.sentTotal,
-      received: this.receivedTotal,
-      sentInWindow: this.sentInWindow,
-      receivedInWindow: this.receivedInWindow,
-      rtt: { p50: h.quantile(0.5), p99: h.quantile(0.99), p999: h.quantile(0.999), max: h.max, mean: h.mean, samples: h.count },
-      unexpectedCloses: this.unexpectedCloses,
-    };
+    return this.native ? this.native.counts(this.unexpectedCloses) : this.tally.counts(this.unexpectedCloses);
   }
 
   onFrame(lane: TurnLane, b: Buffer, off: number, len: number): void {
-    const now = performance.now();
     lane.received++;
-    this.receivedTotal++;
-    if (now >= this.windowStart && now < this.windowEnd) this.receivedInWindow++;
-    if (len < 8) return;
-    const sentAt = b.readDoubleLE(off);
-    if (sentAt >= this.windowStart && sentAt < this.windowEnd) this.hist.add(now - sentAt);
+    this.tally.received(len < 8 ? null : b.readDoubleLE(off));
   }
 
   private send(lane: TurnLane): void {
@@ -274,16 +256,14 @@ class TurnLoad {
     buf.writeDoubleLE(now, 4);
     buf.writeUInt32LE(lane.index, 12);
     buf.writeUInt32LE(lane.frame++, 16);
-    this.sentTotal++;
-    if (now >= this.windowStart && now < this.windowEnd) this.sentInWindow++;
+    this.tally.sent(now);
     lane.sock.write(buf);
   }
 
   /** as Load.pace in bench/run.ts: every lane every 20 ms for `ms`; the window starts after `windowDelayMs` and lasts `windowMs` */
   pace(ms: number, windowDelayMs: number, windowMs: number): Promise<void> {
     if (this.native) return this.native.pace(ms, windowDelayMs, windowMs);
-    this.windowStart = performance.now() + windowDelayMs;
-    this.windowEnd = this.windowStart + windowMs;
+    this.tally.window(windowDelayMs, windowMs);
     const lanes = this.lanes;
     const n = lanes.length;
     const t0 = performance.now();

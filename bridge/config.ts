@@ -33,6 +33,8 @@ export const ConfigSchema = z
         mediaPumpPriority: z.enum(['realtime', 'normal']).default('realtime'),
         /** µs the pump's relay thread lets pass after a wake-up that found packets before it looks again (fewer wake-ups under load; each packet waits at most this long); 0: look again at once */
         mediaPumpCoalesceUs: z.coerce.number().int().min(0).max(2000).default(200),
+        /** ms: audio from the media server that waited longer than this in the bridge (the kernel's receive time to the pump) is dropped, not sent late; 0: never */
+        mediaPumpStaleMs: z.coerce.number().int().min(0).max(10000).default(100),
       })
       .strict()
       .default({}),
@@ -199,6 +201,7 @@ export const ENV_OVERRIDES: Readonly<Record<string, readonly string[]>> = Object
   CONFMUX_MEDIA_PUMP: ['server', 'mediaPump'],
   CONFMUX_MEDIA_PUMP_PRIORITY: ['server', 'mediaPumpPriority'],
   CONFMUX_MEDIA_PUMP_COALESCE_US: ['server', 'mediaPumpCoalesceUs'],
+  CONFMUX_MEDIA_PUMP_STALE_MS: ['server', 'mediaPumpStaleMs'],
   CONFMUX_MEDIA_SERVER: ['mediaServer'],
   CONFMUX_ARI_URL: ['asterisk', 'url'],
   CONFMUX_ARI_USER: ['asterisk', 'user'],

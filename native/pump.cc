@@ -56,7 +56,7 @@ constexpr size_t kUdpBuffer = 4096;
 constexpr size_t kUdpHeadroom = 16;
 
 // the order of stats() (bridge/server/PumpedAudio.ts PUMP_STAT names each index)
-enum Stat { kFramesFromTerminals, kFramesToTerminals, kDroppedRateLimit, kDroppedSlowTerminal, kRejectedDatagrams, kHandbacks, kWakeups, kEvents, kDroppedSlowLeg, kStatCount };
+enum Stat { kFramesFromTerminals, kFramesToTerminals, kDroppedRateLimit, kDroppedSlowTerminal, kRejectedDatagrams, kHandbacks, kWakeups, kEvents, kDroppedSlowLeg, kDroppedStale, kStatCount };
 
 // The conversion between the terminal's codec and the leg's format, named as terminal<->leg (the
 // order of PUMP_CONVERT in bridge/server/PumpedAudio.ts): u-law is PCMU/8000, l16n L16/8000 and
@@ -316,6 +316,9 @@ struct Pump {
   // from that wake-up before it looks again, so that each wake-up handles the events of the whole
   // interval (0: it looks again at once)
   int64_t coalesceNs = 0;
+  // server.mediaPumpStaleMs: a datagram from the media server that waited longer than this in its
+  // socket's queue (the kernel's receive time to now) is dropped, not sent to the terminal late (0: never)
+  int64_t staleNs = 0;
   napi_threadsafe_function tsfn = nullptr;
   uint32_t nextId = 1;
   std::atomic<double> stats[kStatCount];
@@ -765,6 +768,16 @@ struct Pump {
       payload = out;
     }
     if (len == 0) return;
+    if (staleNs > 0 && at != 0 && realNowNs() - at > staleNs) {
+      // behind (a stall, or more load than the core takes): audio this late is no use to the
+      // terminal, and not sending it is how the pump catches up. The terminal sees the gap in seq
+      // and timestamp, as for a frame dropped for a slow terminal.
+      c->seq = uint16_t(c->seq + 1);
+      c->timestamp += uint32_t(len / c->bytesPerSample);
+      c->downLast = downLast;
+      bump(kDroppedStale);
+      return;
+    }
     // (a frame queued behind a slow socket counts from now: an under-estimate for those)
     if (relayToTerminal(c, payload, len)) {
       if (at != 0) down.add(realNowNs() - at);
@@ -875,15 +888,17 @@ void cleanup(void* arg) {
   delete p;
 }
 
-// start(onHandback: (id) => void, realtime: boolean, coalesceUs: number) -> "realtime", "normal" or "normal: <why not realtime>"
+// start(onHandback: (id) => void, realtime: boolean, coalesceUs: number, staleMs: number) -> "realtime", "normal" or "normal: <why not realtime>"
 napi_value Start(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
+  size_t argc = 4;
+  napi_value argv[4];
   CHECK(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
   bool realtime = false;
   if (argc >= 2) napi_get_value_bool(env, argv[1], &realtime);
   double coalesceUs = 0;
   if (argc >= 3) napi_get_value_double(env, argv[2], &coalesceUs);
+  double staleMs = 0;
+  if (argc >= 4) napi_get_value_double(env, argv[3], &staleMs);
   Pump* p = getPump(env);
   if (p->running.load()) {
     napi_value already;
@@ -907,6 +922,7 @@ napi_value Start(napi_env env, napi_callback_info info) {
   uint32_t seed = 0;
   if (getrandom(&seed, sizeof seed, 0) == sizeof seed && seed != 0) p->maskState = seed;
   p->coalesceNs = coalesceUs > 0 ? int64_t(coalesceUs * 1000) : 0;
+  p->staleNs = staleMs > 0 ? int64_t(staleMs * 1000000) : 0;
   p->running.store(true);
   p->thread = std::thread([p] { p->loop(); });
   // named, so that top -H, ps -L and perf show the relay thread apart from Node's own

@@ -87,7 +87,7 @@ export class BridgeServer {
     this.metrics = new Metrics({ terminals: () => this.terminals.size, calls: () => this.callCount() });
     this.admission = new Admission(config.limits);
     // the pump reads and writes the TCP socket itself: with TLS in the bridge, the JavaScript path
-    this.mediaPump = config.server.tls ? null : MediaPump.forMode(config.server.mediaPump, log, config.server.mediaPumpPriority, config.server.mediaPumpCoalesceUs);
+    this.mediaPump = config.server.tls ? null : MediaPump.forMode(config.server.mediaPump, log, config.server.mediaPumpPriority, { coalesceUs: config.server.mediaPumpCoalesceUs, staleMs: config.server.mediaPumpStaleMs });
     this.terminalDeps = {
       config: this.config,
       driver: this.driver,

@@ -34,6 +34,12 @@ import { PUMP_STAT, PumpedAudio, type NativePump, type PumpedAudioOptions, type 
 export type MediaPumpMode = 'auto' | 'on' | 'off';
 export type MediaPumpPriority = 'realtime' | 'normal';
 
+/** server.mediaPumpCoalesceUs and server.mediaPumpStaleMs (docs/configuration.md) */
+export interface MediaPumpTuning {
+  coalesceUs: number;
+  staleMs: number;
+}
+
 /** where `npm run build:native` puts the module */
 export const NATIVE_PUMP_PATH = fileURLToPath(new URL('../../native/build/Release/confmux_pump.node', import.meta.url));
 
@@ -64,13 +70,9 @@ export class MediaPump {
   /** the relay thread's scheduling: "realtime", or "normal" (with why, when realtime was asked for and refused) */
   readonly priority: string;
 
-  /** server.mediaPumpCoalesceUs the relay thread runs with */
-  readonly coalesceUs: number;
-
-  private constructor(native: NativePump, priority: MediaPumpPriority, coalesceUs: number) {
+  private constructor(native: NativePump, priority: MediaPumpPriority, tuning: MediaPumpTuning) {
     this.native = native;
-    this.coalesceUs = coalesceUs;
-    this.priority = native.start((id) => this.held.get(id)?.release(), priority === 'realtime', coalesceUs);
+    this.priority = native.start((id) => this.held.get(id)?.release(), priority === 'realtime', tuning.coalesceUs, tuning.staleMs);
     mediaStatsCollectors.push(() => this.collectStats());
     relayLatencySource.read = () => this.latency(true);
   }
@@ -79,7 +81,7 @@ export class MediaPump {
    * The process's pump for `mode`, or null (JavaScript path). Throws ConfigError for `on` without
    * the native module. One per process: the first call's priority and coalescing hold.
    */
-  static forMode(mode: MediaPumpMode, log: Logger, priority: MediaPumpPriority = 'realtime', coalesceUs = 200): MediaPump | null {
+  static forMode(mode: MediaPumpMode, log: Logger, priority: MediaPumpPriority = 'realtime', tuning: MediaPumpTuning = { coalesceUs: 200, staleMs: 100 }): MediaPump | null {
     if (mode === 'off') return null;
     const r = loadNativePump();
     if ('error' in r) {
@@ -88,9 +90,9 @@ export class MediaPump {
       return null;
     }
     if (!instance) {
-      instance = new MediaPump(r.pump, priority, coalesceUs);
+      instance = new MediaPump(r.pump, priority, tuning);
       if (priority === 'realtime' && instance.priority !== 'realtime') log.warn({ priority: instance.priority }, 'media pump thread runs at normal priority: relay latency then depends on what else the machine runs (grant CAP_SYS_NICE, see docs/performance.md)');
-      else log.info({ priority: instance.priority, coalesceUs }, 'native media pump started');
+      else log.info({ priority: instance.priority, ...tuning }, 'native media pump started');
     }
     return instance;
   }
@@ -137,6 +139,7 @@ export class MediaPump {
     mediaStats.droppedRateLimit += d(PUMP_STAT.droppedRateLimit);
     mediaStats.droppedSlowTerminal += d(PUMP_STAT.droppedSlowTerminal);
     mediaStats.droppedSlowMediaServer += d(PUMP_STAT.droppedSlowMediaServer);
+    mediaStats.droppedStale += d(PUMP_STAT.droppedStale);
     mediaStats.pumpRejectedDatagrams += d(PUMP_STAT.rejectedDatagrams);
     mediaStats.pumpHandbacks += d(PUMP_STAT.handbacks);
   }

@@ -34,6 +34,7 @@ export const PUMP_STAT = {
   wakeups: 6,
   events: 7,
   droppedSlowMediaServer: 8,
+  droppedStale: 9,
 } as const;
 
 /**
@@ -64,7 +65,7 @@ export function pumpConversion(terminal: AudioCodec, leg: AudioCodec): PumpConve
 /** The native module's surface (native/pump.cc). */
 export interface NativePump {
   /** starts the relay thread: "realtime", "normal", "normal: <why not realtime>" (or "started" when it ran already) */
-  start(onHandback: (id: number) => void, realtime: boolean, coalesceUs: number): string;
+  start(onHandback: (id: number) => void, realtime: boolean, coalesceUs: number, staleMs: number): string;
   attach(tcpFd: number, udpFd: number, options: Record<string, number | boolean | string>): number;
   detach(id: number): NativeDetached | null;
   ping(id: number): boolean;

@@ -13,6 +13,8 @@ export const mediaStats = {
   videoToTerminals: 0,
   /** frames to the media server the native media pump dropped behind a stalled WebSocket leg */
   droppedSlowMediaServer: 0,
+  /** audio from the media server the native media pump dropped because it waited longer than server.mediaPumpStaleMs in the bridge */
+  droppedStale: 0,
   /** datagrams the native media pump dropped: not from the leg's peer, not its RTP payload type */
   pumpRejectedDatagrams: 0,
   /** connections the native media pump handed back to JavaScript (a close, a bad frame, the end) */
@@ -80,6 +82,7 @@ export class Metrics {
         dropped.set({ reason: 'rate_limit' }, mediaStats.droppedRateLimit);
         dropped.set({ reason: 'slow_media_server' }, mediaStats.droppedSlowMediaServer);
         dropped.set({ reason: 'pump_rejected_datagram' }, mediaStats.pumpRejectedDatagrams);
+        dropped.set({ reason: 'stale' }, mediaStats.droppedStale);
       },
     });
     const relay = new Gauge({
