@@ -18,6 +18,7 @@ const { values } = parseArgs({
     'media-pump': { type: 'string', default: 'auto' },
     'media-pump-priority': { type: 'string', default: 'realtime' },
     'media-pump-coalesce-us': { type: 'string', default: '200' },
+    'media-pump-stale-ms': { type: 'string', default: '100' },
     'load-generator': { type: 'string', default: 'auto' },
     warmup: { type: 'string', default: '1' },
     step: { type: 'boolean', default: false },
@@ -52,6 +53,8 @@ if (values.help) {
   --media-pump-coalesce-us U  the bridge's server.mediaPumpCoalesceUs: after a
                      wake-up that found packets, the relay thread waits until
                      U µs have passed before it looks again (0: at once)    [200]
+  --media-pump-stale-ms M  the bridge's server.mediaPumpStaleMs: audio from the
+                     echo that waited over M ms in the bridge is dropped (0: never) [100]
   --load-generator G who sends and times the frames: native (a C++ thread,
                      native/loadgen.cc, built by npm run build:native),
                      javascript (the event loop; it sends in bursts beyond
@@ -136,6 +139,7 @@ const result = await runBench({
   mediaPump: values['media-pump'] as 'auto' | 'on' | 'off',
   mediaPumpPriority: values['media-pump-priority'] as 'realtime' | 'normal',
   mediaPumpCoalesceUs: Math.floor(num('media-pump-coalesce-us', values['media-pump-coalesce-us'], 0)),
+  mediaPumpStaleMs: Math.floor(num('media-pump-stale-ms', values['media-pump-stale-ms'], 0)),
   loadGenerator: values['load-generator'] as 'auto' | 'native' | 'javascript',
   pin: values.pin,
 });

@@ -63,6 +63,8 @@ export interface BenchOptions {
   mediaPumpPriority?: 'realtime' | 'normal';
   /** server.mediaPumpCoalesceUs of the bridge under benchmark (default 200) */
   mediaPumpCoalesceUs?: number;
+  /** server.mediaPumpStaleMs of the bridge under benchmark (default 100) */
+  mediaPumpStaleMs?: number;
   /** the bridge on CPU 0, this process and the echo peer on the other CPUs (bench/cpus.ts) */
   pin?: boolean;
   /**
@@ -132,8 +134,9 @@ export interface BenchResult {
   /** the echo stand-in relayed through a UDP echo peer */
   udpEcho: boolean;
   mediaPump: 'auto' | 'on' | 'off';
-  /** server.mediaPumpCoalesceUs of the bridge under load */
+  /** server.mediaPumpCoalesceUs and server.mediaPumpStaleMs of the bridge under load */
   mediaPumpCoalesceUs: number;
+  mediaPumpStaleMs: number;
   /** server.workers of the bridge under load */
   workers: number;
   /** --pin: the bridge on CPU 0, the load on the others */
@@ -461,7 +464,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     unpin();
     throw err;
   }) : null;
-  const bridge = await startBridge({ ...(udpPeer ? { CONFMUX_BENCH_UDP_PEER: `127.0.0.1:${udpPeer.port}` } : {}), CONFMUX_BENCH_MEDIA_PUMP: options.mediaPump ?? 'auto', CONFMUX_BENCH_MEDIA_PUMP_PRIORITY: options.mediaPumpPriority ?? 'realtime', CONFMUX_BENCH_MEDIA_PUMP_COALESCE_US: String(options.mediaPumpCoalesceUs ?? 200) }, options.workers ?? 1, options.pin ? RELAY_CPUS : null).catch(async (err: unknown) => {
+  const bridge = await startBridge({ ...(udpPeer ? { CONFMUX_BENCH_UDP_PEER: `127.0.0.1:${udpPeer.port}` } : {}), CONFMUX_BENCH_MEDIA_PUMP: options.mediaPump ?? 'auto', CONFMUX_BENCH_MEDIA_PUMP_PRIORITY: options.mediaPumpPriority ?? 'realtime', CONFMUX_BENCH_MEDIA_PUMP_COALESCE_US: String(options.mediaPumpCoalesceUs ?? 200), CONFMUX_BENCH_MEDIA_PUMP_STALE_MS: String(options.mediaPumpStaleMs ?? 100) }, options.workers ?? 1, options.pin ? RELAY_CPUS : null).catch(async (err: unknown) => {
     await udpPeer?.stop();
     unpin();
     throw err;
@@ -490,6 +493,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     udpEcho: options.udpEcho ?? false,
     mediaPump: options.mediaPump ?? 'auto',
     mediaPumpCoalesceUs: options.mediaPumpCoalesceUs ?? 200,
+    mediaPumpStaleMs: options.mediaPumpStaleMs ?? 100,
     node: process.version,
     cpus: cpus().length,
     // where the kernel lets each run (as read back, not as asked)
@@ -675,7 +679,7 @@ export function formatResult(r: BenchResult): string {
     `machine: ${r.cpus} cores, ${r.cpuModel}; node ${r.node}; ${r.date}`,
     ...(r.pinned ? [`pinned (--pin): the bridge on CPU ${r.cpusAllowed.bridge}, the load generator on CPU ${r.cpusAllowed.load}${r.cpusAllowed.echoPeer ? `, the echo peer on CPU ${r.cpusAllowed.echoPeer}` : ''}`] : []),
     `load generator: ${r.loadGenerator === 'native' ? 'native (a C++ thread, native/loadgen.cc, sends and times the frames)' : 'JavaScript (this process\'s event loop)'}`,
-    `bridge: ${r.workers === 1 ? 'one process (server.workers 1)' : `a primary and ${r.workers} workers (server.workers ${r.workers}); CPU and RSS are their sums`}; server.mediaPump ${r.mediaPump}, mediaPumpCoalesceUs ${r.mediaPumpCoalesceUs}${r.steps[0]?.bridgeLoop?.pumped !== undefined ? ` (${r.steps[0].bridgeLoop.pumped} of ${r.steps[0].streams} calls on the pump${r.steps[0].bridgeLoop.pumpPriority ? `, relay thread ${r.steps[0].bridgeLoop.pumpPriority}` : ''})` : ''}`,
+    `bridge: ${r.workers === 1 ? 'one process (server.workers 1)' : `a primary and ${r.workers} workers (server.workers ${r.workers}); CPU and RSS are their sums`}; server.mediaPump ${r.mediaPump}, mediaPumpCoalesceUs ${r.mediaPumpCoalesceUs}, mediaPumpStaleMs ${r.mediaPumpStaleMs}${r.steps[0]?.bridgeLoop?.pumped !== undefined ? ` (${r.steps[0].bridgeLoop.pumped} of ${r.steps[0].streams} calls on the pump${r.steps[0].bridgeLoop.pumpPriority ? `, relay thread ${r.steps[0].bridgeLoop.pumpPriority}` : ''})` : ''}`,
     `bridge RSS before any terminal: ${(r.baselineRssBytes / 1048576).toFixed(1)} MiB`,
     '',
     '| streams | msg/s to bridge | msg/s from bridge | lost | bridge CPU (core) | µs CPU/msg | load gen CPU | RSS/terminal | RTT p50 | RTT p99 | RTT p999 | RTT max | relay p99 up / down | held |',
