@@ -76,6 +76,10 @@ struct Conn {
   uint8_t codec = 0;
   uint8_t stream = 0;
   uint32_t bytesPerSample = 1;
+  // server.mediaPumpStaleMs in the terminal's samples (0: no age check from the terminal), and the
+  // payload bytes that many samples take: a read of no more bytes cannot hold a stale frame
+  uint64_t staleSamples = 0;
+  size_t staleScanBytes = 0;
   uint16_t seq = 0;
   uint32_t timestamp = 0;
   bool marker = false;
@@ -421,11 +425,27 @@ struct Pump {
     return true;
   }
 
-  // Returns false when the frame is not the pump's to handle (handed back to JavaScript).
-  bool mediaFromTerminal(Conn* c, uint8_t* p, size_t n) {
+  // Returns false when the frame is not the pump's to handle (handed back to JavaScript). A stale
+  // frame (see staleBefore) is checked and counted like any other, then dropped: the media server
+  // sees the gap (RTP sequence number and timestamp move on), as for a packet lost on the way.
+  bool mediaFromTerminal(Conn* c, uint8_t* p, size_t n, bool stale) {
     if (n <= 10 || p[0] != 0x10 || p[2] != c->codec) return false;
     if (!takeToken(c)) {
       bump(kDroppedRateLimit);
+      return true;
+    }
+    if (stale) {
+      if (c->rtp) {
+        // the samples the leg would have carried, converted as they would have been
+        size_t legLen = n - 10;
+        if (c->convert != kConvertNone) {
+          int16_t last = c->upLast;
+          legLen = convertPayload(c->convert, true, p + 10, n - 10, cbuf + kUdpHeadroom, &last);
+        }
+        c->rtpSeq = uint16_t(c->rtpSeq + 1);
+        c->rtpTimestamp += uint32_t(legLen / c->legBytesPerSample);
+      }
+      bump(kDroppedStale);
       return true;
     }
     bump(kFramesFromTerminals);
@@ -593,10 +613,49 @@ struct Pump {
     return true;
   }
 
+  // A TCP read has one receive time (its last segment's), so the age of each frame in it is not
+  // known; the frames' own media time is. When one read brings more media than staleMs of audio
+  // (the pump was behind on this connection, or the machine stalled), the frames before the newest
+  // staleMs of it are stale. Returns the offset before which media frames are dropped (0: none).
+  // Scans only whole frames the pump will handle, up to the first it would hand back.
+  size_t staleBefore(Conn* c, size_t len) {
+    if (c->staleSamples == 0 || len <= c->staleScanBytes) return 0;
+    constexpr int kScan = 512;
+    size_t offs[kScan];
+    uint32_t samples[kScan];
+    int k = 0;
+    size_t o = 0;
+    while (o < len && k < kScan) {
+      size_t header;
+      uint64_t n;
+      if (!frameHeader(rbuf + o, len - o, &header, &n)) break;
+      uint8_t b0 = rbuf[o], b1 = rbuf[o + 1];
+      if ((b1 & 0x80) == 0 || (b0 & 0xf0) != 0x80 || len - o < header + n) break;
+      if ((b0 & 0x0f) == 2) {
+        if (n > c->maxFrame) break;
+        if (n > 10) {
+          offs[k] = o;
+          samples[k] = uint32_t((n - 10) / c->bytesPerSample);
+          k++;
+        }
+      } else if ((b0 & 0x0f) != 9 && (b0 & 0x0f) != 10) {
+        break;
+      }
+      o += header + size_t(n);
+    }
+    uint64_t newest = 0;
+    for (int i = k - 1; i >= 0; i--) {
+      newest += samples[i];
+      if (newest > c->staleSamples) return offs[i] + 1;
+    }
+    return 0;
+  }
+
   void onTcp(Conn* c) {
     // the time of the last segment read: frames read together count from it (a slight under-estimate)
     size_t len = readStream(c, c->tcp, c->rest, rbuf, &arrival);
     if (len == 0) return;
+    size_t stale = staleBefore(c, len);
     size_t o = 0;
     while (o < len) {
       size_t avail = len - o;
@@ -618,7 +677,7 @@ struct Pump {
       const uint8_t* m = p - 4;
       for (size_t i = 0; i < n; i++) p[i] ^= m[i & 3];
       if (opcode == 2) {
-        if (!mediaFromTerminal(c, p, size_t(n))) {
+        if (!mediaFromTerminal(c, p, size_t(n), o < stale)) {
           // a frame the bridge refuses (bad header, another codec): masked again, it goes to ws,
           // and the bridge closes the connection with the error's code
           for (size_t i = 0; i < n; i++) p[i] ^= m[i & 3];
@@ -995,6 +1054,11 @@ napi_value Attach(napi_env env, napi_callback_info info) {
   c->alive = numberProp(env, o, "alive", 1) != 0;
   if (c->bytesPerSample == 0) c->bytesPerSample = 1;
   if (c->legBytesPerSample == 0) c->legBytesPerSample = 1;
+  double sampleRate = numberProp(env, o, "sampleRate", 0);
+  if (p->staleNs > 0 && sampleRate > 0) {
+    c->staleSamples = uint64_t(double(p->staleNs) * sampleRate / 1e9);
+    c->staleScanBytes = size_t(c->staleSamples * c->bytesPerSample);
+  }
   std::string host = stringProp(env, o, "remoteHost");
   uint16_t port = uint16_t(numberProp(env, o, "remotePort", 0));
   if (port != 0) {

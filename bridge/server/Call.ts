@@ -370,6 +370,7 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
         codecId: this.codec.id,
         stream: this.audioStream,
         bytesPerSample: this.codec.bytesPerSample,
+        sampleRate: this.codec.sampleRate,
         seq: this.seq,
         timestamp: this.timestamp,
         marker: this.marker,

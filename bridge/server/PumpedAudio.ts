@@ -97,6 +97,8 @@ export interface PumpedAudioOptions {
   /** stream id in frames to the terminal */
   stream: number;
   bytesPerSample: number;
+  /** the terminal codec's samples per second: frames from the terminal are dropped for age by their media time (server.mediaPumpStaleMs; absent: never) */
+  sampleRate?: number;
   seq: number;
   timestamp: number;
   marker: boolean;
@@ -202,6 +204,7 @@ export class PumpedAudio {
         codec: o.codecId,
         stream: o.stream,
         bytesPerSample: o.bytesPerSample,
+        sampleRate: o.sampleRate ?? 0,
         seq: o.seq,
         timestamp: o.timestamp,
         marker: o.marker,

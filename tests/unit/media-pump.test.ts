@@ -599,6 +599,32 @@ test('frames beyond the rate limit are dropped', async () => {
   }
 });
 
+test('one read bringing more than server.mediaPumpStaleMs (100 ms) of a terminal\'s audio: the older frames are dropped and counted, the RTP sequence and timestamp skip them, golden bytes', async () => {
+  // 8 kHz PCMU: 100 ms is 800 samples, the newest 5 frames of 160; one write, so one read
+  const r = await rig({ options: { sampleRate: 8000 } });
+  try {
+    const frames: Buffer[] = [];
+    for (let i = 1; i <= 15; i++) frames.push(masked(2, Buffer.concat([hex(`10 00 00 00 00${i.toString(16).padStart(2, '0')} 00000000`), Buffer.alloc(160, i)])));
+    const before = native.stats()[PUMP_STAT.droppedStale]!;
+    r.terminal.write(Buffer.concat(frames));
+    for (let i = 11; i <= 15; i++) {
+      const got = await r.peer.next();
+      // seq 0x1234 + (i - 1), timestamp 0x01020304 + (i - 1) * 160; the marker on the first sent
+      const seq = (0x1234 + i - 1).toString(16);
+      const ts = (0x01020304 + (i - 1) * 160).toString(16).padStart(8, '0');
+      assert.equal(got.subarray(0, 12).toString('hex'), `80${i === 11 ? '80' : '00'}${seq}${ts}cafebabe`, `frame ${i}`);
+      assert.ok(got.subarray(12).equals(Buffer.alloc(160, i)), `frame ${i}'s payload`);
+    }
+    assert.equal(await r.peer.none(100), 0);
+    assert.equal(native.stats()[PUMP_STAT.droppedStale]! - before, 10);
+    // a frame on its own afterwards is not stale: it follows on
+    r.terminal.write(masked(2, Buffer.concat([hex('10 00 00 00 0010 00000000'), Buffer.alloc(160, 16)])));
+    assert.equal((await r.peer.next()).subarray(0, 12).toString('hex'), `8000${(0x1234 + 15).toString(16)}${(0x01020304 + 15 * 160).toString(16).padStart(8, '0')}cafebabe`);
+  } finally {
+    await r.close();
+  }
+});
+
 test('JavaScript writing to the socket takes it back first: order kept, ws reads again', async () => {
   const r = await rig();
   try {
