@@ -638,7 +638,7 @@ struct Pump {
           samples[k] = uint32_t((n - 10) / c->bytesPerSample);
           k++;
         }
-      } else if ((b0 & 0x0f) != 9 && (b0 & 0x0f) != 10) {
+      } else if (((b0 & 0x0f) != 9 && (b0 & 0x0f) != 10) || n > 125) {
         break;
       }
       o += header + size_t(n);
