@@ -37,7 +37,7 @@ export interface NativeLoadStats {
 }
 
 interface Native {
-  start(payloadBytes: number, framing: number): void;
+  start(payloadBytes: number, framing: number, pollUs: number): void;
   add(fd: number, lane: number): void;
   pace(ms: number, windowDelayMs: number, windowMs: number): void;
   stats(): NativeLoadStats;
@@ -60,13 +60,22 @@ export function loadNativeLoadGen(): Native | string {
   return loaded;
 }
 
+/**
+ * While pacing, the native generator looks at its sockets every this many µs instead of being woken
+ * by each frame that arrives. On loopback a send runs the receiver's network stack on the sender's
+ * CPU, the receiver's wake-up included; a terminal on another machine costs the bridge no such
+ * wake-up. Polling keeps that cost off the bridge's bill (docs/performance.md "Fourth round").
+ * 0: woken by each frame, as before. Round trips are timed from the kernel's receive time either way.
+ */
+export const DEFAULT_LOAD_POLL_US = 100;
+
 export type LoadGeneratorChoice = 'auto' | 'native' | 'javascript';
 
 /**
  * The native generator for `choice`, or null for the JavaScript one (`javascript`, or `auto`
  * without the module: then `log` says why). Throws for `native` without the module.
  */
-export function chooseLoadGenerator(choice: LoadGeneratorChoice, payloadBytes: number, framing: 'websocket' | 'turn', log: (line: string) => void): NativeLoadGen | null {
+export function chooseLoadGenerator(choice: LoadGeneratorChoice, payloadBytes: number, framing: 'websocket' | 'turn', log: (line: string) => void, pollUs = DEFAULT_LOAD_POLL_US): NativeLoadGen | null {
   if (choice === 'javascript') return null;
   const m = loadNativeLoadGen();
   if (typeof m === 'string') {
@@ -74,7 +83,7 @@ export function chooseLoadGenerator(choice: LoadGeneratorChoice, payloadBytes: n
     log(`load generator: JavaScript (${m})`);
     return null;
   }
-  return new NativeLoadGen(m, payloadBytes, framing);
+  return new NativeLoadGen(m, payloadBytes, framing, pollUs);
 }
 
 type Handle = { fd?: unknown; readStop?: () => unknown };
@@ -98,9 +107,9 @@ export class NativeLoadGen {
    * `framing` `websocket`: confmux frames (a 10-byte header, then `payloadBytes`) in WebSocket
    * frames; `turn`: TURN ChannelData of `payloadBytes` on channel 0x4000 (bench/turn.ts).
    */
-  constructor(native: Native, payloadBytes: number, framing: 'websocket' | 'turn' = 'websocket') {
+  constructor(native: Native, payloadBytes: number, framing: 'websocket' | 'turn' = 'websocket', pollUs = DEFAULT_LOAD_POLL_US) {
     this.native = native;
-    native.start(payloadBytes, framing === 'turn' ? 1 : 0);
+    native.start(payloadBytes, framing === 'turn' ? 1 : 0, pollUs);
   }
 
   /**

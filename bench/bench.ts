@@ -20,6 +20,7 @@ const { values } = parseArgs({
     'media-pump-coalesce-us': { type: 'string', default: '200' },
     'media-pump-stale-ms': { type: 'string', default: '100' },
     'load-generator': { type: 'string', default: 'auto' },
+    'load-poll-us': { type: 'string', default: '100' },
     warmup: { type: 'string', default: '1' },
     step: { type: 'boolean', default: false },
     'step-by': { type: 'string' },
@@ -59,6 +60,10 @@ if (values.help) {
                      native/loadgen.cc, built by npm run build:native),
                      javascript (the event loop; it sends in bursts beyond
                      about 800 streams on one core), auto: native when built [auto]
+  --load-poll-us U   while sending, the native generator looks at its sockets
+                     every U µs instead of being woken by each frame, as a
+                     terminal on another machine costs the bridge no wake-up
+                     (0: woken by each frame; 0 to 10000)                  [100]
   --workers N        the bridge's server.workers: a primary routing the port
                      to N worker processes (CPU and RSS summed over all)    [1]
   --warmup S         seconds of load before each measurement                [1]
@@ -114,6 +119,11 @@ if (!['auto', 'native', 'javascript'].includes(values['load-generator'])) {
   process.stderr.write('error USAGE: --load-generator is auto, native or javascript\n');
   process.exit(2);
 }
+const loadPollUs = num('load-poll-us', values['load-poll-us'], 0);
+if (loadPollUs > 10000) {
+  process.stderr.write('error USAGE: --load-poll-us is 0 to 10000\n');
+  process.exit(2);
+}
 if (!['auto', 'on', 'off'].includes(values['media-pump'])) {
   process.stderr.write('error USAGE: --media-pump is auto, on or off\n');
   process.exit(2);
@@ -141,6 +151,7 @@ const result = await runBench({
   mediaPumpCoalesceUs: Math.floor(num('media-pump-coalesce-us', values['media-pump-coalesce-us'], 0)),
   mediaPumpStaleMs: Math.floor(num('media-pump-stale-ms', values['media-pump-stale-ms'], 0)),
   loadGenerator: values['load-generator'] as 'auto' | 'native' | 'javascript',
+  loadPollUs: loadPollUs,
   pin: values.pin,
 });
 if (values.coturn) {
@@ -154,7 +165,7 @@ if (values.coturn) {
   }
   // a pause between the two runs, so that one's leftovers do not land in the other's window
   await new Promise((r) => setTimeout(r, 1000));
-  const coturn = await runCoturn({ streams: result.steps[0]!.streams, seconds: result.steps[0]!.seconds, warmupSeconds: Number(values.warmup), dataBytes: result.frameBytes, log: (l) => process.stderr.write(`${l}\n`), pin: values.pin, loadGenerator: result.loadGenerator });
+  const coturn = await runCoturn({ streams: result.steps[0]!.streams, seconds: result.steps[0]!.seconds, warmupSeconds: Number(values.warmup), dataBytes: result.frameBytes, log: (l) => process.stderr.write(`${l}\n`), pin: values.pin, loadGenerator: result.loadGenerator, loadPollUs });
   process.stdout.write(values.json ? `${JSON.stringify({ confmux: result, coturn }, null, 2)}\n` : `${formatResult(result)}\n\n${formatSideBySide(result, coturn)}\n`);
 } else {
   process.stdout.write(values.json ? `${JSON.stringify(result, null, 2)}\n` : `${formatResult(result)}\n`);

@@ -30,7 +30,7 @@ import { startUdpPeer } from './turn.ts';
 import { RELAY_CPUS, cpusOf, loadCpus, onCpus, pinSelf } from './cpus.ts';
 import { youngGenerationArgs } from '../bin/youngGeneration.mjs';
 import { FrameTally } from './FrameTally.ts';
-import { chooseLoadGenerator, type LoadCounts, type LoadGeneratorChoice, type NativeLoadGen } from './NativeLoadGen.ts';
+import { chooseLoadGenerator, DEFAULT_LOAD_POLL_US, type LoadCounts, type LoadGeneratorChoice, type NativeLoadGen } from './NativeLoadGen.ts';
 
 export interface BenchOptions {
   /** streams (terminals in a call) of the first (or only) step */
@@ -73,6 +73,8 @@ export interface BenchOptions {
    * when built
    */
   loadGenerator?: LoadGeneratorChoice;
+  /** the native generator looks at its sockets every this many µs while pacing (0: woken by each frame) [100] */
+  loadPollUs?: number;
   /** progress lines (default: stderr) */
   log?: (line: string) => void;
 }
@@ -143,6 +145,8 @@ export interface BenchResult {
   pinned: boolean;
   /** who sent and timed the frames: the C++ thread (native/loadgen.cc) or the event loop */
   loadGenerator: 'native' | 'javascript';
+  /** the native generator's polling interval while pacing, µs (0: woken by each frame); null for the JavaScript one */
+  loadPollUs: number | null;
   /** the CPUs each process may run on (Cpus_allowed_list) */
   cpusAllowed: { bridge: string; load: string; echoPeer?: string };
   node: string;
@@ -479,7 +483,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
   hardStop.unref();
   let native: NativeLoadGen | null;
   try {
-    native = chooseLoadGenerator(options.loadGenerator ?? 'auto', payloadBytes, 'websocket', log);
+    native = chooseLoadGenerator(options.loadGenerator ?? 'auto', payloadBytes, 'websocket', log, options.loadPollUs ?? DEFAULT_LOAD_POLL_US);
   } catch (err) {
     await stopBridge(bridge);
     await udpPeer?.stop();
@@ -500,6 +504,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     cpusAllowed: { bridge: cpusOf(bridge.pid), load: cpusOf('self'), ...(udpPeer ? { echoPeer: cpusOf(udpPeer.pid) } : {}) },
     pinned: options.pin === true,
     loadGenerator: native ? 'native' : 'javascript',
+    loadPollUs: native ? options.loadPollUs ?? DEFAULT_LOAD_POLL_US : null,
     cpuModel: cpuModel(),
     payloadBytes,
     frameBytes: FRAME_HEADER_BYTES + payloadBytes,
@@ -678,7 +683,7 @@ export function formatResult(r: BenchResult): string {
     `confmux bench: bridge with the echo stand-in (plugin/echo${r.udpEcho ? ', through a UDP echo peer: turnutils_peer' : ', in process'}), loopback, ${r.frameBytes}-byte frames (10-byte header + ${r.payloadBytes} bytes PCMU) every 20 ms each way per stream`,
     `machine: ${r.cpus} cores, ${r.cpuModel}; node ${r.node}; ${r.date}`,
     ...(r.pinned ? [`pinned (--pin): the bridge on CPU ${r.cpusAllowed.bridge}, the load generator on CPU ${r.cpusAllowed.load}${r.cpusAllowed.echoPeer ? `, the echo peer on CPU ${r.cpusAllowed.echoPeer}` : ''}`] : []),
-    `load generator: ${r.loadGenerator === 'native' ? 'native (a C++ thread, native/loadgen.cc, sends and times the frames)' : 'JavaScript (this process\'s event loop)'}`,
+    `load generator: ${r.loadGenerator === 'native' ? `native (a C++ thread, native/loadgen.cc, sends and times the frames; ${r.loadPollUs ? `looks at its sockets every ${r.loadPollUs} µs` : 'woken by each frame'})` : 'JavaScript (this process\'s event loop)'}`,
     `bridge: ${r.workers === 1 ? 'one process (server.workers 1)' : `a primary and ${r.workers} workers (server.workers ${r.workers}); CPU and RSS are their sums`}; server.mediaPump ${r.mediaPump}, mediaPumpCoalesceUs ${r.mediaPumpCoalesceUs}, mediaPumpStaleMs ${r.mediaPumpStaleMs}${r.steps[0]?.bridgeLoop?.pumped !== undefined ? ` (${r.steps[0].bridgeLoop.pumped} of ${r.steps[0].streams} calls on the pump${r.steps[0].bridgeLoop.pumpPriority ? `, relay thread ${r.steps[0].bridgeLoop.pumpPriority}` : ''})` : ''}`,
     `bridge RSS before any terminal: ${(r.baselineRssBytes / 1048576).toFixed(1)} MiB`,
     '',

@@ -18,7 +18,7 @@ import { cpuSeconds, rssBytes } from './proc.ts';
 import type { StepResult } from './run.ts';
 import { RELAY_CPUS, cpusOf, loadCpus, onCpus, pinSelf } from './cpus.ts';
 import { FrameTally } from './FrameTally.ts';
-import { chooseLoadGenerator, type LoadCounts, type LoadGeneratorChoice, type NativeLoadGen } from './NativeLoadGen.ts';
+import { chooseLoadGenerator, DEFAULT_LOAD_POLL_US, type LoadCounts, type LoadGeneratorChoice, type NativeLoadGen } from './NativeLoadGen.ts';
 
 const MAGIC = 0x2112a442;
 const USER = 'bench';
@@ -295,6 +295,8 @@ export interface CoturnOptions {
   pin?: boolean;
   /** as the confmux run's (bench/run.ts): the native generator sends ChannelData */
   loadGenerator?: LoadGeneratorChoice;
+  /** as the bench's: the native generator's polling interval, µs (0: woken by each frame) [100] */
+  loadPollUs?: number;
 }
 
 export function coturnAvailable(): boolean {
@@ -334,7 +336,7 @@ export async function runCoturn(o: CoturnOptions): Promise<StepResult> {
   const unpin = o.pin ? pinSelf(loadCpus() ?? cpusOf('self')) : (): void => undefined;
   let native: NativeLoadGen | null;
   try {
-    native = chooseLoadGenerator(o.loadGenerator ?? 'auto', o.dataBytes, 'turn', o.log);
+    native = chooseLoadGenerator(o.loadGenerator ?? 'auto', o.dataBytes, 'turn', o.log, o.loadPollUs ?? DEFAULT_LOAD_POLL_US);
   } catch (err) {
     unpin();
     await Promise.all([stop(turn), stop(peer)]);

@@ -42,7 +42,13 @@ constexpr size_t kReadBuffer = 16384;  // a frame is at most 4096 bytes and its 
 // the sends due are made at most every 100 us (up to 8 frames at once at 1,500 streams); the
 // JavaScript generator's 1 ms timer sent up to 75 at once
 constexpr int64_t kSlotNs = 100000;
-constexpr size_t kMaxOut = 1 << 20;  // bytes queued for one stream when its socket is full
+constexpr size_t kMaxOut = 1 << 20;
+// while pacing, the thread polls its sockets at this interval by default instead of being woken by
+// each frame that arrives (start()'s pollUs; 0: woken by each): the bridge's send to a terminal then
+// queues the frame without waking this thread, as a send to a terminal on another machine does. On
+// loopback a send runs the receiver's network stack on the sender's CPU, its wake-up included; see
+// docs/performance.md "Fourth round"
+constexpr int64_t kDefaultPollNs = 100000;  // bytes queued for one stream when its socket is full
 constexpr uint64_t kTimerKey = 0;
 constexpr uint64_t kWakeKey = 1;
 constexpr uint64_t kFirstLane = 2;
@@ -117,6 +123,9 @@ struct LoadGen {
   std::atomic<bool> running{false};
   int ep = -1, wake = -1, timer = -1;
   size_t payloadBytes = 160;
+  int64_t pollNs = kDefaultPollNs;  // 0: block in epoll_wait, woken by each frame
+  // CLOCK_REALTIME minus CLOCK_MONOTONIC, for the kernel's receive timestamps (SO_TIMESTAMPNS)
+  int64_t realMinusMono = 0;
   // 0: confmux over WebSocket (the payload follows a 10-byte confmux header); 1: TURN ChannelData
   // on channel 0x4000 (RFC 8656 over TCP: padded to 4 bytes; the payload is the whole data)
   int framing = 0;
@@ -292,7 +301,7 @@ struct LoadGen {
       if (l->open) sendFrame(l, now);
       k++;
     }
-    if (k < total) {
+    if (k < total && pollNs == 0) {
       // frame k is due at t0 + k * 20 ms / n; woken no more often than every kSlotNs
       int64_t next = t0 + int64_t(double(k) * double(kFrameNs) / double(n)) + 1;
       if (next < now + kSlotNs) next = now + kSlotNs;
@@ -358,12 +367,29 @@ struct LoadGen {
     }
   }
 
+  // Reads what arrived; each read is timed by the kernel's receive time of its data (SO_TIMESTAMPNS,
+  // set in add()), so a round trip does not include the time the frame waited for this thread
   void readLane(Lane* l) {
     for (;;) {
-      ssize_t r = recv(l->fd, l->in.data() + l->have, l->in.size() - l->have, MSG_DONTWAIT);
+      iovec iov{l->in.data() + l->have, l->in.size() - l->have};
+      alignas(cmsghdr) char control[CMSG_SPACE(sizeof(timespec))];
+      msghdr msg{};
+      msg.msg_iov = &iov;
+      msg.msg_iovlen = 1;
+      msg.msg_control = control;
+      msg.msg_controllen = sizeof control;
+      ssize_t r = recvmsg(l->fd, &msg, MSG_DONTWAIT);
       if (r > 0) {
+        int64_t at = 0;
+        for (cmsghdr* cm = CMSG_FIRSTHDR(&msg); cm != nullptr; cm = CMSG_NXTHDR(&msg, cm)) {
+          if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_TIMESTAMPNS) {
+            timespec ts;
+            memcpy(&ts, CMSG_DATA(cm), sizeof ts);
+            at = int64_t(ts.tv_sec) * 1000000000LL + ts.tv_nsec - realMinusMono;
+          }
+        }
         l->have += size_t(r);
-        parse(l, nowNs());
+        parse(l, at > 0 ? at : nowNs());
         if (!l->open) return;
         continue;
       }
@@ -374,12 +400,33 @@ struct LoadGen {
     }
   }
 
+  void clockOffset() {
+    timespec real, mono;
+    clock_gettime(CLOCK_REALTIME, &real);
+    clock_gettime(CLOCK_MONOTONIC, &mono);
+    realMinusMono = (int64_t(real.tv_sec) - int64_t(mono.tv_sec)) * 1000000000LL + (real.tv_nsec - mono.tv_nsec);
+  }
+
   void loop() {
     epoll_event events[256];
+    int64_t tick = 0;
     while (running.load(std::memory_order_relaxed)) {
-      int m = epoll_wait(ep, events, 256, 1000);
+      // pacing with polling on: look at the sockets every pollNs (sleeping between), else block
+      bool polling = pollNs > 0 && k < total;
+      if (polling) {
+        int64_t now = nowNs();
+        if (tick == 0 || tick + pollNs < now) tick = now;
+        tick += pollNs;
+        timespec ts{time_t(tick / 1000000000LL), long(tick % 1000000000LL)};
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr) == EINTR) {
+        }
+      } else {
+        tick = 0;
+      }
+      int m = epoll_wait(ep, events, 256, polling ? 0 : 1000);
       if (m < 0 && errno != EINTR) break;
       std::lock_guard<std::mutex> lock(mu);
+      clockOffset();
       for (int i = 0; i < m; i++) {
         uint64_t key = events[i].data.u64;
         if (key == kTimerKey || key == kWakeKey) {
@@ -444,11 +491,12 @@ double arg(napi_env env, napi_value v) {
   return d;
 }
 
-// start(payloadBytes, framing): starts the thread (one at a time per process); framing 0 is
-// confmux over WebSocket, 1 TURN ChannelData
+// start(payloadBytes, framing, pollUs): starts the thread (one at a time per process); framing 0 is
+// confmux over WebSocket, 1 TURN ChannelData; pollUs: while pacing, look at the sockets every pollUs
+// (0 to 10,000; 0: woken by each frame that arrives)
 napi_value Start(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
+  size_t argc = 3;
+  napi_value argv[3];
   CHECK(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
   LoadGen* g = get(env);
   if (g->running.load()) {
@@ -460,6 +508,12 @@ napi_value Start(napi_env env, napi_callback_info info) {
     napi_throw_range_error(env, "LOADGEN", "payloadBytes must be 18 to 4086");
     return nullptr;
   }
+  double pollUs = argc >= 3 ? arg(env, argv[2]) : double(kDefaultPollNs / 1000);
+  if (!(pollUs >= 0 && pollUs <= 10000)) {
+    napi_throw_range_error(env, "LOADGEN", "pollUs must be 0 to 10000");
+    return nullptr;
+  }
+  g->pollNs = int64_t(pollUs * 1000);
   g->payloadBytes = size_t(payload);
   g->framing = argc >= 2 && arg(env, argv[1]) == 1 ? 1 : 0;
   g->frame.assign(8 + 10 + g->payloadBytes, 0xff);
@@ -495,6 +549,8 @@ napi_value Add(napi_env env, napi_callback_info info) {
   Lane* l = new Lane();
   l->fd = int(arg(env, argv[0]));
   l->index = uint32_t(arg(env, argv[1]));
+  int on = 1;
+  setsockopt(l->fd, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof on);
   std::lock_guard<std::mutex> lock(g->mu);
   l->pos = uint32_t(g->lanes.size());
   epoll_event ev{};

@@ -2,7 +2,8 @@
  * The bench's native load generator (native/loadgen.cc through bench/NativeLoadGen.ts), on a
  * loopback TCP connection standing for a bound audio connection: the frames it sends are the
  * JavaScript generator's, byte for byte (golden bytes and writeFrameHeader), paced at 50 a second;
- * it times the frames that come back, answers pings with masked pongs, and counts a close.
+ * it times the frames that come back, answers pings with masked pongs, and counts a close; while
+ * pacing it looks at its sockets every --load-poll-us and still times from the kernel's receive time.
  *
  * `npm test` builds the module (scripts/node.sh); this test fails if it is not there.
  */
@@ -138,4 +139,69 @@ test('native load generator, TURN framing: ChannelData on channel 0x4000 padded 
     gen.close();
     p.close();
   }
+});
+
+/**
+ * While pacing, the generator looks at its sockets every `pollUs` (bench --load-poll-us) instead of
+ * being woken by each frame; a round trip is still timed from the kernel's receive time of the echo,
+ * not from when the generator got to it. The "bridge" here echoes every frame at once and pings right
+ * after: the pong shows when the generator looked.
+ */
+async function pollRun(pollUs: number): Promise<{ rttP99: number; samples: number; pongDelays: number[] }> {
+  const native = loadNativeLoadGen();
+  assert.ok(typeof native !== 'string', String(native));
+  const gen = new NativeLoadGen(native, 160, 'websocket', pollUs);
+  const p = await pair();
+  // as ws's sockets: without Nagle (a pong held back behind a delayed ACK would hold up the next frame)
+  p.server.setNoDelay(true);
+  p.client.setNoDelay(true);
+  const pongDelays: number[] = [];
+  let pingAt = 0;
+  let seen = 0;
+  p.server.on('data', () => {
+    const bytes = p.received();
+    while (seen < bytes.length) {
+      if (bytes[seen] === 0x82 && seen + 178 <= bytes.length) {
+        // a frame: echoed as a server frame, with a ping behind it in the same write (one ping
+        // in flight at a time)
+        const echo = Buffer.concat([hex('82 7e 00aa'), bytes.subarray(seen + 8, seen + 178)]);
+        if (pingAt === 0) {
+          pingAt = monotonicMs();
+          p.server.write(Buffer.concat([echo, hex('89 00')]));
+        } else p.server.write(echo);
+        seen += 178;
+      } else if (bytes[seen] === 0x8a && seen + 6 <= bytes.length) {
+        pongDelays.push(monotonicMs() - pingAt);
+        pingAt = 0;
+        seen += 6;
+      } else break;
+    }
+  });
+  try {
+    assert.equal(gen.add(p.client, 1), true);
+    // measured from 100 ms on: the kernel turns receive timestamps on a moment after the first
+    // socket asks (until then a read is timed when it is made)
+    await gen.pace(700, 100, 10_000);
+    await new Promise((r) => setTimeout(r, 50));
+    const s = gen.stats();
+    return { rttP99: s.rtt.p99, samples: s.rtt.samples, pongDelays };
+  } finally {
+    gen.close();
+    p.close();
+  }
+}
+
+test('native load generator --load-poll-us: while pacing it looks every interval, not at each frame; round trips from the kernel receive time', async () => {
+  const mean = (a: number[]): number => a.reduce((x, y) => x + y, 0) / a.length;
+  const polled = await pollRun(10_000);
+  assert.ok(polled.samples >= 25, `samples ${polled.samples}`);
+  assert.ok(polled.pongDelays.length >= 10, `pongs ${polled.pongDelays.length}`);
+  // the ping waits for the generator's next look, up to 10 ms
+  assert.ok(mean(polled.pongDelays) >= 4, `pong delays ${polled.pongDelays.map((d) => d.toFixed(1)).join(' ')} ms`);
+  // the echo waited just as long in the socket, and the round trip does not include it
+  assert.ok(polled.rttP99 < 5, `round trip p99 ${polled.rttP99} ms`);
+  const woken = await pollRun(0);
+  assert.ok(woken.pongDelays.length >= 10, `pongs ${woken.pongDelays.length}`);
+  assert.ok(mean(woken.pongDelays) < 4, `woken by each frame: pong delays ${woken.pongDelays.map((d) => d.toFixed(1)).join(' ')} ms`);
+  assert.ok(woken.rttP99 < 5, `round trip p99 ${woken.rttP99} ms`);
 });
