@@ -102,6 +102,10 @@ struct Conn {
   bool rtpFirst = true;
   uint32_t legBytesPerSample = 1;
   uint32_t legMaxPayload = 1024;
+  // WebSocket leg: server.mediaPumpStaleMs in the leg's samples (0: no age check), and the bytes
+  // that many take (as staleSamples, for the media server's side)
+  uint64_t legStaleSamples = 0;
+  size_t legStaleScanBytes = 0;
   // frame rate from the terminal
   double tokens = 0, ratePerNs = 0, burst = 0;
   int64_t last = 0;
@@ -651,6 +655,33 @@ struct Pump {
     return 0;
   }
 
+  // The same for a WebSocket leg (chan_websocket): audio from the media server comes over TCP too,
+  // binary frames of bare payload in the leg's format. Scans up to the first frame it would hand back.
+  size_t legStaleBefore(Conn* c, const uint8_t* base, size_t len) {
+    if (c->legStaleSamples == 0 || len <= c->legStaleScanBytes) return 0;
+    constexpr int kScan = 512;
+    size_t offs[kScan];
+    uint32_t samples[kScan];
+    int k = 0;
+    size_t o = 0;
+    while (o < len && k < kScan) {
+      size_t header;
+      uint64_t n;
+      if (!frameHeader(base + o, len - o, &header, &n)) break;
+      if (base[o] != 0x82 || (base[o + 1] & 0x80) != 0 || n > 4096 || len - o < header + n) break;
+      offs[k] = o;
+      samples[k] = uint32_t(n / c->legBytesPerSample);
+      k++;
+      o += header + size_t(n);
+    }
+    uint64_t newest = 0;
+    for (int i = k - 1; i >= 0; i--) {
+      newest += samples[i];
+      if (newest > c->legStaleSamples) return offs[i] + 1;
+    }
+    return 0;
+  }
+
   void onTcp(Conn* c) {
     // the time of the last segment read: frames read together count from it (a slight under-estimate)
     size_t len = readStream(c, c->tcp, c->rest, rbuf, &arrival);
@@ -711,6 +742,7 @@ struct Pump {
     int64_t at = 0;
     size_t len = readStream(c, c->leg, c->legRest, base, &at);
     if (len == 0) return;
+    size_t stale = legStaleBefore(c, base, len);
     size_t o = 0;
     while (o < len) {
       size_t avail = len - o;
@@ -733,7 +765,14 @@ struct Pump {
         size = convertPayload(c->convert, false, payload, size, out, &c->downLast);
         payload = out;
       }
-      if (size > 0) {
+      if (size > 0 && o < stale) {
+        // more than staleMs of audio in one read: the older frames are late, dropped as from a UDP
+        // leg (the terminal sees the gap in seq and timestamp)
+        c->seq = uint16_t(c->seq + 1);
+        c->timestamp += uint32_t(size / c->bytesPerSample);
+        c->downLast = downLast;
+        bump(kDroppedStale);
+      } else if (size > 0) {
         if (relayToTerminal(c, payload, size)) {
           if (at != 0) down.add(realNowNs() - at);
         } else {
@@ -1058,6 +1097,11 @@ napi_value Attach(napi_env env, napi_callback_info info) {
   if (p->staleNs > 0 && sampleRate > 0) {
     c->staleSamples = uint64_t(double(p->staleNs) * sampleRate / 1e9);
     c->staleScanBytes = size_t(c->staleSamples * c->bytesPerSample);
+  }
+  double legSampleRate = numberProp(env, o, "legSampleRate", 0);
+  if (p->staleNs > 0 && c->wsLeg && legSampleRate > 0) {
+    c->legStaleSamples = uint64_t(double(p->staleNs) * legSampleRate / 1e9);
+    c->legStaleScanBytes = size_t(c->legStaleSamples * c->legBytesPerSample);
   }
   std::string host = stringProp(env, o, "remoteHost");
   uint16_t port = uint16_t(numberProp(env, o, "remotePort", 0));

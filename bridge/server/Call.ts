@@ -371,6 +371,7 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
         stream: this.audioStream,
         bytesPerSample: this.codec.bytesPerSample,
         sampleRate: this.codec.sampleRate,
+        legSampleRate: this.leg.format.sampleRate,
         seq: this.seq,
         timestamp: this.timestamp,
         marker: this.marker,

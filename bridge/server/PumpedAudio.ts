@@ -99,6 +99,8 @@ export interface PumpedAudioOptions {
   bytesPerSample: number;
   /** the terminal codec's samples per second: frames from the terminal are dropped for age by their media time (server.mediaPumpStaleMs; absent: never) */
   sampleRate?: number;
+  /** the leg's format's samples per second: on a WebSocket leg, audio from the media server is dropped for age by its media time the same way (absent: never) */
+  legSampleRate?: number;
   seq: number;
   timestamp: number;
   marker: boolean;
@@ -205,6 +207,7 @@ export class PumpedAudio {
         stream: o.stream,
         bytesPerSample: o.bytesPerSample,
         sampleRate: o.sampleRate ?? 0,
+        legSampleRate: o.legSampleRate ?? 0,
         seq: o.seq,
         timestamp: o.timestamp,
         marker: o.marker,

@@ -806,7 +806,7 @@ interface WsRig {
   close(): void;
 }
 
-async function wsRig(): Promise<WsRig> {
+async function wsRig(options: Partial<PumpedAudioOptions> = {}): Promise<WsRig> {
   const { default: WebSocketClient } = await import('ws');
   // the "media server": a raw TCP peer that answers one WebSocket handshake, then speaks bytes
   const { createServer } = await import('node:net');
@@ -839,7 +839,7 @@ async function wsRig(): Promise<WsRig> {
   const accepted = once(wss, 'connection');
   const terminal = await RawTerminal.open(port);
   const [ws] = (await accepted) as [WebSocket];
-  const pumped = pump.attach(ws, rawSocket(ws)!, { kind: 'websocket', ws: legClient, tcp: rawSocket(legClient)!, bytesPerSample: 2, maxPayload: 4096 }, { ...OPTIONS, codecId: 1, bytesPerSample: 2 }, () => undefined);
+  const pumped = pump.attach(ws, rawSocket(ws)!, { kind: 'websocket', ws: legClient, tcp: rawSocket(legClient)!, bytesPerSample: 2, maxPayload: 4096 }, { ...OPTIONS, codecId: 1, bytesPerSample: 2, ...options }, () => undefined);
   assert.ok(pumped, 'the pump took the terminal and the WebSocket leg');
   return {
     terminal,
@@ -882,6 +882,39 @@ test('WebSocket leg: frames from the terminal reach the media server as masked b
     assert.deepEqual(r.legMessages, [], 'nothing went through the leg\'s ws while pumped');
   } finally {
     r.close();
+  }
+});
+
+test('WebSocket leg: one read bringing more than server.mediaPumpStaleMs (100 ms) of the media server\'s audio: the older frames are dropped and counted, seq and timestamp skip them, golden bytes', async () => {
+  // L16/8000 both sides: 100 ms is 800 samples, the newest 5 frames of 160 (320 bytes); one write, so one read
+  const frames = (from: number, to: number): Buffer => {
+    const out: Buffer[] = [];
+    for (let i = from; i <= to; i++) out.push(Buffer.concat([hex('82 7e 0140'), Buffer.alloc(320, i)]));
+    return Buffer.concat(out);
+  };
+  // what the terminal gets for frame i: seq 5 + i - 1, timestamp 1000 + (i - 1) * 160, the marker on the first sent
+  const expected = (i: number, marker: boolean): string =>
+    `827e014a100001${marker ? '01' : '00'}${(5 + i - 1).toString(16).padStart(4, '0')}${(1000 + (i - 1) * 160).toString(16).padStart(8, '0')}${Buffer.alloc(320, i).toString('hex')}`;
+  const r = await wsRig({ legSampleRate: 8000 });
+  try {
+    const before = native.stats()[PUMP_STAT.droppedStale]!;
+    r.server.write(frames(1, 8));
+    for (let i = 4; i <= 8; i++) assert.equal((await r.terminal.take(334)).toString('hex'), expected(i, i === 4), `frame ${i}`);
+    assert.equal(native.stats()[PUMP_STAT.droppedStale]! - before, 3);
+    // a frame on its own afterwards is not stale: it follows on
+    r.server.write(frames(9, 9));
+    assert.equal((await r.terminal.take(334)).toString('hex'), expected(9, false));
+    assert.deepEqual(r.legMessages, []);
+  } finally {
+    r.close();
+  }
+  // without the leg's sample rate the pump cannot tell the media time: all 8 go through
+  const all = await wsRig();
+  try {
+    all.server.write(frames(1, 8));
+    for (let i = 1; i <= 8; i++) assert.equal((await all.terminal.take(334)).toString('hex'), expected(i, i === 1), `frame ${i}`);
+  } finally {
+    all.close();
   }
 });
 
