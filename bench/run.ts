@@ -111,6 +111,8 @@ export interface StepResult {
   bridgeUserCpu?: number;
   /** the load generator's CPU in the window, as a fraction of one core */
   loadCpu: number;
+  /** the UDP echo peer's CPU in the window, as a fraction of one core (with udpEcho) */
+  echoPeerCpu?: number;
   /** bridge CPU seconds per relayed message (each frame counts once in each direction) */
   cpuMicrosPerMessage: number;
   bridgeRssBytes: number;
@@ -540,6 +542,9 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       const before = load.counts();
       let cpu0 = 0;
       let user0 = 0;
+      // the echo peer's CPU seconds at the window's start and end (with --udp-echo)
+      let peer0 = 0;
+      let peer1 = 0;
       let user1 = 0;
       let load0 = process.cpuUsage();
       const relayCore = options.pin ? Number(RELAY_CPUS) : null;
@@ -553,6 +558,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         cpu0 = cpuSeconds(bridge.pids);
         user0 = cpuSplit(bridge.pids).user;
         load0 = process.cpuUsage();
+        if (udpPeer) peer0 = cpuSeconds(udpPeer.pid);
         bridge.child.stdin!.write('reset\n');
         loadDelay.reset();
       }, warmup * 1000);
@@ -565,6 +571,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         cpu1 = cpuSeconds(bridge.pids);
         user1 = cpuSplit(bridge.pids).user;
         load1 = process.cpuUsage(load0);
+        if (udpPeer) peer1 = cpuSeconds(udpPeer.pid);
         rss = rssBytes(bridge.pids);
       }, (warmup + options.seconds) * 1000);
       await load.pace((warmup + options.seconds) * 1000 + 5, warmup * 1000, options.seconds * 1000);
@@ -576,6 +583,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         cpu1 = cpuSeconds(bridge.pids);
         user1 = cpuSplit(bridge.pids).user;
         load1 = process.cpuUsage(load0);
+        if (udpPeer) peer1 = cpuSeconds(udpPeer.pid);
         rss = rssBytes(bridge.pids);
       }
       const bridgeLoop = await bridgeStats(bridge);
@@ -604,6 +612,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         bridgeCpu,
         bridgeUserCpu: (user1 - user0) / windowS,
         loadCpu: (load1.user + load1.system) / 1e6 / windowS,
+        ...(udpPeer ? { echoPeerCpu: (peer1 - peer0) / windowS } : {}),
         cpuMicrosPerMessage: messages > 0 ? ((cpu1 - cpu0) / messages) * 1e6 : NaN,
         bridgeRssBytes: rss,
         rssPerTerminalBytes: (rss - result.baselineRssBytes) / target,
@@ -665,7 +674,7 @@ export function formatStep(s: StepResult): string {
     `streams ${s.streams}`,
     `msg/s to bridge ${Math.round(s.sentPerSecond)}, from bridge ${Math.round(s.receivedPerSecond)}`,
     `lost ${s.lost}/${s.sent}${s.bridgeDropped ? ` (bridge dropped ${s.bridgeDropped})` : ''}`,
-    `bridge CPU ${f2(s.bridgeCpu)} core (${f2(s.cpuMicrosPerMessage)} µs/msg; user space ${f2(s.bridgeUserCpu ?? NaN)} core), load generator ${f2(s.loadCpu)} core`,
+    `bridge CPU ${f2(s.bridgeCpu)} core (${f2(s.cpuMicrosPerMessage)} µs/msg; user space ${f2(s.bridgeUserCpu ?? NaN)} core), load generator ${f2(s.loadCpu)} core${s.echoPeerCpu !== undefined ? `, echo peer ${f2(s.echoPeerCpu)} core` : ''}`,
     ...(s.relayCoreBusy !== undefined ? [`the bridge's CPU (--pin) busy ${f2(s.relayCoreBusy)} of the window (the bridge, and the kernel's interrupt work on that CPU)`] : []),
     `bridge RSS ${f1(s.bridgeRssBytes / 1048576)} MiB, ${f1(s.rssPerTerminalBytes / 1024)} kB per terminal`,
     `round trip p50 ${f2(s.rttMs.p50)} p99 ${f2(s.rttMs.p99)} p999 ${f2(s.rttMs.p999)} max ${f2(s.rttMs.max)} ms (one way ≈ half: p99 ${f2(s.rttMs.p99 / 2)} ms)`,

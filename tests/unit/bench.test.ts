@@ -94,6 +94,8 @@ test('bench --udp-echo: every frame goes through a UDP socket to the echo peer a
   assert.equal(s.lost, 0, `lost ${s.lost} of ${s.sent}`);
   assert.equal(s.received, s.sent);
   assert.ok(s.rttMs.samples > 0 && s.rttMs.max < 2000);
+  // the echo peer echoed 2,000 datagrams in the window: some CPU, well under a core
+  assert.ok(s.echoPeerCpu !== undefined && s.echoPeerCpu > 0 && s.echoPeerCpu < 1, `echo peer CPU ${s.echoPeerCpu}`);
 });
 
 test('bench --udp-echo --pin: the bridge runs on CPU 0 alone, the load generator and the echo peer on the others; nothing lost; the affinity is given back', { skip: !coturnAvailable() ? 'needs coturn (turnutils_peer)' : availableParallelism() < 2 ? 'needs two CPUs' : false }, async () => {
