@@ -391,6 +391,9 @@ struct LoadGen {
         l->have += size_t(r);
         parse(l, at > 0 ? at : nowNs());
         if (!l->open) return;
+        // less than there was room for: the socket is drained (epoll says so again if not), so no
+        // second call just to hear EAGAIN
+        if (size_t(r) < iov.iov_len) return;
         continue;
       }
       if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;

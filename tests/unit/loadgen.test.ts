@@ -78,9 +78,14 @@ test('native load generator: paced frames are the JavaScript generator\'s bytes;
       assert.equal(f.readUInt32LE(30), n);
       assert.ok(f.subarray(34).every((b) => b === 0xff));
     }
-    // the frames 20 ms apart (1 lane, 50 a second), give or take the machine
-    const gap = bytes.readDoubleLE(178 + 18) - bytes.readDoubleLE(18);
-    assert.ok(gap >= 19 && gap <= 40, `gap ${gap} ms`);
+    // paced at 50 a second on the one lane: frame n never before 20 n ms from the start (`before`
+    // is taken just ahead of it), and the three within 40 ms plus the machine's delays
+    for (let n = 0; n < 3; n++) {
+      const sentAt = bytes.readDoubleLE(n * 178 + 18);
+      assert.ok(sentAt >= before + 20 * n - 0.01, `frame ${n} sent ${(sentAt - before).toFixed(2)} ms after the start, not before ${20 * n}`);
+    }
+    const span = bytes.readDoubleLE(2 * 178 + 18) - bytes.readDoubleLE(18);
+    assert.ok(span >= 30 && span <= 80, `frames 0 to 2 span ${span} ms`);
 
     // back from the "bridge": the first frame as a server frame (not masked), then a ping
     const echoed = Buffer.concat([hex('82 7e 00aa'), bytes.subarray(8, 178)]);
@@ -147,7 +152,7 @@ test('native load generator, TURN framing: ChannelData on channel 0x4000 padded 
  * not from when the generator got to it. The "bridge" here echoes every frame at once and pings right
  * after: the pong shows when the generator looked.
  */
-async function pollRun(pollUs: number): Promise<{ rttP99: number; samples: number; pongDelays: number[] }> {
+async function pollRun(pollUs: number): Promise<{ rttP50: number; samples: number; pongDelays: number[] }> {
   const native = loadNativeLoadGen();
   assert.ok(typeof native !== 'string', String(native));
   const gen = new NativeLoadGen(native, 160, 'websocket', pollUs);
@@ -184,7 +189,7 @@ async function pollRun(pollUs: number): Promise<{ rttP99: number; samples: numbe
     await gen.pace(700, 100, 10_000);
     await new Promise((r) => setTimeout(r, 50));
     const s = gen.stats();
-    return { rttP99: s.rtt.p99, samples: s.rtt.samples, pongDelays };
+    return { rttP50: s.rtt.p50, samples: s.rtt.samples, pongDelays };
   } finally {
     gen.close();
     p.close();
@@ -196,12 +201,15 @@ test('native load generator --load-poll-us: while pacing it looks every interval
   const polled = await pollRun(10_000);
   assert.ok(polled.samples >= 25, `samples ${polled.samples}`);
   assert.ok(polled.pongDelays.length >= 10, `pongs ${polled.pongDelays.length}`);
-  // the ping waits for the generator's next look, up to 10 ms
-  assert.ok(mean(polled.pongDelays) >= 4, `pong delays ${polled.pongDelays.map((d) => d.toFixed(1)).join(' ')} ms`);
-  // the echo waited just as long in the socket, and the round trip does not include it
-  assert.ok(polled.rttP99 < 5, `round trip p99 ${polled.rttP99} ms`);
   const woken = await pollRun(0);
   assert.ok(woken.pongDelays.length >= 10, `pongs ${woken.pongDelays.length}`);
-  assert.ok(mean(woken.pongDelays) < 4, `woken by each frame: pong delays ${woken.pongDelays.map((d) => d.toFixed(1)).join(' ')} ms`);
-  assert.ok(woken.rttP99 < 5, `round trip p99 ${woken.rttP99} ms`);
+  // polling, the ping waits for the generator's next look (the frames go out on a look, their echo
+  // and the ping arrive just after it: close to the whole 10 ms); woken, it is answered at once
+  const show = (a: number[]): string => a.map((d) => d.toFixed(1)).join(' ');
+  assert.ok(mean(polled.pongDelays) >= 4, `polling: pong delays ${show(polled.pongDelays)} ms`);
+  assert.ok(mean(polled.pongDelays) >= mean(woken.pongDelays) + 3, `polling: pong delays ${show(polled.pongDelays)} ms; woken: ${show(woken.pongDelays)} ms`);
+  // the echo waited just as long in the socket, and the round trip does not include it (timed from
+  // the kernel's receive time, else its median would be close to 10 ms)
+  assert.ok(polled.rttP50 < 3, `polling: round trip p50 ${polled.rttP50} ms`);
+  assert.ok(woken.rttP50 < 3, `woken: round trip p50 ${woken.rttP50} ms`);
 });
