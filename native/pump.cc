@@ -109,6 +109,9 @@ struct Conn {
   size_t legStaleScanBytes = 0;
   // frame rate from the terminal
   double tokens = 0, ratePerNs = 0, burst = 0;
+  // frames dropped for the rate, at the same rate, up to floodBurst (0: no limit): a terminal that
+  // overruns it is handed back, and JavaScript closes it (RATE_LIMITED), as on the JavaScript path
+  double floodTokens = 0, floodBurst = 0;
   int64_t last = 0;
   size_t highWater = 65536;
   // state
@@ -474,9 +477,12 @@ struct Pump {
 
   bool takeToken(Conn* c) {
     int64_t now = nowNs();
-    double t = c->tokens + double(now - c->last) * c->ratePerNs;
+    double add = double(now - c->last) * c->ratePerNs;
     c->last = now;
+    double t = c->tokens + add;
     c->tokens = t > c->burst ? c->burst : t;
+    double f = c->floodTokens + add;
+    c->floodTokens = f > c->floodBurst ? c->floodBurst : f;
     if (c->tokens < 1) return false;
     c->tokens -= 1;
     return true;
@@ -488,6 +494,11 @@ struct Pump {
   bool mediaFromTerminal(Conn* c, uint8_t* p, size_t n, bool stale) {
     if (n <= 10 || p[0] != 0x10 || p[2] != c->codec) return false;
     if (!takeToken(c)) {
+      if (c->floodBurst > 0) {
+        // far over the rate for long: JavaScript takes it from this frame on and closes it
+        if (c->floodTokens < 1) return false;
+        c->floodTokens -= 1;
+      }
       bump(kDroppedRateLimit);
       return true;
     }
@@ -1143,6 +1154,8 @@ napi_value Attach(napi_env env, napi_callback_info info) {
   c->ratePerNs = numberProp(env, o, "framesPerSecond", 100) / 1e9;
   c->burst = numberProp(env, o, "burst", 50);
   c->tokens = numberProp(env, o, "tokens", c->burst);
+  c->floodBurst = numberProp(env, o, "floodBurst", 0);
+  c->floodTokens = numberProp(env, o, "floodTokens", c->floodBurst);
   c->last = nowNs();
   c->highWater = size_t(numberProp(env, o, "highWaterBytes", 65536));
   c->alive = numberProp(env, o, "alive", 1) != 0;
@@ -1251,6 +1264,7 @@ napi_value Detach(napi_env env, napi_callback_info info) {
   setNumber(env, o, "rtpSeq", c->rtpSeq);
   setNumber(env, o, "rtpTimestamp", c->rtpTimestamp);
   setNumber(env, o, "tokens", c->tokens);
+  setNumber(env, o, "floodTokens", c->floodTokens);
   setNumber(env, o, "upLast", c->upLast);
   setNumber(env, o, "downLast", c->downLast);
   napi_value b;

@@ -49,6 +49,12 @@ export interface CallEvents {
 
 /** tries to put a bound audio connection on the pump while its leg gets ready (5 s) */
 const PUMP_RETRIES = 20;
+/**
+ * A media connection is closed (RATE_LIMITED) once the rate limit has dropped this many seconds'
+ * worth of its frames beyond what the same rate refills: a terminal catching up after a stall of
+ * a few seconds is not; one sending many times its rate for seconds is (docs/configuration.md).
+ */
+const FLOOD_SECONDS = 10;
 
 /**
  * The terminal a call belongs to. The call tells it of each event directly, before the call's own
@@ -91,6 +97,13 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
   private audioBucket: TokenBucket;
   /** video frames from the terminal (a call with video only) */
   private readonly videoBucket: TokenBucket | null;
+  /**
+   * Frames the rate limits dropped, refilled at the same rate, up to FLOOD_SECONDS of it: a terminal
+   * that overruns them sends far more than its call's rate for long (a catch-up after a stall does
+   * not), and is closed with RATE_LIMITED rather than left to take the relay's time from the others.
+   */
+  private readonly audioFlood: TokenBucket;
+  private readonly videoFlood: TokenBucket | null;
   private seq = 0;
   private timestamp = 0;
   private marker = true;
@@ -127,6 +140,7 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
     this.up = new AudioConverter(codec, leg.format);
     this.down = new AudioConverter(leg.format, codec);
     this.audioBucket = new TokenBucket(limits.audioFramesPerSecond, Math.ceil(limits.audioFramesPerSecond / 2));
+    this.audioFlood = new TokenBucket(limits.audioFramesPerSecond, limits.audioFramesPerSecond * FLOOD_SECONDS);
     leg.on('ringing', () => {
       this.owner.callRinging(this);
       this.emit('ringing');
@@ -146,6 +160,7 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
     leg.onAudio = (payload) => this.toTerminal(payload);
     this.videoCodec = leg.videoFormat ?? null;
     this.videoBucket = this.videoCodec ? new TokenBucket(limits.videoFramesPerSecond, Math.ceil(limits.videoFramesPerSecond / 2)) : null;
+    this.videoFlood = this.videoCodec ? new TokenBucket(limits.videoFramesPerSecond, limits.videoFramesPerSecond * FLOOD_SECONDS) : null;
     // a call whose audio never binds (the terminal gave up half-way) must not stay up for ever
     if (!contentOnly) {
       this.unboundTimer = setTimeout(() => {
@@ -288,6 +303,7 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
     if (data[2] !== codec.id) return this.refuse(ws, 'BAD_FRAME', `codec id ${data[2]} is not the call's video codec ${codec.id} (${codec.name})`);
     if (!this.videoBucket!.take()) {
       mediaStats.droppedRateLimit++;
+      if (!this.videoFlood!.take()) return this.refuse(ws, 'RATE_LIMITED', `video frames far above limits.videoFramesPerSecond (${this.limits.videoFramesPerSecond}) for long`);
       return;
     }
     mediaStats.videoFromTerminals++;
@@ -379,6 +395,8 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
         framesPerSecond: this.limits.audioFramesPerSecond,
         burst: this.audioBucket.burstSize,
         tokens: this.audioBucket.level,
+        floodBurst: this.audioFlood.burstSize,
+        floodTokens: this.audioFlood.level,
         highWaterBytes: this.limits.sendHighWaterBytes,
         alive: ws.confmuxAlive !== false,
         convert,
@@ -392,6 +410,7 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
         this.timestamp = state.timestamp;
         this.marker = state.marker;
         this.audioBucket.setLevel(state.tokens);
+        this.audioFlood.setLevel(state.floodTokens);
         ws.confmuxAlive = state.alive;
         delete ws.confmuxHeartbeat;
         if (this.pumped === pumped) this.pumped = null;
@@ -453,6 +472,7 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
     if (buf[start + 2] !== this.codec.id) return this.refuse(ws, 'BAD_FRAME', `codec id ${buf[start + 2]} is not the call's codec ${this.codec.id} (${this.codec.name})`);
     if (!this.audioBucket.take()) {
       mediaStats.droppedRateLimit++;
+      if (!this.audioFlood.take()) return this.refuse(ws, 'RATE_LIMITED', `audio frames far above limits.audioFramesPerSecond (${this.limits.audioFramesPerSecond}) for long`);
       return;
     }
     mediaStats.framesFromTerminals++;

@@ -83,6 +83,7 @@ export interface NativeDetached {
   rtpTimestamp: number;
   rtpFirst: boolean;
   tokens: number;
+  floodTokens: number;
   upLast: number;
   downLast: number;
   alive: boolean;
@@ -108,6 +109,9 @@ export interface PumpedAudioOptions {
   framesPerSecond: number;
   burst: number;
   tokens: number;
+  /** frames the rate limit may drop before the terminal is closed (RATE_LIMITED), refilled at framesPerSecond (0: never closed) */
+  floodBurst?: number;
+  floodTokens?: number;
   highWaterBytes: number;
   alive: boolean;
   /** the terminal's codec to and from the leg's format (none when absent) */
@@ -126,6 +130,7 @@ export interface PumpedAudioState {
   timestamp: number;
   marker: boolean;
   tokens: number;
+  floodTokens: number;
   alive: boolean;
   upLast: number;
   downLast: number;
@@ -226,6 +231,8 @@ export class PumpedAudio {
         framesPerSecond: o.framesPerSecond,
         burst: o.burst,
         tokens: o.tokens,
+        floodBurst: o.floodBurst ?? 0,
+        floodTokens: o.floodTokens ?? o.floodBurst ?? 0,
         highWaterBytes: o.highWaterBytes,
         alive: o.alive,
         convert: o.convert ?? PUMP_CONVERT.none,
@@ -279,7 +286,7 @@ export class PumpedAudio {
     this.unguard(this.legSide);
     const leg = this.leg;
     if (state !== null && leg.kind === 'udp' && leg.rtp !== null) leg.resume({ payloadType: leg.rtp.payloadType, seq: state.rtpSeq, timestamp: state.rtpTimestamp, ssrc: leg.rtp.ssrc, first: state.rtpFirst });
-    if (state !== null) this.onReleased({ seq: state.seq, timestamp: state.timestamp, marker: state.marker, tokens: state.tokens, alive: state.alive, upLast: state.upLast, downLast: state.downLast });
+    if (state !== null) this.onReleased({ seq: state.seq, timestamp: state.timestamp, marker: state.marker, tokens: state.tokens, floodTokens: state.floodTokens, alive: state.alive, upLast: state.upLast, downLast: state.downLast });
     this.resume(this.legSide, 'leg', trigger, state?.legRest ?? null);
     this.resume(this.terminal, 'tcp', trigger, state?.rest ?? null);
   }

@@ -5,7 +5,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
-import { PASSWORD, startBridge, stopBridge, type Bridge } from '../../bench/run.ts';
+import { createSocket, type RemoteInfo } from 'node:dgram';
+import { PASSWORD, bridgeStats, startBridge, stopBridge, type Bridge } from '../../bench/run.ts';
 import { FRAME_HEADER_BYTES, readFrameHeader, writeFrameHeader } from '../../bridge/protocol/frame.ts';
 
 async function inCall(bridge: Bridge, number: string): Promise<{ ctl: WebSocket; audio: WebSocket; frames: Buffer[]; closed: Promise<number> }> {
@@ -73,5 +74,66 @@ test('media path: frames come back through the echo; bad input refused with its 
     }
   } finally {
     await stopBridge(bridge);
+  }
+});
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * A terminal catching up after a stall (5 s of frames at once) has the excess dropped and goes on;
+ * one sending far above its call's rate for long (3,000 frames at once: the rate limit drops more
+ * than 10 seconds' worth at limits.audioFramesPerSecond, 100) is closed with RATE_LIMITED.
+ */
+async function floodCase(bridge: Bridge, number: string, pumped: () => Promise<boolean>): Promise<void> {
+  const c = await inCall(bridge, number);
+  try {
+    // first frames echoed: the call's media flows (and, on the pump path, the pump has taken it)
+    c.audio.send(frame(0, 160, 0));
+    const deadline = Date.now() + 5000;
+    while ((c.frames.length === 0 || !(await pumped())) && Date.now() < deadline) {
+      c.audio.send(frame(0, 160, 1));
+      await sleep(40);
+    }
+    assert.ok(await pumped(), 'on the expected path');
+    for (let i = 0; i < 250; i++) c.audio.send(frame(0, 160, 2 + i));
+    await sleep(300);
+    c.frames.length = 0;
+    for (let i = 0; i < 5; i++) {
+      c.audio.send(frame(0, 160, 300 + i));
+      await sleep(20);
+    }
+    const back = Date.now() + 3000;
+    while (c.frames.length < 5 && Date.now() < back) await sleep(10);
+    assert.equal(c.frames.length, 5, 'after the catch-up burst the call goes on');
+    assert.equal(c.audio.readyState, WebSocket.OPEN);
+    for (let i = 0; i < 3000; i++) c.audio.send(frame(0, 160, 400 + i));
+    const code = await Promise.race([c.closed, sleep(5000).then(() => 0)]);
+    assert.equal(code, 4429, 'the flood is closed with RATE_LIMITED');
+  } finally {
+    c.audio.terminate();
+    c.ctl.close();
+  }
+}
+
+test('media path (JavaScript): a catch-up burst is dropped down to the rate and the call goes on; a flood far above it for long is closed with RATE_LIMITED (4429)', async () => {
+  const bridge = await startBridge({ CONFMUX_BENCH_MEDIA_PUMP: 'off' });
+  try {
+    await floodCase(bridge, '5201', async () => true);
+  } finally {
+    await stopBridge(bridge);
+  }
+});
+
+test('media path (native pump): the same: a catch-up burst goes on, a flood is handed back and closed with RATE_LIMITED (4429)', async () => {
+  // the "media server": echoes every datagram to the leg it came from
+  const peer = createSocket('udp4');
+  peer.on('message', (m: Buffer, from: RemoteInfo) => peer.send(m, from.port, from.address));
+  await new Promise<void>((r) => peer.bind(0, '127.0.0.1', r));
+  const bridge = await startBridge({ CONFMUX_BENCH_UDP_PEER: `127.0.0.1:${peer.address().port}`, CONFMUX_BENCH_MEDIA_PUMP: 'on' });
+  try {
+    await floodCase(bridge, '5202', async () => (await bridgeStats(bridge))?.pumped === 1);
+  } finally {
+    await stopBridge(bridge);
+    peer.close();
   }
 });

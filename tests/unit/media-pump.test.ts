@@ -299,7 +299,7 @@ test('media server to terminal: RTP becomes a WebSocket frame with the confmux h
     assert.equal((await r.terminal.take(14)).toString('hex'), hex('820c 10 00 00 00 0006 000003eb ddee').toString('hex'));
     await r.terminal.quiet(100);
     r.pumped.release();
-    assert.deepEqual(r.released[0], { seq: 7, timestamp: 1005, marker: false, tokens: r.released[0]!.tokens, alive: true, upLast: 0, downLast: 0 });
+    assert.deepEqual(r.released[0], { seq: 7, timestamp: 1005, marker: false, tokens: r.released[0]!.tokens, floodTokens: 0, alive: true, upLast: 0, downLast: 0 });
   } finally {
     await r.close();
   }
