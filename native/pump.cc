@@ -684,10 +684,14 @@ struct Pump {
   // A TCP read has one receive time (its last segment's), so the age of each frame in it is not
   // known; the frames' own media time is. When one read brings more media than staleMs of audio
   // (the pump was behind on this connection, or the machine stalled), the frames before the newest
-  // staleMs of it are stale. Returns the offset before which media frames are dropped (0: none).
-  // Scans only whole frames the pump will handle, up to the first it would hand back.
-  size_t staleBefore(Conn* c, size_t len) {
-    if (c->staleSamples == 0 || len <= c->staleScanBytes) return 0;
+  // staleMs of it are stale. Returns the offset in buf before which media frames are dropped (0:
+  // none). Scans only whole frames the pump will handle, up to the first it would hand back: from
+  // the terminal (`leg` false) masked frames with the confmux header, pings and pongs; from a
+  // WebSocket leg (chan_websocket, `leg` true) unmasked binary frames of bare payload in the leg's
+  // format.
+  size_t staleBefore(Conn* c, const uint8_t* buf, size_t len, bool leg) {
+    uint64_t limit = leg ? c->legStaleSamples : c->staleSamples;
+    if (limit == 0 || len <= (leg ? c->legStaleScanBytes : c->staleScanBytes)) return 0;
     constexpr int kScan = 512;
     size_t offs[kScan];
     uint32_t samples[kScan];
@@ -696,10 +700,17 @@ struct Pump {
     while (o < len && k < kScan) {
       size_t header;
       uint64_t n;
-      if (!frameHeader(rbuf + o, len - o, &header, &n)) break;
-      uint8_t b0 = rbuf[o], b1 = rbuf[o + 1];
-      if ((b1 & 0x80) == 0 || (b0 & 0xf0) != 0x80 || len - o < header + n) break;
-      if ((b0 & 0x0f) == 2) {
+      if (!frameHeader(buf + o, len - o, &header, &n)) break;
+      uint8_t b0 = buf[o], b1 = buf[o + 1];
+      if (len - o < header + n) break;
+      if (leg) {
+        if (b0 != 0x82 || (b1 & 0x80) != 0 || n > 4096) break;
+        offs[k] = o;
+        samples[k] = samplesIn(size_t(n), c->legBytesPerSample);
+        k++;
+      } else if ((b1 & 0x80) == 0 || (b0 & 0xf0) != 0x80) {
+        break;
+      } else if ((b0 & 0x0f) == 2) {
         if (n > c->maxFrame) break;
         if (n > 10) {
           offs[k] = o;
@@ -714,34 +725,7 @@ struct Pump {
     uint64_t newest = 0;
     for (int i = k - 1; i >= 0; i--) {
       newest += samples[i];
-      if (newest > c->staleSamples) return offs[i] + 1;
-    }
-    return 0;
-  }
-
-  // The same for a WebSocket leg (chan_websocket): audio from the media server comes over TCP too,
-  // binary frames of bare payload in the leg's format. Scans up to the first frame it would hand back.
-  size_t legStaleBefore(Conn* c, const uint8_t* base, size_t len) {
-    if (c->legStaleSamples == 0 || len <= c->legStaleScanBytes) return 0;
-    constexpr int kScan = 512;
-    size_t offs[kScan];
-    uint32_t samples[kScan];
-    int k = 0;
-    size_t o = 0;
-    while (o < len && k < kScan) {
-      size_t header;
-      uint64_t n;
-      if (!frameHeader(base + o, len - o, &header, &n)) break;
-      if (base[o] != 0x82 || (base[o + 1] & 0x80) != 0 || n > 4096 || len - o < header + n) break;
-      offs[k] = o;
-      samples[k] = samplesIn(size_t(n), c->legBytesPerSample);
-      k++;
-      o += header + size_t(n);
-    }
-    uint64_t newest = 0;
-    for (int i = k - 1; i >= 0; i--) {
-      newest += samples[i];
-      if (newest > c->legStaleSamples) return offs[i] + 1;
+      if (newest > limit) return offs[i] + 1;
     }
     return 0;
   }
@@ -750,7 +734,7 @@ struct Pump {
     // the time of the last segment read: frames read together count from it (a slight under-estimate)
     size_t len = readStream(c, c->tcp, c->rest, rbuf, &arrival);
     if (len == 0) return;
-    size_t stale = staleBefore(c, len);
+    size_t stale = staleBefore(c, rbuf, len, false);
     size_t o = 0;
     while (o < len) {
       size_t avail = len - o;
@@ -806,7 +790,7 @@ struct Pump {
     int64_t at = 0;
     size_t len = readStream(c, c->leg, c->legRest, base, &at);
     if (len == 0) return;
-    size_t stale = legStaleBefore(c, base, len);
+    size_t stale = staleBefore(c, base, len, true);
     size_t o = 0;
     while (o < len) {
       size_t avail = len - o;
