@@ -42,13 +42,13 @@ constexpr size_t kReadBuffer = 16384;  // a frame is at most 4096 bytes and its 
 // the sends due are made at most every 100 us (up to 8 frames at once at 1,500 streams); the
 // JavaScript generator's 1 ms timer sent up to 75 at once
 constexpr int64_t kSlotNs = 100000;
-constexpr size_t kMaxOut = 1 << 20;
+constexpr size_t kMaxOut = 1 << 20;  // bytes queued for one stream when its socket is full
 // while pacing, the thread polls its sockets at this interval by default instead of being woken by
 // each frame that arrives (start()'s pollUs; 0: woken by each): the bridge's send to a terminal then
 // queues the frame without waking this thread, as a send to a terminal on another machine does. On
 // loopback a send runs the receiver's network stack on the sender's CPU, its wake-up included; see
 // docs/performance.md "Fourth round"
-constexpr int64_t kDefaultPollNs = 100000;  // bytes queued for one stream when its socket is full
+constexpr int64_t kDefaultPollNs = 100000;
 constexpr uint64_t kTimerKey = 0;
 constexpr uint64_t kWakeKey = 1;
 constexpr uint64_t kFirstLane = 2;

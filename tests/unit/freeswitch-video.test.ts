@@ -185,3 +185,15 @@ test('FreeSWITCH video call: kicked by the operator (BYE from FreeSWITCH) ends a
   assert.equal(end.reason, 'remote', 'answered by the SIP leg, then hung up by FreeSWITCH (NO_ROUTE_DESTINATION)');
   await until(() => fs.live.length === 0);
 });
+
+test('FreeSWITCH video call: a terminal flooding video far above limits.videoFramesPerSecond for long gets its video connection closed with RATE_LIMITED (4429)', async () => {
+  const { url } = await startAll();
+  const t = await terminal(url, '1002');
+  const call = await t.call('3002', { video: ['VP8/90000'] });
+  await call.answered();
+  const refused = new Promise<string>((resolve) => call.once('error', (e: { code?: string }) => resolve(e.code ?? '?')));
+  // 60 a second with a burst of 30 pass; the rest is dropped, and 10 seconds' worth (600) of drops
+  // beyond what the rate refills closes the connection
+  for (let i = 0; i < 1500; i++) call.sendVideo(new Uint8Array(100), i === 0, i * 1500);
+  assert.equal(await Promise.race([refused, wait(5000).then(() => 'not closed')]), 'RATE_LIMITED');
+});
