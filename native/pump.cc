@@ -488,7 +488,9 @@ struct Pump {
     return true;
   }
 
-  // Returns false when the frame is not the pump's to handle (handed back to JavaScript). A stale
+  // Returns false when the frame is not the pump's to handle (handed back to JavaScript): not a
+  // media frame of the call's codec, or the terminal overran its flood allowance (JavaScript then
+  // closes it with RATE_LIMITED). A stale
   // frame (see staleBefore) is checked and counted like any other, then dropped: the media server
   // sees the gap (RTP sequence number and timestamp move on), as for a packet lost on the way.
   bool mediaFromTerminal(Conn* c, uint8_t* p, size_t n, bool stale) {
