@@ -75,7 +75,7 @@ export type LoadGeneratorChoice = 'auto' | 'native' | 'javascript';
  * The native generator for `choice`, or null for the JavaScript one (`javascript`, or `auto`
  * without the module: then `log` says why). Throws for `native` without the module.
  */
-export function chooseLoadGenerator(choice: LoadGeneratorChoice, payloadBytes: number, framing: 'websocket' | 'turn', log: (line: string) => void, pollUs = DEFAULT_LOAD_POLL_US): NativeLoadGen | null {
+export function chooseLoadGenerator(choice: LoadGeneratorChoice, payloadBytes: number, framing: LoadFraming, log: (line: string) => void, pollUs = DEFAULT_LOAD_POLL_US): NativeLoadGen | null {
   if (choice === 'javascript') return null;
   const m = loadNativeLoadGen();
   if (typeof m === 'string') {
@@ -85,6 +85,16 @@ export function chooseLoadGenerator(choice: LoadGeneratorChoice, payloadBytes: n
   }
   return new NativeLoadGen(m, payloadBytes, framing, pollUs);
 }
+
+/**
+ * `websocket`: confmux frames (a 10-byte header, then the payload) in masked WebSocket frames;
+ * `turn`: TURN ChannelData on channel 0x4000 (bench/turn.ts); `echo`: the server end of a
+ * chan_websocket media socket (bench/wsEchoPeer.ts): every binary frame goes back unmasked, nothing
+ * is paced or timed.
+ */
+export type LoadFraming = 'websocket' | 'turn' | 'echo';
+
+const FRAMING_CODE: Record<LoadFraming, number> = { websocket: 0, turn: 1, echo: 2 };
 
 type Handle = { fd?: unknown; readStop?: () => unknown };
 
@@ -103,13 +113,10 @@ export class NativeLoadGen {
   private readonly native: Native;
   private stopped = false;
 
-  /**
-   * `framing` `websocket`: confmux frames (a 10-byte header, then `payloadBytes`) in WebSocket
-   * frames; `turn`: TURN ChannelData of `payloadBytes` on channel 0x4000 (bench/turn.ts).
-   */
-  constructor(native: Native, payloadBytes: number, framing: 'websocket' | 'turn' = 'websocket', pollUs = DEFAULT_LOAD_POLL_US) {
+  /** `framing`: see LoadFraming; `payloadBytes` is what each paced frame carries. */
+  constructor(native: Native, payloadBytes: number, framing: LoadFraming = 'websocket', pollUs = DEFAULT_LOAD_POLL_US) {
     this.native = native;
-    native.start(payloadBytes, framing === 'turn' ? 1 : 0, pollUs);
+    native.start(payloadBytes, FRAMING_CODE[framing], pollUs);
   }
 
   /**

@@ -15,6 +15,7 @@ const { values } = parseArgs({
     'heartbeat-ms': { type: 'string', default: '5000' },
     workers: { type: 'string', default: '1' },
     'udp-echo': { type: 'boolean', default: false },
+    'ws-echo': { type: 'boolean', default: false },
     'media-pump': { type: 'string', default: 'auto' },
     'media-pump-priority': { type: 'string', default: 'realtime' },
     'media-pump-coalesce-us': { type: 'string', default: '200' },
@@ -48,8 +49,12 @@ if (values.help) {
   --udp-echo         the echo stand-in relays every payload over a UDP socket
                      per call to coturn's UDP echo peer (turnutils_peer) and
                      back, as the RTP leg to a media server does (needs coturn)
+  --ws-echo          the echo stand-in relays every payload over a WebSocket
+                     media leg per call (chan_websocket's, Asterisk's default
+                     transport) to an echo peer (bench/wsEchoPeer.ts) and back
   --media-pump M     the bridge's server.mediaPump: auto, on or off; the native
-                     pump relays audio on UDP legs (--udp-echo) in C++   [auto]
+                     pump relays audio on UDP legs (--udp-echo) and
+                     WebSocket legs (--ws-echo) in C++                  [auto]
   --media-pump-priority P  the pump's relay thread: realtime or normal  [realtime]
   --media-pump-coalesce-us U  the bridge's server.mediaPumpCoalesceUs: after a
                      wake-up that found packets, the relay thread waits until
@@ -129,6 +134,10 @@ if (!['auto', 'on', 'off'].includes(values['media-pump'])) {
   process.exit(2);
 }
 
+if (values['udp-echo'] && values['ws-echo']) {
+  process.stderr.write('error USAGE: --udp-echo or --ws-echo, not both\n');
+  process.exit(2);
+}
 if (values['udp-echo'] && !coturnAvailable()) {
   process.stderr.write('error USAGE: --udp-echo needs coturn\'s UDP echo peer (turnutils_peer): apt-get install coturn\n');
   process.exit(2);
@@ -146,6 +155,7 @@ const result = await runBench({
   timeLimitSeconds: num('time-limit', values['time-limit'], 5),
   workers: Math.floor(num('workers', values.workers, 1)),
   udpEcho: values['udp-echo'],
+  wsEcho: values['ws-echo'],
   mediaPump: values['media-pump'] as 'auto' | 'on' | 'off',
   mediaPumpPriority: values['media-pump-priority'] as 'realtime' | 'normal',
   mediaPumpCoalesceUs: Math.floor(num('media-pump-coalesce-us', values['media-pump-coalesce-us'], 0)),

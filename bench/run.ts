@@ -57,6 +57,11 @@ export interface BenchOptions {
   workers?: number;
   /** the echo stand-in relays through a UDP echo peer (coturn's turnutils_peer) instead of in process */
   udpEcho?: boolean;
+  /**
+   * the echo stand-in relays over a WebSocket media leg (chan_websocket's, Asterisk's default
+   * transport) to bench/wsEchoPeer.ts instead of in process (not with udpEcho)
+   */
+  wsEcho?: boolean;
   /** server.mediaPump of the bridge under benchmark (default auto) */
   mediaPump?: 'auto' | 'on' | 'off';
   /** server.mediaPumpPriority of the bridge under benchmark (default realtime) */
@@ -111,7 +116,7 @@ export interface StepResult {
   bridgeUserCpu?: number;
   /** the load generator's CPU in the window, as a fraction of one core */
   loadCpu: number;
-  /** the UDP echo peer's CPU in the window, as a fraction of one core (with udpEcho) */
+  /** the echo peer's CPU in the window, as a fraction of one core (with udpEcho or wsEcho) */
   echoPeerCpu?: number;
   /** bridge CPU seconds per relayed message (each frame counts once in each direction) */
   cpuMicrosPerMessage: number;
@@ -137,6 +142,9 @@ export interface BenchResult {
   date: string;
   /** the echo stand-in relayed through a UDP echo peer */
   udpEcho: boolean;
+  wsEcho: boolean;
+  /** with wsEcho: whether the peer echoes on its C++ thread (else in JavaScript, far slower) */
+  wsEchoNative?: boolean;
   mediaPump: 'auto' | 'on' | 'off';
   /** server.mediaPumpCoalesceUs and server.mediaPumpStaleMs of the bridge under load */
   mediaPumpCoalesceUs: number;
@@ -244,6 +252,30 @@ export async function startBridge(env: Record<string, string> = {}, workers = 1,
   ]);
   const { port, pid, pids } = JSON.parse(first) as { port: number; pid: number; pids?: number[] };
   return { child, pid, pids: pids ?? [pid], port, lines };
+}
+
+const WS_PEER = fileURLToPath(new URL('./wsEchoPeer.ts', import.meta.url));
+
+/** bench/wsEchoPeer.ts as its own process (on `cpus`), for `--ws-echo`. */
+export async function startWsPeer(cpus: string | null = null): Promise<{ port: number; pid: number; native: boolean; stop(): Promise<void> }> {
+  const child = spawn(...onCpus(cpus, '/bin/sh', ['-c', 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$0" "$@"', process.execPath, '--import', TSX, WS_PEER]), { stdio: ['pipe', 'pipe', 'inherit'] });
+  const line = await Promise.race([
+    once(createInterface({ input: child.stdout! }), 'line').then(([l]) => l as string),
+    once(child, 'exit').then(() => {
+      throw new Error('the WebSocket echo peer exited before it listened');
+    }),
+    new Promise<never>((_, reject) => setTimeout(() => reject(new Error('the WebSocket echo peer did not start within 20 s')), 20000).unref()),
+  ]);
+  const { port, native } = JSON.parse(line) as { port: number; native: boolean };
+  const stop = async (): Promise<void> => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = once(child, 'exit');
+    child.stdin!.end();
+    const kill = setTimeout(() => child.kill('SIGKILL'), 5000);
+    await exited;
+    clearTimeout(kill);
+  };
+  return { port, pid: child.pid!, native, stop };
 }
 
 export async function stopBridge(bridge: Bridge): Promise<void> {
@@ -466,12 +498,18 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
   if (options.pin && loadOn === null) throw new Error('--pin needs at least two CPUs');
   // --pin: this process (the load generator) and the echo peer on the load's CPUs, the bridge on CPU 0
   const unpin = loadOn !== null ? pinSelf(loadOn) : (): void => undefined;
+  if (options.udpEcho && options.wsEcho) throw new Error('udpEcho and wsEcho: one echo peer at a time');
   const udpPeer = options.udpEcho ? await startUdpPeer(loadOn).catch((err: unknown) => {
     unpin();
     throw err;
   }) : null;
-  const bridge = await startBridge({ ...(udpPeer ? { CONFMUX_BENCH_UDP_PEER: `127.0.0.1:${udpPeer.port}` } : {}), CONFMUX_BENCH_MEDIA_PUMP: options.mediaPump ?? 'auto', CONFMUX_BENCH_MEDIA_PUMP_PRIORITY: options.mediaPumpPriority ?? 'realtime', CONFMUX_BENCH_MEDIA_PUMP_COALESCE_US: String(options.mediaPumpCoalesceUs ?? 200), CONFMUX_BENCH_MEDIA_PUMP_STALE_MS: String(options.mediaPumpStaleMs ?? 100) }, options.workers ?? 1, options.pin ? RELAY_CPUS : null).catch(async (err: unknown) => {
-    await udpPeer?.stop();
+  const wsPeer = options.wsEcho ? await startWsPeer(loadOn).catch((err: unknown) => {
+    unpin();
+    throw err;
+  }) : null;
+  const echoPeer = udpPeer ?? wsPeer;
+  const bridge = await startBridge({ ...(udpPeer ? { CONFMUX_BENCH_UDP_PEER: `127.0.0.1:${udpPeer.port}` } : {}), ...(wsPeer ? { CONFMUX_BENCH_WS_PEER: `ws://127.0.0.1:${wsPeer.port}` } : {}), CONFMUX_BENCH_MEDIA_PUMP: options.mediaPump ?? 'auto', CONFMUX_BENCH_MEDIA_PUMP_PRIORITY: options.mediaPumpPriority ?? 'realtime', CONFMUX_BENCH_MEDIA_PUMP_COALESCE_US: String(options.mediaPumpCoalesceUs ?? 200), CONFMUX_BENCH_MEDIA_PUMP_STALE_MS: String(options.mediaPumpStaleMs ?? 100) }, options.workers ?? 1, options.pin ? RELAY_CPUS : null).catch(async (err: unknown) => {
+    await echoPeer?.stop();
     unpin();
     throw err;
   });
@@ -488,7 +526,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     native = chooseLoadGenerator(options.loadGenerator ?? 'auto', payloadBytes, 'websocket', log, options.loadPollUs ?? DEFAULT_LOAD_POLL_US);
   } catch (err) {
     await stopBridge(bridge);
-    await udpPeer?.stop();
+    await echoPeer?.stop();
     unpin();
     throw err;
   }
@@ -497,13 +535,15 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     date: new Date().toISOString(),
     workers: options.workers ?? 1,
     udpEcho: options.udpEcho ?? false,
+    wsEcho: options.wsEcho ?? false,
+    ...(wsPeer ? { wsEchoNative: wsPeer.native } : {}),
     mediaPump: options.mediaPump ?? 'auto',
     mediaPumpCoalesceUs: options.mediaPumpCoalesceUs ?? 200,
     mediaPumpStaleMs: options.mediaPumpStaleMs ?? 100,
     node: process.version,
     cpus: cpus().length,
     // where the kernel lets each run (as read back, not as asked)
-    cpusAllowed: { bridge: cpusOf(bridge.pid), load: cpusOf('self'), ...(udpPeer ? { echoPeer: cpusOf(udpPeer.pid) } : {}) },
+    cpusAllowed: { bridge: cpusOf(bridge.pid), load: cpusOf('self'), ...(echoPeer ? { echoPeer: cpusOf(echoPeer.pid) } : {}) },
     pinned: options.pin === true,
     loadGenerator: native ? 'native' : 'javascript',
     loadPollUs: native ? options.loadPollUs ?? DEFAULT_LOAD_POLL_US : null,
@@ -558,7 +598,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         cpu0 = cpuSeconds(bridge.pids);
         user0 = cpuSplit(bridge.pids).user;
         load0 = process.cpuUsage();
-        if (udpPeer) peer0 = cpuSeconds(udpPeer.pid);
+        if (echoPeer) peer0 = cpuSeconds(echoPeer.pid);
         bridge.child.stdin!.write('reset\n');
         loadDelay.reset();
       }, warmup * 1000);
@@ -571,7 +611,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         cpu1 = cpuSeconds(bridge.pids);
         user1 = cpuSplit(bridge.pids).user;
         load1 = process.cpuUsage(load0);
-        if (udpPeer) peer1 = cpuSeconds(udpPeer.pid);
+        if (echoPeer) peer1 = cpuSeconds(echoPeer.pid);
         rss = rssBytes(bridge.pids);
       }, (warmup + options.seconds) * 1000);
       await load.pace((warmup + options.seconds) * 1000 + 5, warmup * 1000, options.seconds * 1000);
@@ -583,7 +623,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         cpu1 = cpuSeconds(bridge.pids);
         user1 = cpuSplit(bridge.pids).user;
         load1 = process.cpuUsage(load0);
-        if (udpPeer) peer1 = cpuSeconds(udpPeer.pid);
+        if (echoPeer) peer1 = cpuSeconds(echoPeer.pid);
         rss = rssBytes(bridge.pids);
       }
       const bridgeLoop = await bridgeStats(bridge);
@@ -612,7 +652,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         bridgeCpu,
         bridgeUserCpu: (user1 - user0) / windowS,
         loadCpu: (load1.user + load1.system) / 1e6 / windowS,
-        ...(udpPeer ? { echoPeerCpu: (peer1 - peer0) / windowS } : {}),
+        ...(echoPeer ? { echoPeerCpu: (peer1 - peer0) / windowS } : {}),
         cpuMicrosPerMessage: messages > 0 ? ((cpu1 - cpu0) / messages) * 1e6 : NaN,
         bridgeRssBytes: rss,
         rssPerTerminalBytes: (rss - result.baselineRssBytes) / target,
@@ -652,7 +692,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     load.closeAll();
     await sleep(100);
     await stopBridge(bridge);
-    await udpPeer?.stop();
+    await echoPeer?.stop();
     loadDelay.disable();
     clearTimeout(hardStop);
     unpin();
@@ -689,7 +729,7 @@ export function formatStep(s: StepResult): string {
 
 export function formatResult(r: BenchResult): string {
   const lines = [
-    `confmux bench: bridge with the echo stand-in (plugin/echo${r.udpEcho ? ', through a UDP echo peer: turnutils_peer' : ', in process'}), loopback, ${r.frameBytes}-byte frames (10-byte header + ${r.payloadBytes} bytes PCMU) every 20 ms each way per stream`,
+    `confmux bench: bridge with the echo stand-in (plugin/echo${r.udpEcho ? ', through a UDP echo peer: turnutils_peer' : r.wsEcho ? `, through WebSocket media legs as chan_websocket's to an echo peer: bench/wsEchoPeer.ts${r.wsEchoNative ? '' : ' in JavaScript (the native module is not built: the peer is slow)'}` : ', in process'}), loopback, ${r.frameBytes}-byte frames (10-byte header + ${r.payloadBytes} bytes PCMU) every 20 ms each way per stream`,
     `machine: ${r.cpus} cores, ${r.cpuModel}; node ${r.node}; ${r.date}`,
     ...(r.pinned ? [`pinned (--pin): the bridge on CPU ${r.cpusAllowed.bridge}, the load generator on CPU ${r.cpusAllowed.load}${r.cpusAllowed.echoPeer ? `, the echo peer on CPU ${r.cpusAllowed.echoPeer}` : ''}`] : []),
     `load generator: ${r.loadGenerator === 'native' ? `native (a C++ thread, native/loadgen.cc, sends and times the frames; ${r.loadPollUs ? `looks at its sockets every ${r.loadPollUs} µs` : 'woken by each frame'})` : 'JavaScript (this process\'s event loop)'}`,
@@ -724,13 +764,15 @@ export function formatSideBySide(r: BenchResult, coturn: StepResult): string {
     'side by side, same streams, frame size and rate:',
     '| relay | streams | msg/s in | msg/s out | lost | relay CPU (core) | µs CPU/msg | load gen CPU | RSS/stream | RTT p50 | RTT p99 | RTT p999 | RTT mean |',
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
-    row(r.udpEcho ? 'confmux (ws, echo through a UDP peer)' : 'confmux (ws, echo stand-in in process)', c),
+    row(r.udpEcho ? 'confmux (ws, echo through a UDP peer)' : r.wsEcho ? 'confmux (ws, echo through a WebSocket media peer)' : 'confmux (ws, echo stand-in in process)', c),
     row('coturn (TURN/TCP, UDP echo peer)', coturn),
     '',
     `CPU per relayed message, confmux / coturn: ${f2(c.cpuMicrosPerMessage / coturn.cpuMicrosPerMessage)} (below 1: confmux spends less)`,
     `the same load generator for both: ${r.loadGenerator === 'native' ? 'native (native/loadgen.cc: WebSocket frames to confmux, TURN ChannelData to coturn)' : 'JavaScript'}.`,
     r.udpEcho
       ? 'both relay each message over a UDP socket to the same echo peer (turnutils_peer) and back.'
-      : 'coturn relays each message over a UDP socket to its peer and back; confmux here hands it to the in-process echo stand-in, so its figure leaves out the media-server socket (--udp-echo puts it in).',
+      : r.wsEcho
+        ? 'coturn relays each message over a UDP socket to its peer and back; confmux over a WebSocket media leg (TCP, as Asterisk\'s chan_websocket) to its peer: not like for like (--udp-echo is).'
+        : 'coturn relays each message over a UDP socket to its peer and back; confmux here hands it to the in-process echo stand-in, so its figure leaves out the media-server socket (--udp-echo puts it in).',
   ].join('\n');
 }

@@ -35,6 +35,8 @@ const password = process.env.CONFMUX_BENCH_PASSWORD ?? 'bench';
 // --udp-echo: the echo stand-in relays every payload through this UDP echo peer (host:port)
 const udpPeerEnv = process.env.CONFMUX_BENCH_UDP_PEER;
 const udpPeer = udpPeerEnv ? { host: udpPeerEnv.split(':')[0]!, port: Number(udpPeerEnv.split(':')[1]) } : undefined;
+// --ws-echo: the echo stand-in relays every payload over a WebSocket media leg to this peer (ws://host:port)
+const wsPeer = process.env.CONFMUX_BENCH_WS_PEER || undefined;
 const config = loadConfig({
   env: {},
   overrides: {
@@ -108,7 +110,7 @@ function combine(all: PumpFigures[]): PumpFigures {
 
 if (worker) {
   // a worker behind the primary: no port, no stdin; the primary stops it with SIGTERM
-  const driver = new EchoDriver({ password, udpPeer });
+  const driver = new EchoDriver({ password, udpPeer, wsPeer });
   await driver.start();
   const server = new BridgeServer(config, driver, log, { owns: ownsNumber(worker.index, worker.count) });
   const link = new WorkerLink(server);
@@ -146,7 +148,7 @@ async function main(): Promise<void> {
       script: fileURLToPath(import.meta.url),
       count: config.server.workers,
       execArgv: process.execArgv,
-      env: { CONFMUX_BENCH_PASSWORD: password, ...(udpPeerEnv ? { CONFMUX_BENCH_UDP_PEER: udpPeerEnv } : {}) },
+      env: { CONFMUX_BENCH_PASSWORD: password, ...(udpPeerEnv ? { CONFMUX_BENCH_UDP_PEER: udpPeerEnv } : {}), ...(wsPeer ? { CONFMUX_BENCH_WS_PEER: wsPeer } : {}) },
       log,
       // the per-address limits, counted over all workers (PrimaryAdmission)
       primary: () => router,
@@ -161,7 +163,7 @@ async function main(): Promise<void> {
       terminalCount: -1,
     };
   } else {
-    const driver = new EchoDriver({ password, udpPeer });
+    const driver = new EchoDriver({ password, udpPeer, wsPeer });
     await driver.start();
     const bridge = new BridgeServer(config, driver, log);
     port = (await bridge.listen()).port;

@@ -16,6 +16,10 @@
 // checks the bytes against writeFrameHeader). With the TURN framing it sends and reads coturn's
 // ChannelData instead (bench/turn.ts, `--coturn`): the same load through coturn, from the same
 // generator, once bench/turn.ts has allocated each stream's relay and bound its channel.
+//
+// The same thread, started with the echo framing in another process (bench/wsEchoPeer.ts), is the
+// media server's side of `--ws-echo`: the server end of each call's chan_websocket media socket,
+// sending back every audio frame the bridge sent it, as Asterisk's default transport carries it.
 #include <node_api.h>
 
 #include <errno.h>
@@ -127,7 +131,9 @@ struct LoadGen {
   // CLOCK_REALTIME minus CLOCK_MONOTONIC, for the kernel's receive timestamps (SO_TIMESTAMPNS)
   int64_t realMinusMono = 0;
   // 0: confmux over WebSocket (the payload follows a 10-byte confmux header); 1: TURN ChannelData
-  // on channel 0x4000 (RFC 8656 over TCP: padded to 4 bytes; the payload is the whole data)
+  // on channel 0x4000 (RFC 8656 over TCP: padded to 4 bytes; the payload is the whole data); 2: the
+  // echo peer of `--ws-echo` (the server side of chan_websocket's media socket: every binary frame
+  // that comes in, masked, goes back unmasked, as Asterisk would send audio; nothing is paced)
   int framing = 0;
   // pacing: frames k < total go out at t0 + k * 20 ms / n, to lanes[k % n]
   int64_t t0 = 0;
@@ -144,6 +150,8 @@ struct LoadGen {
     l->open = false;
     c.closed++;
     epoll_ctl(ep, EPOLL_CTL_DEL, l->fd, nullptr);
+    // the echo ends its side at once, as Asterisk does when the channel goes (Node owns the fd)
+    if (framing == 2) shutdown(l->fd, SHUT_RDWR);
   }
 
   void arm(Lane* l, bool out) {
@@ -312,9 +320,69 @@ struct LoadGen {
     }
   }
 
+  // --ws-echo: the frames a media leg's client (the bridge) sent, masked: a binary frame goes back
+  // unmasked with the same payload, a ping is answered, a close ends the lane, text is skipped
+  void parseEcho(Lane* l) {
+    uint8_t* b = l->in.data();
+    size_t pos = 0;
+    while (l->have - pos >= 2) {
+      uint8_t* f = b + pos;
+      size_t avail = l->have - pos;
+      uint8_t op = f[0] & 0x0f;
+      bool masked = (f[1] & 0x80) != 0;
+      size_t len = f[1] & 0x7f;
+      size_t hdr = 2;
+      if (len == 126) {
+        if (avail < 4) break;
+        len = (size_t(f[2]) << 8) | f[3];
+        hdr = 4;
+      } else if (len == 127 || !masked) {
+        closeLane(l);  // a client frame is masked; nothing here is larger than 64 KiB
+        return;
+      }
+      if (len > kReadBuffer - 16) {
+        closeLane(l);
+        return;
+      }
+      if (avail < hdr + 4 + len) break;
+      const uint8_t* key = f + hdr;
+      const uint8_t* payload = f + hdr + 4;
+      if (op == 0x2 || op == 0x9) {
+        uint8_t* o = frame.data();
+        size_t at = len < 126 ? 2 : 4;
+        o[0] = op == 0x2 ? 0x82 : 0x8a;
+        if (len < 126) {
+          o[1] = uint8_t(len);
+        } else {
+          o[1] = 126;
+          o[2] = uint8_t(len >> 8);
+          o[3] = uint8_t(len);
+        }
+        for (size_t i = 0; i < len; i++) o[at + i] = payload[i] ^ key[i & 3];
+        if (op == 0x2) {
+          c.received++;
+          c.sent++;
+        } else {
+          c.pings++;
+        }
+        write(l, o, at + len);
+        if (!l->open) return;
+      } else if (op == 0x8) {
+        closeLane(l);
+        return;
+      }
+      pos += hdr + 4 + len;
+    }
+    if (pos > 0) {
+      memmove(b, b + pos, l->have - pos);
+      l->have -= pos;
+    }
+  }
+
   // the frames read from the bridge: media (timed), pings (answered), a close (the lane ends)
   void parse(Lane* l, int64_t now) {
     if (framing == 1) return parseTurn(l, now);
+    if (framing == 2) return parseEcho(l);
     uint8_t* b = l->in.data();
     size_t pos = 0;
     while (l->have - pos >= 2) {
@@ -495,7 +563,7 @@ double arg(napi_env env, napi_value v) {
 }
 
 // start(payloadBytes, framing, pollUs): starts the thread (one at a time per process); framing 0 is
-// confmux over WebSocket, 1 TURN ChannelData; pollUs: while pacing, look at the sockets every pollUs
+// confmux over WebSocket, 1 TURN ChannelData, 2 the WebSocket echo peer of --ws-echo; pollUs: while pacing, look at the sockets every pollUs
 // (0 to 10,000; 0: woken by each frame that arrives)
 napi_value Start(napi_env env, napi_callback_info info) {
   size_t argc = 3;
@@ -518,8 +586,10 @@ napi_value Start(napi_env env, napi_callback_info info) {
   }
   g->pollNs = int64_t(pollUs * 1000);
   g->payloadBytes = size_t(payload);
-  g->framing = argc >= 2 && arg(env, argv[1]) == 1 ? 1 : 0;
-  g->frame.assign(8 + 10 + g->payloadBytes, 0xff);
+  double framing = argc >= 2 ? arg(env, argv[1]) : 0;
+  g->framing = framing == 1 || framing == 2 ? int(framing) : 0;
+  // the echo writes back frames of any length it reads
+  g->frame.assign(g->framing == 2 ? kReadBuffer : 8 + 10 + g->payloadBytes, 0xff);
   g->ep = epoll_create1(EPOLL_CLOEXEC);
   g->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   g->timer = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
@@ -553,7 +623,8 @@ napi_value Add(napi_env env, napi_callback_info info) {
   l->fd = int(arg(env, argv[0]));
   l->index = uint32_t(arg(env, argv[1]));
   int on = 1;
-  setsockopt(l->fd, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof on);
+  // the echo times nothing
+  if (g->framing != 2) setsockopt(l->fd, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof on);
   std::lock_guard<std::mutex> lock(g->mu);
   l->pos = uint32_t(g->lanes.size());
   epoll_event ev{};

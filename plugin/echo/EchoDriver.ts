@@ -11,12 +11,15 @@ import type { DriverCall, DriverEvents, MediaServerDriver, PlaceCallRequest, Pre
 import { safeEqual } from '../credentials.ts';
 import { EchoCall } from './EchoCall.ts';
 import { UdpEchoCall } from './UdpEchoCall.ts';
+import { WebSocketEchoCall } from './WebSocketEchoCall.ts';
 
 export interface EchoDriverOptions {
   /** the password every terminal number binds with */
   password: string;
   /** echo through this UDP peer (UdpEchoCall) instead of in process (EchoCall) */
   udpPeer?: { host: string; port: number };
+  /** echo through this WebSocket media peer (WebSocketEchoCall, ws://host:port) instead */
+  wsPeer?: string;
 }
 
 export class EchoDriver extends EventEmitter<DriverEvents> implements MediaServerDriver {
@@ -29,12 +32,14 @@ export class EchoDriver extends EventEmitter<DriverEvents> implements MediaServe
   private up = false;
   private readonly calls = new Set<EchoCall>();
   private readonly udpPeer: { host: string; port: number } | undefined;
+  private readonly wsPeer: string | undefined;
   private readonly presence = new Map<string, Presence>();
 
   constructor(options: EchoDriverOptions) {
     super();
     this.password = options.password;
     this.udpPeer = options.udpPeer;
+    this.wsPeer = options.wsPeer;
   }
 
   get isUp(): boolean {
@@ -65,7 +70,11 @@ export class EchoDriver extends EventEmitter<DriverEvents> implements MediaServe
 
   placeCall(request: PlaceCallRequest): DriverCall {
     const forget = (c: EchoCall): boolean => this.calls.delete(c);
-    const call = this.udpPeer ? new UdpEchoCall(request.callId, request.codec, this.udpPeer, forget) : new EchoCall(request.callId, request.codec, forget);
+    const call = this.wsPeer
+      ? new WebSocketEchoCall(request.callId, request.codec, this.wsPeer, forget)
+      : this.udpPeer
+        ? new UdpEchoCall(request.callId, request.codec, this.udpPeer, forget)
+        : new EchoCall(request.callId, request.codec, forget);
     this.calls.add(call);
     return call;
   }
