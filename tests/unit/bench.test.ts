@@ -98,6 +98,31 @@ test('bench --udp-echo: every frame goes through a UDP socket to the echo peer a
   assert.ok(s.echoPeerCpu !== undefined && s.echoPeerCpu > 0 && s.echoPeerCpu < 1, `echo peer CPU ${s.echoPeerCpu}`);
 });
 
+test('bench --ws-echo: every frame goes over a WebSocket media leg (chan_websocket\'s) to the echo peer and back, on the native media pump; nothing lost', async () => {
+  const r = await runBench({ streams: 20, seconds: 2, warmupSeconds: 0.5, wsEcho: true, log: quiet, timeLimitSeconds: 40 });
+  const s = r.steps[0]!;
+  assert.equal(r.wsEcho, true);
+  assert.equal(r.wsEchoNative, true, 'the echo peer on its native thread');
+  assert.equal(s.bridgeLoop?.pumped, 20, 'every call on the pump');
+  assert.equal(s.unexpectedCloses, 0);
+  assert.ok(s.sent >= 2000, `sent ${s.sent}`);
+  assert.equal(s.lost, 0, `lost ${s.lost} of ${s.sent}`);
+  assert.equal(s.received, s.sent);
+  assert.ok(s.rttMs.samples > 0 && s.rttMs.max < 2000);
+  assert.ok(s.echoPeerCpu !== undefined && s.echoPeerCpu > 0 && s.echoPeerCpu < 1, `echo peer CPU ${s.echoPeerCpu}`);
+  assert.match(formatResult(r), /through WebSocket media legs as chan_websocket's to an echo peer: bench\/wsEchoPeer\.ts\)/);
+});
+
+test('bench --ws-echo --media-pump off: the same through the JavaScript path; nothing lost', async () => {
+  const r = await runBench({ streams: 20, seconds: 2, warmupSeconds: 0.5, wsEcho: true, mediaPump: 'off', log: quiet, timeLimitSeconds: 40 });
+  const s = r.steps[0]!;
+  assert.equal(s.bridgeLoop?.pumped, 0, 'no call on the pump');
+  assert.equal(s.unexpectedCloses, 0);
+  assert.ok(s.sent >= 2000, `sent ${s.sent}`);
+  assert.equal(s.lost, 0, `lost ${s.lost} of ${s.sent}`);
+  assert.equal(s.received, s.sent);
+});
+
 test('bench --udp-echo --pin: the bridge runs on CPU 0 alone, the load generator and the echo peer on the others; nothing lost; the affinity is given back', { skip: !coturnAvailable() ? 'needs coturn (turnutils_peer)' : availableParallelism() < 2 ? 'needs two CPUs' : false }, async () => {
   const before = cpusOf('self');
   const r = await runBench({ streams: 20, seconds: 2, warmupSeconds: 0.5, udpEcho: true, pin: true, log: quiet, timeLimitSeconds: 40 });

@@ -213,3 +213,54 @@ test('native load generator --load-poll-us: while pacing it looks every interval
   assert.ok(polled.rttP50 < 3, `polling: round trip p50 ${polled.rttP50} ms`);
   assert.ok(woken.rttP50 < 3, `woken: round trip p50 ${woken.rttP50} ms`);
 });
+
+/** a client (masked) WebSocket frame with `key`, as the bridge's media leg writes it */
+function masked(op: number, payload: Buffer, key: Buffer): Buffer {
+  const len = payload.length;
+  const head = len < 126 ? Buffer.from([0x80 | op, 0x80 | len]) : Buffer.from([0x80 | op, 0x80 | 126, len >> 8, len & 0xff]);
+  const body = Buffer.from(payload.map((b, i) => b ^ key[i & 3]!));
+  return Buffer.concat([head, key, body]);
+}
+
+test('native echo peer (--ws-echo): each masked binary frame goes back unmasked, a ping gets its pong, text is skipped, a close ends the connection', async () => {
+  const native = loadNativeLoadGen();
+  assert.ok(typeof native !== 'string', `the native load generator must be built for the tests: ${String(native)}`);
+  const echo = new NativeLoadGen(native, 160, 'echo', 0);
+  // the echo holds the server's side; the test is the bridge's media leg (the client)
+  const p = await pair();
+  try {
+    assert.equal(echo.add(p.server, 0), true);
+    const leg = p.client;
+    const back: Buffer[] = [];
+    leg.on('data', (d: Buffer) => back.push(d));
+    let ended = false;
+    leg.on('end', () => (ended = true));
+    const key = hex('11223344');
+    const audio = Buffer.alloc(160, 0xff);
+    audio.write('tone', 0);
+    const wire = Buffer.concat([
+      masked(0x2, audio, key),
+      masked(0x1, Buffer.from('MEDIA_XOFF'), key), // text: skipped
+      masked(0x2, Buffer.from('hello'), hex('a0b0c0d0')),
+      masked(0x9, Buffer.from('hi'), key),
+    ]);
+    // split inside the first frame's payload: the echo waits for the rest
+    leg.write(wire.subarray(0, 50));
+    await new Promise((r) => setTimeout(r, 30));
+    assert.equal(Buffer.concat(back).length, 0, 'nothing back before a whole frame');
+    leg.write(wire.subarray(50));
+    const want = Buffer.concat([hex('82 7e 00a0'), audio, hex('82 05'), Buffer.from('hello'), hex('8a 02 6869')]);
+    await until(() => Buffer.concat(back).length >= want.length, 2000, 'the echo');
+    assert.equal(Buffer.concat(back).toString('hex'), want.toString('hex'));
+    assert.equal(echo.stats().received, 2);
+    assert.equal(echo.stats().pings, 1);
+
+    // the bridge closes the leg: the echo ends the connection, as Asterisk does
+    leg.write(masked(0x8, hex('03e8'), key));
+    await until(() => ended, 2000, 'the echo ends the connection');
+    assert.equal(echo.stats().closed, 1);
+  } finally {
+    echo.close();
+    p.close();
+  }
+});
