@@ -16,6 +16,7 @@ const { values } = parseArgs({
     workers: { type: 'string', default: '1' },
     'udp-echo': { type: 'boolean', default: false },
     'ws-echo': { type: 'boolean', default: false },
+    floor: { type: 'boolean', default: false },
     'media-pump': { type: 'string', default: 'auto' },
     'media-pump-priority': { type: 'string', default: 'realtime' },
     'media-pump-coalesce-us': { type: 'string', default: '200' },
@@ -52,6 +53,10 @@ if (values.help) {
   --ws-echo          the echo stand-in relays every payload over a WebSocket
                      media leg per call (chan_websocket's, Asterisk's default
                      transport) to an echo peer (bench/wsEchoPeer.ts) and back
+  --floor            first measure the kernel's floor (native/floor.cc: the
+                     socket calls alone, TCP and UDP, same streams and rate,
+                     same CPUs) and print the bridge's CPU per message against
+                     it; npm run bench:floor runs it alone
   --media-pump M     the bridge's server.mediaPump: auto, on or off; the native
                      pump relays audio on UDP legs (--udp-echo) and
                      WebSocket legs (--ws-echo) in C++                  [auto]
@@ -156,6 +161,7 @@ const result = await runBench({
   workers: Math.floor(num('workers', values.workers, 1)),
   udpEcho: values['udp-echo'],
   wsEcho: values['ws-echo'],
+  floor: values.floor,
   mediaPump: values['media-pump'] as 'auto' | 'on' | 'off',
   mediaPumpPriority: values['media-pump-priority'] as 'realtime' | 'normal',
   mediaPumpCoalesceUs: Math.floor(num('media-pump-coalesce-us', values['media-pump-coalesce-us'], 0)),

@@ -30,6 +30,7 @@ import { startUdpPeer } from './turn.ts';
 import { RELAY_CPUS, cpusOf, loadCpus, onCpus, pinSelf } from './cpus.ts';
 import { youngGenerationArgs } from '../bin/youngGeneration.mjs';
 import { FrameTally } from './FrameTally.ts';
+import { formatFloor, measureFloor, type KernelFloor } from './kernelFloor.ts';
 import { chooseLoadGenerator, DEFAULT_LOAD_POLL_US, type LoadCounts, type LoadGeneratorChoice, type NativeLoadGen } from './NativeLoadGen.ts';
 
 export interface BenchOptions {
@@ -80,6 +81,11 @@ export interface BenchOptions {
   loadGenerator?: LoadGeneratorChoice;
   /** the native generator looks at its sockets every this many µs while pacing (0: woken by each frame) [100] */
   loadPollUs?: number;
+  /**
+   * measure the kernel's floor (native/floor.cc) just before the run, with the first step's stream
+   * count and rate, on the bridge's and the load's CPUs (bench/kernelFloor.ts)
+   */
+  floor?: boolean;
   /** progress lines (default: stderr) */
   log?: (line: string) => void;
 }
@@ -170,6 +176,8 @@ export interface BenchResult {
   /** step mode: the highest stream count that held (p99 within bound, nothing lost) */
   highestHeld: number | null;
   stoppedBy: string;
+  /** with `floor`: the kernel's floor measured just before the run */
+  floor?: KernelFloor;
 }
 
 export const PASSWORD = 'bench-echo-password';
@@ -496,6 +504,10 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
 
   const loadOn = options.pin ? loadCpus() : null;
   if (options.pin && loadOn === null) throw new Error('--pin needs at least two CPUs');
+  // before anything else runs: the same streams and rate, the ends where the bridge and the load run
+  const floor = options.floor
+    ? await measureFloor({ streams: options.streams, seconds: Math.min(3, options.seconds), cpuA: options.pin ? Number(RELAY_CPUS) : -1, cpuB: loadOn !== null ? Number(loadOn.split(/[,-]/)[0]) : -1, udpBytes: 12 + payloadBytes, tcpBytes: 6 + FRAME_HEADER_BYTES + payloadBytes })
+    : undefined;
   // --pin: this process (the load generator) and the echo peer on the load's CPUs, the bridge on CPU 0
   const unpin = loadOn !== null ? pinSelf(loadOn) : (): void => undefined;
   if (options.udpEcho && options.wsEcho) throw new Error('udpEcho and wsEcho: one echo peer at a time');
@@ -555,6 +567,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     steps: [],
     highestHeld: null,
     stoppedBy: 'done',
+    ...(floor ? { floor } : {}),
   };
   try {
     await sleep(300);
@@ -752,6 +765,7 @@ export function formatResult(r: BenchResult): string {
       : `held: round-trip p99 <= ${r.p99BoundMs} ms, no frame lost, no connection closed.`,
   );
   if (r.steps.length > 1 || r.highestHeld !== null) lines.push(`highest stream count that held: ${r.highestHeld ?? 'none'} (stopped: ${r.stoppedBy})`);
+  if (r.floor) lines.push(formatFloor(r.floor, r.steps.find((s) => s.streams === r.floor!.streams)?.cpuMicrosPerMessage));
   return lines.join('\n');
 }
 

@@ -19,8 +19,14 @@ fi
 # The native media pump (native/pump.cc; docs/performance.md): built when missing or older than its
 # source. It needs g++, make and python3 (node-gyp) and Node's headers; without it the bridge
 # relays all audio in JavaScript (server.mediaPump auto), and says so at start.
-pump=native/build/Release/confmux_pump.node
-if [[ ! -f $pump || native/pump.cc -nt $pump || native/binding.gyp -nt $pump ]]; then
+# The bench's load generator and kernel floor (native/loadgen.cc, native/floor.cc) are built with it.
+stale=0
+for out in confmux_pump.node confmux_loadgen.node confmux_floor; do
+  built=native/build/Release/$out
+  if [[ ! -f $built || native/binding.gyp -nt $built ]]; then stale=1; fi
+  for src in native/*.cc; do [[ $src -nt $built ]] && stale=1; done
+done
+if ((stale)); then
   if ! command -v g++ >/dev/null 2>&1 || ! command -v make >/dev/null 2>&1; then
     echo "node.sh: installing g++ and make for the native media pump" >&2
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q g++ make python3 >/dev/null 2>&1 || true

@@ -113,6 +113,21 @@ test('bench --ws-echo: every frame goes over a WebSocket media leg (chan_websock
   assert.match(formatResult(r), /through WebSocket media legs as chan_websocket's to an echo peer: bench\/wsEchoPeer\.ts\)/);
 });
 
+test('bench --floor: the kernel\'s floor is measured first with the same streams, and the bridge\'s CPU per message is printed against it', { skip: coturnAvailable() ? false : 'needs coturn (turnutils_peer)' }, async () => {
+  const r = await runBench({ streams: 20, seconds: 2, warmupSeconds: 0.5, udpEcho: true, floor: true, log: quiet, timeLimitSeconds: 40 });
+  const s = r.steps[0]!;
+  assert.equal(s.lost, 0, `lost ${s.lost} of ${s.sent}`);
+  const f = r.floor;
+  assert.ok(f !== undefined, 'the floor measured');
+  assert.equal(f.streams, 20);
+  assert.equal(f.rate, 1000, '50 a second per stream');
+  assert.equal(f.udp.bytes, 172, 'an RTP packet of the bench\'s payload');
+  assert.equal(f.udp.received, f.udp.sent);
+  assert.equal(f.tcp.received, f.tcp.sent);
+  const ratio = s.cpuMicrosPerMessage / f.floorUsPerRelayedMessage;
+  assert.ok(formatResult(r).includes(`= ${ratio.toFixed(2)} × the kernel's floor`), formatResult(r));
+});
+
 test('bench --ws-echo --media-pump off: the same through the JavaScript path; nothing lost', async () => {
   const r = await runBench({ streams: 20, seconds: 2, warmupSeconds: 0.5, wsEcho: true, mediaPump: 'off', log: quiet, timeLimitSeconds: 40 });
   const s = r.steps[0]!;

@@ -1,0 +1,78 @@
+/**
+ * The kernel's floor (native/floor.cc, built by `npm run build:native` as confmux_floor): what this
+ * machine's kernel alone charges per relayed message for the socket calls every relay makes, with no
+ * relay code and nobody woken. `npm run bench:floor` prints it; `npm run bench -- --floor` measures it
+ * just before the run, with the same stream count and rate on the same CPUs, and prints the bridge's
+ * CPU per message next to it (docs/performance.md "The kernel's floor"). The machine's state moves
+ * both by a third within an hour; their ratio moves much less.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+export const FLOOR_PATH = fileURLToPath(new URL('../native/build/Release/confmux_floor', import.meta.url));
+
+export interface FloorTransport {
+  bytes: number;
+  /** messages sent both ways together, and received */
+  sent: number;
+  received: number;
+  /** each end's CPU seconds (sleeps left out) */
+  cpuA: number;
+  cpuB: number;
+  /** µs of CPU per message: one send with its loopback delivery, one receive */
+  usPerMessage: number;
+}
+
+export interface KernelFloor {
+  streams: number;
+  /** messages a second each way */
+  rate: number;
+  seconds: number;
+  cpuA: number;
+  cpuB: number;
+  tickUs: number;
+  udp: FloorTransport;
+  tcp: FloorTransport;
+  /** (UDP's + TCP's µs per message) / 2: a relayed message pays a receive on one and a send on the other */
+  floorUsPerRelayedMessage: number;
+}
+
+export interface FloorOptions {
+  streams: number;
+  /** messages a second each way (default: 50 per stream) */
+  rate?: number;
+  seconds?: number;
+  /** the two ends' CPUs (-1: not pinned) */
+  cpuA?: number;
+  cpuB?: number;
+  tickUs?: number;
+  udpBytes?: number;
+  tcpBytes?: number;
+}
+
+/** Runs confmux_floor; rejects with a clear message when it is not built or fails. */
+export function measureFloor(o: FloorOptions): Promise<KernelFloor> {
+  if (!existsSync(FLOOR_PATH)) return Promise.reject(new Error(`${FLOOR_PATH} is not built: npm run build:native`));
+  const args = ['--json', '--streams', String(o.streams), '--rate', String(o.rate ?? o.streams * 50), '--seconds', String(o.seconds ?? 3), '--cpu-a', String(o.cpuA ?? -1), '--cpu-b', String(o.cpuB ?? -1)];
+  if (o.tickUs !== undefined) args.push('--tick-us', String(o.tickUs));
+  if (o.udpBytes !== undefined) args.push('--udp-bytes', String(o.udpBytes));
+  if (o.tcpBytes !== undefined) args.push('--tcp-bytes', String(o.tcpBytes));
+  return new Promise((resolve, reject) => {
+    execFile(FLOOR_PATH, args, { timeout: ((o.seconds ?? 3) * 2 + 30) * 1000 }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`confmux_floor failed: ${stderr.trim() || err.message}`));
+      else resolve(JSON.parse(stdout) as KernelFloor);
+    });
+  });
+}
+
+/** Two lines: the floor, and (given the bridge's µs per message) the bridge against it. */
+export function formatFloor(f: KernelFloor, bridgeUsPerMessage?: number): string {
+  const lines = [
+    `kernel floor (native/floor.cc, measured just before: ${f.streams} loopback pairs each of TCP and UDP, ${f.rate} messages a second each way, the ends on CPU ${f.cpuA} and CPU ${f.cpuB}, no relay code, nobody woken): TCP ${f.tcp.usPerMessage.toFixed(2)} µs and UDP ${f.udp.usPerMessage.toFixed(2)} µs per message (a send with its delivery, and a receive), ${f.floorUsPerRelayedMessage.toFixed(2)} µs per relayed message`,
+  ];
+  if (bridgeUsPerMessage !== undefined && f.floorUsPerRelayedMessage > 0) {
+    lines.push(`the bridge against the floor: ${bridgeUsPerMessage.toFixed(2)} µs per relayed message = ${(bridgeUsPerMessage / f.floorUsPerRelayedMessage).toFixed(2)} × the kernel's floor`);
+  }
+  return lines.join('\n');
+}
