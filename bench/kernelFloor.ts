@@ -3,7 +3,7 @@
  * machine's kernel alone charges per relayed message for the socket calls every relay makes, with no
  * relay code and nobody woken. `npm run bench:floor` prints it; `npm run bench -- --floor` measures it
  * just before the run, with the same stream count and rate on the same CPUs, and prints the bridge's
- * CPU per message next to it (docs/performance.md "The kernel's floor"). The machine's state moves
+ * CPU per message next to it, and again just after the run (docs/performance.md "The kernel's floor"). The machine's state moves
  * both by a third within an hour; their ratio moves much less.
  */
 import { execFile } from 'node:child_process';
@@ -32,6 +32,8 @@ export interface KernelFloor {
   cpuA: number;
   cpuB: number;
   tickUs: number;
+  /** UDP sent with sendmmsg from one unconnected socket per end (--udp-sendmmsg) */
+  udpSendmmsg: boolean;
   udp: FloorTransport;
   tcp: FloorTransport;
   /** (UDP's + TCP's µs per message) / 2: a relayed message pays a receive on one and a send on the other */
@@ -49,6 +51,7 @@ export interface FloorOptions {
   tickUs?: number;
   udpBytes?: number;
   tcpBytes?: number;
+  udpSendmmsg?: boolean;
 }
 
 /** Runs confmux_floor; rejects with a clear message when it is not built or fails. */
@@ -58,6 +61,7 @@ export function measureFloor(o: FloorOptions): Promise<KernelFloor> {
   if (o.tickUs !== undefined) args.push('--tick-us', String(o.tickUs));
   if (o.udpBytes !== undefined) args.push('--udp-bytes', String(o.udpBytes));
   if (o.tcpBytes !== undefined) args.push('--tcp-bytes', String(o.tcpBytes));
+  if (o.udpSendmmsg) args.push('--udp-sendmmsg');
   return new Promise((resolve, reject) => {
     execFile(FLOOR_PATH, args, { timeout: ((o.seconds ?? 3) * 2 + 30) * 1000 }, (err, stdout, stderr) => {
       if (err) reject(new Error(`confmux_floor failed: ${stderr.trim() || err.message}`));
@@ -66,13 +70,19 @@ export function measureFloor(o: FloorOptions): Promise<KernelFloor> {
   });
 }
 
-/** Two lines: the floor, and (given the bridge's µs per message) the bridge against it. */
-export function formatFloor(f: KernelFloor, bridgeUsPerMessage?: number): string {
+const floorLine = (when: string, f: KernelFloor): string =>
+  `kernel floor ${when}: TCP ${f.tcp.usPerMessage.toFixed(2)} µs and UDP ${f.udp.usPerMessage.toFixed(2)} µs per message (a send with its delivery, and a receive), ${f.floorUsPerRelayedMessage.toFixed(2)} µs per relayed message`;
+
+/** The floor measured before (and after) a run, and the bridge's µs per relayed message against their mean. */
+export function formatFloor(before: KernelFloor, after?: KernelFloor, bridgeUsPerMessage?: number): string {
   const lines = [
-    `kernel floor (native/floor.cc, measured just before: ${f.streams} loopback pairs each of TCP and UDP, ${f.rate} messages a second each way, the ends on CPU ${f.cpuA} and CPU ${f.cpuB}, no relay code, nobody woken): TCP ${f.tcp.usPerMessage.toFixed(2)} µs and UDP ${f.udp.usPerMessage.toFixed(2)} µs per message (a send with its delivery, and a receive), ${f.floorUsPerRelayedMessage.toFixed(2)} µs per relayed message`,
+    `kernel floor (native/floor.cc: ${before.streams} loopback pairs each of TCP and UDP, ${before.rate} messages a second each way, the ends on CPU ${before.cpuA} and CPU ${before.cpuB}, no relay code, nobody woken):`,
+    floorLine('before the run', before),
+    ...(after ? [floorLine('after the run', after)] : []),
   ];
-  if (bridgeUsPerMessage !== undefined && f.floorUsPerRelayedMessage > 0) {
-    lines.push(`the bridge against the floor: ${bridgeUsPerMessage.toFixed(2)} µs per relayed message = ${(bridgeUsPerMessage / f.floorUsPerRelayedMessage).toFixed(2)} × the kernel's floor`);
+  const floor = after ? (before.floorUsPerRelayedMessage + after.floorUsPerRelayedMessage) / 2 : before.floorUsPerRelayedMessage;
+  if (bridgeUsPerMessage !== undefined && floor > 0) {
+    lines.push(`the bridge against the floor: ${bridgeUsPerMessage.toFixed(2)} µs per relayed message = ${(bridgeUsPerMessage / floor).toFixed(2)} × the kernel's floor${after ? ' (the mean of before and after)' : ''}`);
   }
   return lines.join('\n');
 }

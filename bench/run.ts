@@ -176,8 +176,9 @@ export interface BenchResult {
   /** step mode: the highest stream count that held (p99 within bound, nothing lost) */
   highestHeld: number | null;
   stoppedBy: string;
-  /** with `floor`: the kernel's floor measured just before the run */
+  /** with `floor`: the kernel's floor measured just before the run, and just after it */
   floor?: KernelFloor;
+  floorAfter?: KernelFloor;
 }
 
 export const PASSWORD = 'bench-echo-password';
@@ -505,9 +506,8 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
   const loadOn = options.pin ? loadCpus() : null;
   if (options.pin && loadOn === null) throw new Error('--pin needs at least two CPUs');
   // before anything else runs: the same streams and rate, the ends where the bridge and the load run
-  const floor = options.floor
-    ? await measureFloor({ streams: options.streams, seconds: Math.min(3, options.seconds), cpuA: options.pin ? Number(RELAY_CPUS) : -1, cpuB: loadOn !== null ? Number(loadOn.split(/[,-]/)[0]) : -1, udpBytes: 12 + payloadBytes, tcpBytes: 6 + FRAME_HEADER_BYTES + payloadBytes })
-    : undefined;
+  const floorOptions = { streams: options.streams, seconds: Math.min(3, options.seconds), cpuA: options.pin ? Number(RELAY_CPUS) : -1, cpuB: loadOn !== null ? Number(loadOn.split(/[,-]/)[0]) : -1, udpBytes: 12 + payloadBytes, tcpBytes: 6 + FRAME_HEADER_BYTES + payloadBytes };
+  const floor = options.floor ? await measureFloor(floorOptions) : undefined;
   // --pin: this process (the load generator) and the echo peer on the load's CPUs, the bridge on CPU 0
   const unpin = loadOn !== null ? pinSelf(loadOn) : (): void => undefined;
   if (options.udpEcho && options.wsEcho) throw new Error('udpEcho and wsEcho: one echo peer at a time');
@@ -710,6 +710,8 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     clearTimeout(hardStop);
     unpin();
   }
+  // and again once everything has stopped: the machine's state drifts within a run
+  if (options.floor) result.floorAfter = await measureFloor(floorOptions);
   return result;
 }
 
@@ -765,7 +767,7 @@ export function formatResult(r: BenchResult): string {
       : `held: round-trip p99 <= ${r.p99BoundMs} ms, no frame lost, no connection closed.`,
   );
   if (r.steps.length > 1 || r.highestHeld !== null) lines.push(`highest stream count that held: ${r.highestHeld ?? 'none'} (stopped: ${r.stoppedBy})`);
-  if (r.floor) lines.push(formatFloor(r.floor, r.steps.find((s) => s.streams === r.floor!.streams)?.cpuMicrosPerMessage));
+  if (r.floor) lines.push(formatFloor(r.floor, r.floorAfter, r.steps.find((s) => s.streams === r.floor!.streams)?.cpuMicrosPerMessage));
   return lines.join('\n');
 }
 

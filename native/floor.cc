@@ -18,7 +18,10 @@
 // of the two directions, is (the TCP message's cost + the UDP message's cost) / 2.
 //
 //   confmux_floor [--streams N] [--rate MSG_PER_S] [--seconds S] [--cpu-a C] [--cpu-b C]
-//                 [--tick-us U] [--udp-bytes B] [--tcp-bytes B] [--json]
+//                 [--tick-us U] [--udp-bytes B] [--tcp-bytes B] [--udp-sendmmsg] [--json]
+//
+// --udp-sendmmsg: each end sends its UDP messages from one unconnected socket, each tick's in one
+// sendmmsg call, to the other end's (unconnected) sockets: what batching a relay's sends could save.
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -51,6 +54,9 @@ struct Options {
   int pollUs = 200;  // each end receives and sends every this many µs (the pump's coalescing)
   int udpBytes = 172;  // an RTP packet: 12-byte header, 160 bytes of PCMU
   int tcpBytes = 176;  // a WebSocket frame of a confmux frame: 4 + 2 + 10 + 160, masking key aside
+  // UDP sent from one unconnected socket per end, each tick's messages in one sendmmsg (to the other
+  // end's sockets, then unconnected too): what batching the sends could save
+  bool udpSendmmsg = false;
   bool json = false;
 };
 
@@ -91,7 +97,7 @@ sockaddr_in loopback(uint16_t port) {
 
 // n pairs of sockets: tx[i] sends to rx[i]. UDP: connected datagram sockets; TCP: accepted
 // connections with TCP_NODELAY, as the bridge's. False (and `error`) when the machine refuses.
-bool makePairs(bool tcp, int n, std::vector<int>& tx, std::vector<int>& rx, std::string& error) {
+bool makePairs(bool tcp, int n, std::vector<int>& tx, std::vector<int>& rx, std::string& error, bool connectUdp = true) {
   int listener = -1;
   sockaddr_in la = loopback(0);
   if (tcp) {
@@ -122,7 +128,7 @@ bool makePairs(bool tcp, int n, std::vector<int>& tx, std::vector<int>& rx, std:
       socklen_t rl = sizeof ra, tl = sizeof ta;
       if (r < 0 || t < 0 || bind(r, reinterpret_cast<sockaddr*>(&ra), sizeof ra) != 0 || bind(t, reinterpret_cast<sockaddr*>(&ta), sizeof ta) != 0 ||
           getsockname(r, reinterpret_cast<sockaddr*>(&ra), &rl) != 0 || getsockname(t, reinterpret_cast<sockaddr*>(&ta), &tl) != 0 ||
-          connect(t, reinterpret_cast<sockaddr*>(&ra), sizeof ra) != 0 || connect(r, reinterpret_cast<sockaddr*>(&ta), sizeof ta) != 0) {
+          (connectUdp && (connect(t, reinterpret_cast<sockaddr*>(&ra), sizeof ra) != 0 || connect(r, reinterpret_cast<sockaddr*>(&ta), sizeof ta) != 0))) {
         error = std::string("udp: ") + strerror(errno);
         return false;
       }
@@ -143,6 +149,9 @@ bool makePairs(bool tcp, int n, std::vector<int>& tx, std::vector<int>& rx, std:
 // sockets; the CPU time from the end of each sleep to the start of the next is counted.
 struct End {
   std::vector<int> fds;
+  // --udp-sendmmsg: this end sends from `batch` to the other end's sockets at `peers`
+  int batch = -1;
+  std::vector<sockaddr_in> peers;
   int cpu = -1;
   uint64_t sent = 0, received = 0;
   int64_t cpuNs = 0;
@@ -160,6 +169,9 @@ void runEnd(const Options& o, bool tcp, End& e, int64_t t0, std::atomic<int>& se
     epoll_ctl(ep, EPOLL_CTL_ADD, e.fds[i], &ev);
   }
   std::vector<epoll_event> events(1024);
+  constexpr unsigned kBatch = 64;
+  mmsghdr mm[kBatch];
+  iovec iov[kBatch];
   const uint64_t total = uint64_t(o.rate * o.seconds);
   uint64_t k = 0, gotBytes = 0;
   bool done = false;
@@ -183,9 +195,25 @@ void runEnd(const Options& o, bool tcp, End& e, int64_t t0, std::atomic<int>& se
     }
     uint64_t due = uint64_t(double(now - t0) * o.rate / 1e9);
     if (due > total) due = total;
-    for (; k < due; k++) {
-      int fd = e.fds[size_t(k % e.fds.size())];
-      if (send(fd, msg.data(), bytes, MSG_DONTWAIT | MSG_NOSIGNAL) == ssize_t(bytes)) e.sent++;
+    if (e.batch >= 0) {
+      while (k < due) {
+        unsigned n = 0;
+        for (; k < due && n < kBatch; k++, n++) {
+          iov[n] = iovec{msg.data(), bytes};
+          mm[n] = mmsghdr{};
+          mm[n].msg_hdr.msg_iov = &iov[n];
+          mm[n].msg_hdr.msg_iovlen = 1;
+          mm[n].msg_hdr.msg_name = &e.peers[size_t(k % e.peers.size())];
+          mm[n].msg_hdr.msg_namelen = sizeof(sockaddr_in);
+        }
+        int w = sendmmsg(e.batch, mm, n, MSG_DONTWAIT);
+        if (w > 0) e.sent += uint64_t(w);
+      }
+    } else {
+      for (; k < due; k++) {
+        int fd = e.fds[size_t(k % e.fds.size())];
+        if (send(fd, msg.data(), bytes, MSG_DONTWAIT | MSG_NOSIGNAL) == ssize_t(bytes)) e.sent++;
+      }
     }
     e.cpuNs += monoNs(CLOCK_THREAD_CPUTIME_ID) - cpu0;
     if (tcp) e.received = gotBytes / bytes;
@@ -207,7 +235,26 @@ Result measure(const Options& o, bool tcp) {
   End a, b;
   a.cpu = o.cpuA;
   b.cpu = o.cpuB;
-  if (!makePairs(tcp, o.streams, a.fds, b.fds, res.error)) res.ok = false;
+  bool batched = !tcp && o.udpSendmmsg;
+  if (!makePairs(tcp, o.streams, a.fds, b.fds, res.error, !batched)) res.ok = false;
+  if (res.ok && batched) {
+    for (End* e : {&a, &b}) {
+      e->batch = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+      sockaddr_in any = loopback(0);
+      if (e->batch < 0 || bind(e->batch, reinterpret_cast<sockaddr*>(&any), sizeof any) != 0) {
+        res.ok = false;
+        res.error = std::string("udp: ") + strerror(errno);
+      }
+    }
+    for (auto [from, to] : {std::pair<End*, End*>{&a, &b}, std::pair<End*, End*>{&b, &a}}) {
+      for (int fd : to->fds) {
+        sockaddr_in addr{};
+        socklen_t l = sizeof addr;
+        getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &l);
+        from->peers.push_back(addr);
+      }
+    }
+  }
   if (res.ok) {
     std::atomic<int> sendersLeft{2};
     int64_t t0 = monoNs() + 50000000;  // both start together, 50 ms from now
@@ -222,6 +269,8 @@ Result measure(const Options& o, bool tcp) {
   }
   for (int fd : a.fds) close(fd);
   for (int fd : b.fds) close(fd);
+  if (a.batch >= 0) close(a.batch);
+  if (b.batch >= 0) close(b.batch);
   return res;
 }
 
@@ -230,6 +279,10 @@ bool parse(int argc, char** argv, Options& o) {
     std::string a = argv[i];
     if (a == "--json") {
       o.json = true;
+      continue;
+    }
+    if (a == "--udp-sendmmsg") {
+      o.udpSendmmsg = true;
       continue;
     }
     if (i + 1 >= argc) return false;
@@ -252,7 +305,7 @@ bool parse(int argc, char** argv, Options& o) {
 int main(int argc, char** argv) {
   Options o;
   if (!parse(argc, argv, o)) {
-    fprintf(stderr, "usage: confmux_floor [--streams N] [--rate MSG_PER_S] [--seconds S] [--cpu-a C] [--cpu-b C] [--tick-us U] [--udp-bytes B] [--tcp-bytes B] [--json]\n");
+    fprintf(stderr, "usage: confmux_floor [--streams N] [--rate MSG_PER_S] [--seconds S] [--cpu-a C] [--cpu-b C] [--tick-us U] [--udp-bytes B] [--tcp-bytes B] [--udp-sendmmsg] [--json]\n");
     return 2;
   }
   // two sockets per stream and transport: lift the soft limit on open files to the hard one
@@ -274,16 +327,16 @@ int main(int argc, char** argv) {
   double udpUs = perMessage(udp), tcpUs = perMessage(tcp);
   double floorUs = (udpUs + tcpUs) / 2;
   if (o.json) {
-    printf("{\"streams\":%d,\"rate\":%g,\"seconds\":%g,\"cpuA\":%d,\"cpuB\":%d,\"tickUs\":%d,"
+    printf("{\"streams\":%d,\"rate\":%g,\"seconds\":%g,\"cpuA\":%d,\"cpuB\":%d,\"tickUs\":%d,\"udpSendmmsg\":%s,"
            "\"udp\":{\"bytes\":%d,\"sent\":%llu,\"received\":%llu,\"cpuA\":%.6f,\"cpuB\":%.6f,\"usPerMessage\":%.3f},"
            "\"tcp\":{\"bytes\":%d,\"sent\":%llu,\"received\":%llu,\"cpuA\":%.6f,\"cpuB\":%.6f,\"usPerMessage\":%.3f},\"floorUsPerRelayedMessage\":%.3f}\n",
-           o.streams, o.rate, o.seconds, o.cpuA, o.cpuB, o.pollUs, o.udpBytes, (unsigned long long)udp.sent, (unsigned long long)udp.received, udp.cpuAS, udp.cpuBS, udpUs, o.tcpBytes,
+           o.streams, o.rate, o.seconds, o.cpuA, o.cpuB, o.pollUs, o.udpSendmmsg ? "true" : "false", o.udpBytes, (unsigned long long)udp.sent, (unsigned long long)udp.received, udp.cpuAS, udp.cpuBS, udpUs, o.tcpBytes,
            (unsigned long long)tcp.sent, (unsigned long long)tcp.received, tcp.cpuAS, tcp.cpuBS, tcpUs, floorUs);
     return 0;
   }
   printf("the kernel's floor on this machine: %d loopback socket pairs per transport, %g messages a second each way, %g s, the ends on CPU %d and CPU %d, each looking every %d µs\n", o.streams, o.rate, o.seconds, o.cpuA, o.cpuB, o.pollUs);
   printf("| transport | bytes | messages sent (both ways) | received | µs CPU per message (one send with its delivery, one receive) |\n|---|---:|---:|---:|---:|\n");
-  printf("| UDP | %d | %llu | %llu | %.2f |\n", o.udpBytes, (unsigned long long)udp.sent, (unsigned long long)udp.received, udpUs);
+  printf("| UDP%s | %d | %llu | %llu | %.2f |\n", o.udpSendmmsg ? " (sendmmsg)" : "", o.udpBytes, (unsigned long long)udp.sent, (unsigned long long)udp.received, udpUs);
   printf("| TCP | %d | %llu | %llu | %.2f |\n", o.tcpBytes, (unsigned long long)tcp.sent, (unsigned long long)tcp.received, tcpUs);
   printf("floor per relayed message (a TCP message and a UDP message make two relayed messages): %.2f µs of CPU, before any relay code, sleep or wake-up\n", floorUs);
   return 0;

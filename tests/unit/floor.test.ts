@@ -14,6 +14,7 @@ test('kernel floor: 20 pairs each of TCP and UDP, 1,000 messages a second each w
   const f = await measureFloor({ streams: 20, rate: 1000, seconds: 0.5, cpuA: -1, cpuB: -1, tickUs: 200 });
   assert.equal(f.streams, 20);
   assert.equal(f.tickUs, 200);
+  assert.equal(f.udpSendmmsg, false);
   for (const t of [f.udp, f.tcp]) {
     // 500 messages from each end
     assert.equal(t.sent, 1000);
@@ -26,8 +27,18 @@ test('kernel floor: 20 pairs each of TCP and UDP, 1,000 messages a second each w
   assert.equal(f.udp.bytes, 172);
   assert.equal(f.tcp.bytes, 176);
   assert.ok(Math.abs(f.floorUsPerRelayedMessage - (f.udp.usPerMessage + f.tcp.usPerMessage) / 2) < 0.01);
-  const text = formatFloor(f, f.floorUsPerRelayedMessage * 1.5);
-  assert.match(text, /per relayed message = 1\.50 × the kernel's floor/);
+  assert.match(formatFloor(f, undefined, f.floorUsPerRelayedMessage * 1.5), /per relayed message = 1\.50 × the kernel's floor$/);
+  // with a second measurement the bridge is set against the mean of the two
+  const after = { ...f, floorUsPerRelayedMessage: f.floorUsPerRelayedMessage * 3 };
+  assert.match(formatFloor(f, after, f.floorUsPerRelayedMessage * 4), /= 2\.00 × the kernel's floor \(the mean of before and after\)$/);
+});
+
+test('kernel floor --udp-sendmmsg: the UDP messages go out in one sendmmsg per tick from one socket per end; every one arrives', async () => {
+  const f = await measureFloor({ streams: 20, rate: 1000, seconds: 0.5, cpuA: -1, cpuB: -1, udpSendmmsg: true });
+  assert.equal(f.udpSendmmsg, true);
+  assert.equal(f.udp.sent, 1000);
+  assert.equal(f.udp.received, 1000);
+  assert.equal(f.tcp.received, f.tcp.sent);
 });
 
 test('kernel floor: a bad argument gets the usage and exit code 2', async () => {
