@@ -38,6 +38,8 @@ export interface KernelFloor {
   tcp: FloorTransport;
   /** (UDP's + TCP's µs per message) / 2: a relayed message pays a receive on one and a send on the other */
   floorUsPerRelayedMessage: number;
+  /** the same with each end's wake-up every tick counted (a relay coalescing as the pump does pays them) */
+  withWakeupsUsPerRelayedMessage: number;
 }
 
 export interface FloorOptions {
@@ -71,7 +73,7 @@ export function measureFloor(o: FloorOptions): Promise<KernelFloor> {
 }
 
 const floorLine = (when: string, f: KernelFloor): string =>
-  `kernel floor ${when}: TCP ${f.tcp.usPerMessage.toFixed(2)} µs and UDP ${f.udp.usPerMessage.toFixed(2)} µs per message (a send with its delivery, and a receive), ${f.floorUsPerRelayedMessage.toFixed(2)} µs per relayed message`;
+  `kernel floor ${when}: TCP ${f.tcp.usPerMessage.toFixed(2)} µs and UDP ${f.udp.usPerMessage.toFixed(2)} µs per message (a send with its delivery, and a receive), ${f.floorUsPerRelayedMessage.toFixed(2)} µs per relayed message (${f.withWakeupsUsPerRelayedMessage.toFixed(2)} with a wake-up every ${f.tickUs} µs)`;
 
 /** The floor measured before (and after) a run, and the bridge's µs per relayed message against their mean. */
 export function formatFloor(before: KernelFloor, after?: KernelFloor, bridgeUsPerMessage?: number): string {

@@ -63,6 +63,7 @@ struct Options {
 struct Result {
   uint64_t sent = 0, received = 0;
   double cpuAS = 0, cpuBS = 0;
+  double allCpuS = 0;  // both ends' whole CPU time, the ticks' wake-ups included
   bool ok = true;
   std::string error;
 };
@@ -155,6 +156,7 @@ struct End {
   int cpu = -1;
   uint64_t sent = 0, received = 0;
   int64_t cpuNs = 0;
+  int64_t allCpuNs = 0;  // the thread's whole CPU time, its ticks' sleeps and wake-ups included
 };
 
 void runEnd(const Options& o, bool tcp, End& e, int64_t t0, std::atomic<int>& sendersLeft) {
@@ -176,6 +178,7 @@ void runEnd(const Options& o, bool tcp, End& e, int64_t t0, std::atomic<int>& se
   uint64_t k = 0, gotBytes = 0;
   bool done = false;
   int64_t tick = t0, quietSince = 0;
+  int64_t all0 = monoNs(CLOCK_THREAD_CPUTIME_ID);
   for (;;) {
     tick += int64_t(o.pollUs) * 1000;
     sleepUntil(tick);
@@ -227,6 +230,7 @@ void runEnd(const Options& o, bool tcp, End& e, int64_t t0, std::atomic<int>& se
       if (m == 0 || now - quietSince > 1000000000LL) break;
     }
   }
+  e.allCpuNs = monoNs(CLOCK_THREAD_CPUTIME_ID) - all0;
   close(ep);
 }
 
@@ -266,6 +270,7 @@ Result measure(const Options& o, bool tcp) {
     res.received = a.received + b.received;
     res.cpuAS = double(a.cpuNs) / 1e9;
     res.cpuBS = double(b.cpuNs) / 1e9;
+    res.allCpuS = double(a.allCpuNs + b.allCpuNs) / 1e9;
   }
   for (int fd : a.fds) close(fd);
   for (int fd : b.fds) close(fd);
@@ -326,12 +331,15 @@ int main(int argc, char** argv) {
   auto perMessage = [](const Result& r) { return r.sent == 0 ? 0.0 : (r.cpuAS + r.cpuBS) * 1e6 / double(r.sent); };
   double udpUs = perMessage(udp), tcpUs = perMessage(tcp);
   double floorUs = (udpUs + tcpUs) / 2;
+  // the same with each end's wake-ups every tick (a relay that coalesces as the pump does pays them)
+  auto withWakeups = [](const Result& r) { return r.sent == 0 ? 0.0 : r.allCpuS * 1e6 / double(r.sent); };
+  double wakeUs = (withWakeups(udp) + withWakeups(tcp)) / 2;
   if (o.json) {
     printf("{\"streams\":%d,\"rate\":%g,\"seconds\":%g,\"cpuA\":%d,\"cpuB\":%d,\"tickUs\":%d,\"udpSendmmsg\":%s,"
            "\"udp\":{\"bytes\":%d,\"sent\":%llu,\"received\":%llu,\"cpuA\":%.6f,\"cpuB\":%.6f,\"usPerMessage\":%.3f},"
-           "\"tcp\":{\"bytes\":%d,\"sent\":%llu,\"received\":%llu,\"cpuA\":%.6f,\"cpuB\":%.6f,\"usPerMessage\":%.3f},\"floorUsPerRelayedMessage\":%.3f}\n",
+           "\"tcp\":{\"bytes\":%d,\"sent\":%llu,\"received\":%llu,\"cpuA\":%.6f,\"cpuB\":%.6f,\"usPerMessage\":%.3f},\"floorUsPerRelayedMessage\":%.3f,\"withWakeupsUsPerRelayedMessage\":%.3f}\n",
            o.streams, o.rate, o.seconds, o.cpuA, o.cpuB, o.pollUs, o.udpSendmmsg ? "true" : "false", o.udpBytes, (unsigned long long)udp.sent, (unsigned long long)udp.received, udp.cpuAS, udp.cpuBS, udpUs, o.tcpBytes,
-           (unsigned long long)tcp.sent, (unsigned long long)tcp.received, tcp.cpuAS, tcp.cpuBS, tcpUs, floorUs);
+           (unsigned long long)tcp.sent, (unsigned long long)tcp.received, tcp.cpuAS, tcp.cpuBS, tcpUs, floorUs, wakeUs);
     return 0;
   }
   printf("the kernel's floor on this machine: %d loopback socket pairs per transport, %g messages a second each way, %g s, the ends on CPU %d and CPU %d, each looking every %d µs\n", o.streams, o.rate, o.seconds, o.cpuA, o.cpuB, o.pollUs);
@@ -339,5 +347,6 @@ int main(int argc, char** argv) {
   printf("| UDP%s | %d | %llu | %llu | %.2f |\n", o.udpSendmmsg ? " (sendmmsg)" : "", o.udpBytes, (unsigned long long)udp.sent, (unsigned long long)udp.received, udpUs);
   printf("| TCP | %d | %llu | %llu | %.2f |\n", o.tcpBytes, (unsigned long long)tcp.sent, (unsigned long long)tcp.received, tcpUs);
   printf("floor per relayed message (a TCP message and a UDP message make two relayed messages): %.2f µs of CPU, before any relay code, sleep or wake-up\n", floorUs);
+  printf("with each end's wake-up every %d µs (as a relay coalescing like the pump): %.2f µs per relayed message\n", o.pollUs, wakeUs);
   return 0;
 }

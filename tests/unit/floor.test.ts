@@ -27,6 +27,8 @@ test('kernel floor: 20 pairs each of TCP and UDP, 1,000 messages a second each w
   assert.equal(f.udp.bytes, 172);
   assert.equal(f.tcp.bytes, 176);
   assert.ok(Math.abs(f.floorUsPerRelayedMessage - (f.udp.usPerMessage + f.tcp.usPerMessage) / 2) < 0.01);
+  // the whole CPU time counts the ticks' wake-ups on top
+  assert.ok(f.withWakeupsUsPerRelayedMessage > f.floorUsPerRelayedMessage, `${f.withWakeupsUsPerRelayedMessage} > ${f.floorUsPerRelayedMessage}`);
   assert.match(formatFloor(f, undefined, f.floorUsPerRelayedMessage * 1.5), /per relayed message = 1\.50 × the kernel's floor$/);
   // with a second measurement the bridge is set against the mean of the two
   const after = { ...f, floorUsPerRelayedMessage: f.floorUsPerRelayedMessage * 3 };
