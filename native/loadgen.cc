@@ -120,6 +120,35 @@ struct Counters {
   uint64_t sent = 0, received = 0, sentInWindow = 0, receivedInWindow = 0, closed = 0, pings = 0, queued = 0, dropped = 0;
 };
 
+// A WebSocket frame's header at f (avail bytes there): its opcode, whether it is masked, the
+// payload's length and the header's (the masking key included). False while the header is not all in.
+struct FrameHead {
+  uint8_t op = 0;
+  bool masked = false;
+  uint64_t len = 0;
+  size_t hdr = 0;
+};
+
+bool frameHead(const uint8_t* f, size_t avail, FrameHead& h) {
+  if (avail < 2) return false;
+  h.op = f[0] & 0x0f;
+  h.masked = (f[1] & 0x80) != 0;
+  h.len = f[1] & 0x7f;
+  h.hdr = 2;
+  if (h.len == 126) {
+    if (avail < 4) return false;
+    h.len = (uint64_t(f[2]) << 8) | f[3];
+    h.hdr = 4;
+  } else if (h.len == 127) {
+    if (avail < 10) return false;
+    h.len = 0;
+    for (int i = 0; i < 8; i++) h.len = (h.len << 8) | f[2 + i];
+    h.hdr = 10;
+  }
+  if (h.masked) h.hdr += 4;
+  return true;
+}
+
 struct LoadGen {
   std::mutex mu;
   std::vector<Lane*> lanes;
@@ -325,32 +354,21 @@ struct LoadGen {
   void parseEcho(Lane* l) {
     uint8_t* b = l->in.data();
     size_t pos = 0;
-    while (l->have - pos >= 2) {
-      uint8_t* f = b + pos;
-      size_t avail = l->have - pos;
-      uint8_t op = f[0] & 0x0f;
-      bool masked = (f[1] & 0x80) != 0;
-      size_t len = f[1] & 0x7f;
-      size_t hdr = 2;
-      if (len == 126) {
-        if (avail < 4) break;
-        len = (size_t(f[2]) << 8) | f[3];
-        hdr = 4;
-      } else if (len == 127 || !masked) {
-        closeLane(l);  // a client frame is masked; nothing here is larger than 64 KiB
-        return;
-      }
-      if (len > kReadBuffer - 16) {
+    FrameHead h;
+    while (frameHead(b + pos, l->have - pos, h)) {
+      // a client frame is masked; nothing here is larger than the read buffer
+      if (!h.masked || h.len > kReadBuffer - 16) {
         closeLane(l);
         return;
       }
-      if (avail < hdr + 4 + len) break;
-      const uint8_t* key = f + hdr;
-      const uint8_t* payload = f + hdr + 4;
-      if (op == 0x2 || op == 0x9) {
+      size_t len = size_t(h.len);
+      if (l->have - pos < h.hdr + len) break;
+      const uint8_t* key = b + pos + h.hdr - 4;
+      const uint8_t* payload = b + pos + h.hdr;
+      if (h.op == 0x2 || h.op == 0x9) {
         uint8_t* o = frame.data();
         size_t at = len < 126 ? 2 : 4;
-        o[0] = op == 0x2 ? 0x82 : 0x8a;
+        o[0] = h.op == 0x2 ? 0x82 : 0x8a;
         if (len < 126) {
           o[1] = uint8_t(len);
         } else {
@@ -359,7 +377,7 @@ struct LoadGen {
           o[3] = uint8_t(len);
         }
         for (size_t i = 0; i < len; i++) o[at + i] = payload[i] ^ key[i & 3];
-        if (op == 0x2) {
+        if (h.op == 0x2) {
           c.received++;
           c.sent++;
         } else {
@@ -367,11 +385,11 @@ struct LoadGen {
         }
         write(l, o, at + len);
         if (!l->open) return;
-      } else if (op == 0x8) {
+      } else if (h.op == 0x8) {
         closeLane(l);
         return;
       }
-      pos += hdr + 4 + len;
+      pos += h.hdr + len;
     }
     if (pos > 0) {
       memmove(b, b + pos, l->have - pos);
@@ -385,24 +403,13 @@ struct LoadGen {
     if (framing == 2) return parseEcho(l);
     uint8_t* b = l->in.data();
     size_t pos = 0;
-    while (l->have - pos >= 2) {
+    FrameHead head;
+    while (frameHead(b + pos, l->have - pos, head)) {
       uint8_t* f = b + pos;
       size_t avail = l->have - pos;
-      uint8_t op = f[0] & 0x0f;
-      bool masked = (f[1] & 0x80) != 0;
-      uint64_t len = f[1] & 0x7f;
-      size_t hdr = 2;
-      if (len == 126) {
-        if (avail < 4) break;
-        len = (uint64_t(f[2]) << 8) | f[3];
-        hdr = 4;
-      } else if (len == 127) {
-        if (avail < 10) break;
-        len = 0;
-        for (int i = 0; i < 8; i++) len = (len << 8) | f[2 + i];
-        hdr = 10;
-      }
-      if (masked) hdr += 4;  // a server does not mask; skipped if it did
+      uint8_t op = head.op;
+      uint64_t len = head.len;
+      size_t hdr = head.hdr;  // a server does not mask; the key skipped if it did
       if (len > kReadBuffer - 16) {
         closeLane(l);
         return;

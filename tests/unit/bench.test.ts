@@ -84,32 +84,29 @@ test('bench --workers 2: calls land with their media on the worker that holds th
   assert.ok(s.bridgeCpu > 0 && s.bridgeCpu < 4, `bridge CPU ${s.bridgeCpu}`);
 });
 
-test('bench --udp-echo: every frame goes through a UDP socket to the echo peer and back, on the native media pump; nothing lost', { skip: coturnAvailable() ? false : 'needs coturn (turnutils_peer)' }, async () => {
-  const r = await runBench({ streams: 20, seconds: 2, warmupSeconds: 0.5, udpEcho: true, log: quiet, timeLimitSeconds: 40 });
-  const s = r.steps[0]!;
-  assert.equal(r.udpEcho, true);
+/** 20 streams for 2 s through an echo peer: every call on the pump, every frame back, the peer's CPU counted */
+function echoedOnThePump(s: StepResult): void {
   assert.equal(s.bridgeLoop?.pumped, 20, 'every call on the pump');
   assert.equal(s.unexpectedCloses, 0);
   assert.ok(s.sent >= 2000, `sent ${s.sent}`);
   assert.equal(s.lost, 0, `lost ${s.lost} of ${s.sent}`);
   assert.equal(s.received, s.sent);
   assert.ok(s.rttMs.samples > 0 && s.rttMs.max < 2000);
-  // the echo peer echoed 2,000 datagrams in the window: some CPU, well under a core
+  // the echo peer echoed 2,000 payloads in the window: some CPU, well under a core
   assert.ok(s.echoPeerCpu !== undefined && s.echoPeerCpu > 0 && s.echoPeerCpu < 1, `echo peer CPU ${s.echoPeerCpu}`);
+}
+
+test('bench --udp-echo: every frame goes through a UDP socket to the echo peer and back, on the native media pump; nothing lost', { skip: coturnAvailable() ? false : 'needs coturn (turnutils_peer)' }, async () => {
+  const r = await runBench({ streams: 20, seconds: 2, warmupSeconds: 0.5, udpEcho: true, log: quiet, timeLimitSeconds: 40 });
+  assert.equal(r.udpEcho, true);
+  echoedOnThePump(r.steps[0]!);
 });
 
 test('bench --ws-echo: every frame goes over a WebSocket media leg (chan_websocket\'s) to the echo peer and back, on the native media pump; nothing lost', async () => {
   const r = await runBench({ streams: 20, seconds: 2, warmupSeconds: 0.5, wsEcho: true, log: quiet, timeLimitSeconds: 40 });
-  const s = r.steps[0]!;
   assert.equal(r.wsEcho, true);
   assert.equal(r.wsEchoNative, true, 'the echo peer on its native thread');
-  assert.equal(s.bridgeLoop?.pumped, 20, 'every call on the pump');
-  assert.equal(s.unexpectedCloses, 0);
-  assert.ok(s.sent >= 2000, `sent ${s.sent}`);
-  assert.equal(s.lost, 0, `lost ${s.lost} of ${s.sent}`);
-  assert.equal(s.received, s.sent);
-  assert.ok(s.rttMs.samples > 0 && s.rttMs.max < 2000);
-  assert.ok(s.echoPeerCpu !== undefined && s.echoPeerCpu > 0 && s.echoPeerCpu < 1, `echo peer CPU ${s.echoPeerCpu}`);
+  echoedOnThePump(r.steps[0]!);
   assert.match(formatResult(r), /through WebSocket media legs as chan_websocket's to an echo peer: bench\/wsEchoPeer\.ts\)/);
 });
 
