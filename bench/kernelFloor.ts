@@ -82,9 +82,13 @@ export function formatFloor(before: KernelFloor, after?: KernelFloor, bridgeUsPe
     floorLine('before the run', before),
     ...(after ? [floorLine('after the run', after)] : []),
   ];
-  const floor = after ? (before.floorUsPerRelayedMessage + after.floorUsPerRelayedMessage) / 2 : before.floorUsPerRelayedMessage;
+  const mean = (k: 'floorUsPerRelayedMessage' | 'withWakeupsUsPerRelayedMessage'): number => (after ? (before[k] + after[k]) / 2 : before[k]);
+  const floor = mean('floorUsPerRelayedMessage');
+  const withWakeups = mean('withWakeupsUsPerRelayedMessage');
   if (bridgeUsPerMessage !== undefined && floor > 0) {
-    lines.push(`the bridge against the floor: ${bridgeUsPerMessage.toFixed(2)} µs per relayed message = ${(bridgeUsPerMessage / floor).toFixed(2)} × the kernel's floor${after ? ' (the mean of before and after)' : ''}`);
+    lines.push(
+      `the bridge against the floor: ${bridgeUsPerMessage.toFixed(2)} µs per relayed message = ${(bridgeUsPerMessage / floor).toFixed(2)} × the kernel's floor${after ? ' (the mean of before and after)' : ''}, ${(bridgeUsPerMessage / withWakeups).toFixed(2)} × the floor with its wake-ups`,
+    );
   }
   return lines.join('\n');
 }

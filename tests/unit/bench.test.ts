@@ -124,7 +124,7 @@ test('bench --floor: the kernel\'s floor is measured before and after with the s
   const after = r.floorAfter;
   assert.ok(after !== undefined && after.streams === 20 && after.tcp.received === after.tcp.sent, 'measured again after the run');
   const ratio = s.cpuMicrosPerMessage / ((f.floorUsPerRelayedMessage + after.floorUsPerRelayedMessage) / 2);
-  assert.ok(formatResult(r).includes(`= ${ratio.toFixed(2)} × the kernel's floor (the mean of before and after)`), formatResult(r));
+  assert.ok(formatResult(r).includes(`= ${ratio.toFixed(2)} × the kernel's floor (the mean of before and after), `), formatResult(r));
 });
 
 test('bench --ws-echo --media-pump off: the same through the JavaScript path; nothing lost', async () => {
