@@ -63,6 +63,8 @@ export interface BenchOptions {
    * transport) to bench/wsEchoPeer.ts instead of in process (not with udpEcho)
    */
   wsEcho?: boolean;
+  /** with wsEcho: the echo peer echoes in JavaScript even when its native thread is built */
+  wsEchoJavaScript?: boolean;
   /** server.mediaPump of the bridge under benchmark (default auto) */
   mediaPump?: 'auto' | 'on' | 'off';
   /** server.mediaPumpPriority of the bridge under benchmark (default realtime) */
@@ -265,9 +267,12 @@ export async function startBridge(env: Record<string, string> = {}, workers = 1,
 
 const WS_PEER = fileURLToPath(new URL('./wsEchoPeer.ts', import.meta.url));
 
-/** bench/wsEchoPeer.ts as its own process (on `cpus`), for `--ws-echo`. */
-export async function startWsPeer(cpus: string | null = null): Promise<{ port: number; pid: number; native: boolean; stop(): Promise<void> }> {
-  const child = spawn(...onCpus(cpus, '/bin/sh', ['-c', 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$0" "$@"', process.execPath, '--import', TSX, WS_PEER]), { stdio: ['pipe', 'pipe', 'inherit'] });
+/** bench/wsEchoPeer.ts as its own process (on `cpus`), for `--ws-echo`; `javascript`: its echo in JavaScript. */
+export async function startWsPeer(cpus: string | null = null, javascript = false): Promise<{ port: number; pid: number; native: boolean; stop(): Promise<void> }> {
+  const child = spawn(...onCpus(cpus, '/bin/sh', ['-c', 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$0" "$@"', process.execPath, '--import', TSX, WS_PEER]), {
+    stdio: ['pipe', 'pipe', 'inherit'],
+    env: { ...process.env, ...(javascript ? { CONFMUX_BENCH_WS_ECHO: 'javascript' } : {}) },
+  });
   const line = await Promise.race([
     once(createInterface({ input: child.stdout! }), 'line').then(([l]) => l as string),
     once(child, 'exit').then(() => {
@@ -515,7 +520,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     unpin();
     throw err;
   }) : null;
-  const wsPeer = options.wsEcho ? await startWsPeer(loadOn).catch((err: unknown) => {
+  const wsPeer = options.wsEcho ? await startWsPeer(loadOn, options.wsEchoJavaScript === true).catch((err: unknown) => {
     unpin();
     throw err;
   }) : null;
@@ -744,7 +749,7 @@ export function formatStep(s: StepResult): string {
 
 export function formatResult(r: BenchResult): string {
   const lines = [
-    `confmux bench: bridge with the echo stand-in (plugin/echo${r.udpEcho ? ', through a UDP echo peer: turnutils_peer' : r.wsEcho ? `, through WebSocket media legs as chan_websocket's to an echo peer: bench/wsEchoPeer.ts${r.wsEchoNative ? '' : ' in JavaScript (the native module is not built: the peer is slow)'}` : ', in process'}), loopback, ${r.frameBytes}-byte frames (10-byte header + ${r.payloadBytes} bytes PCMU) every 20 ms each way per stream`,
+    `confmux bench: bridge with the echo stand-in (plugin/echo${r.udpEcho ? ', through a UDP echo peer: turnutils_peer' : r.wsEcho ? `, through WebSocket media legs as chan_websocket's to an echo peer: bench/wsEchoPeer.ts${r.wsEchoNative ? '' : ' in JavaScript (without its native thread: far slower)'}` : ', in process'}), loopback, ${r.frameBytes}-byte frames (10-byte header + ${r.payloadBytes} bytes PCMU) every 20 ms each way per stream`,
     `machine: ${r.cpus} cores, ${r.cpuModel}; node ${r.node}; ${r.date}`,
     ...(r.pinned ? [`pinned (--pin): the bridge on CPU ${r.cpusAllowed.bridge}, the load generator on CPU ${r.cpusAllowed.load}${r.cpusAllowed.echoPeer ? `, the echo peer on CPU ${r.cpusAllowed.echoPeer}` : ''}`] : []),
     `load generator: ${r.loadGenerator === 'native' ? `native (a C++ thread, native/loadgen.cc, sends and times the frames; ${r.loadPollUs ? `looks at its sockets every ${r.loadPollUs} µs` : 'woken by each frame'})` : 'JavaScript (this process\'s event loop)'}`,

@@ -9,8 +9,8 @@
  *
  * Run as its own process by bench/run.ts, so that its CPU is the "echo peer" figure. After the
  * greeting each socket goes to a C++ thread (native/loadgen.cc, the echo framing), woken by each
- * frame like a media server's socket; without the native module the echo runs in JavaScript (far
- * slower: the bench then says so).
+ * frame like a media server's socket; without the native module (or with
+ * CONFMUX_BENCH_WS_ECHO=javascript) the echo runs in JavaScript, far slower: the bench then says so.
  *
  * Prints one JSON line {"port":N,"native":bool} when listening; exits when its stdin closes.
  */
@@ -19,7 +19,8 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { rawSocket } from '../bridge/server/wsFrames.ts';
 import { loadNativeLoadGen, NativeLoadGen } from './NativeLoadGen.ts';
 
-const native = loadNativeLoadGen();
+// CONFMUX_BENCH_WS_ECHO=javascript: the echo in JavaScript even when the native module is built (tested)
+const native = process.env.CONFMUX_BENCH_WS_ECHO === 'javascript' ? 'asked for the JavaScript echo' : loadNativeLoadGen();
 // woken by each frame (poll 0), as a media server's socket is
 const echo = typeof native === 'string' ? null : new NativeLoadGen(native, 160, 'echo', 0);
 const wss = new WebSocketServer({

@@ -110,6 +110,13 @@ test('bench --ws-echo: every frame goes over a WebSocket media leg (chan_websock
   assert.match(formatResult(r), /through WebSocket media legs as chan_websocket's to an echo peer: bench\/wsEchoPeer\.ts\)/);
 });
 
+test('bench --ws-echo with the echo peer in JavaScript (as without the native module): the same, and the bench says so', async () => {
+  const r = await runBench({ streams: 20, seconds: 2, warmupSeconds: 0.5, wsEcho: true, wsEchoJavaScript: true, log: quiet, timeLimitSeconds: 40 });
+  assert.equal(r.wsEchoNative, false);
+  echoedOnThePump(r.steps[0]!);
+  assert.match(formatResult(r), /bench\/wsEchoPeer\.ts in JavaScript \(without its native thread: far slower\)/);
+});
+
 test('bench --floor: the kernel\'s floor is measured before and after with the same streams, and the bridge\'s CPU per message is printed against it', { skip: coturnAvailable() ? false : 'needs coturn (turnutils_peer)' }, async () => {
   const r = await runBench({ streams: 20, seconds: 2, warmupSeconds: 0.5, udpEcho: true, floor: true, log: quiet, timeLimitSeconds: 40 });
   const s = r.steps[0]!;
