@@ -2,9 +2,9 @@
  * The kernel's floor (native/floor.cc, built by `npm run build:native` as confmux_floor): what this
  * machine's kernel alone charges per relayed message for the socket calls every relay makes, with no
  * relay code and nobody woken. `npm run bench:floor` prints it; `npm run bench -- --floor` measures it
- * just before the run, with the same stream count and rate on the same CPUs, and prints the bridge's
- * CPU per message next to it, and again just after the run (docs/performance.md "The kernel's floor"). The machine's state moves
- * both by a third within an hour; their ratio moves much less.
+ * just before and just after the run, with the same stream count and rate on the same CPUs, and
+ * prints the bridge's CPU per message against it (docs/performance.md, "Fifth round"). The
+ * machine's state moves both by a third within an hour; their ratio moves much less.
  */
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';

@@ -1,5 +1,5 @@
 // confmux_floor: what the kernel alone charges for the socket calls a relay makes per message on
-// this machine (`npm run bench:floor`, docs/performance.md "The kernel's floor").
+// this machine (`npm run bench:floor`, docs/performance.md, "Fifth round").
 //
 // Not part of the bridge. No relay, no parsing: for each transport a relay uses (TCP towards the
 // terminals, UDP towards the media server), many loopback socket pairs carry paced messages both
