@@ -53,10 +53,11 @@ if (values.help) {
   --ws-echo          the echo stand-in relays every payload over a WebSocket
                      media leg per call (chan_websocket's, Asterisk's default
                      transport) to an echo peer (bench/wsEchoPeer.ts) and back
-  --floor            first measure the kernel's floor (native/floor.cc: the
-                     socket calls alone, TCP and UDP, same streams and rate,
-                     same CPUs) and print the bridge's CPU per message against
-                     it; npm run bench:floor runs it alone
+  --floor            measure the kernel's floor before and after the run
+                     (native/floor.cc: the socket calls alone, TCP and UDP,
+                     same streams and rate, same CPUs) and print the bridge's
+                     CPU per message against it; npm run bench:floor runs it
+                     alone
   --media-pump M     the bridge's server.mediaPump: auto, on or off; the native
                      pump relays audio on UDP legs (--udp-echo) and
                      WebSocket legs (--ws-echo) in C++                  [auto]

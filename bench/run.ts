@@ -84,8 +84,8 @@ export interface BenchOptions {
   /** the native generator looks at its sockets every this many µs while pacing (0: woken by each frame) [100] */
   loadPollUs?: number;
   /**
-   * measure the kernel's floor (native/floor.cc) just before the run, with the first step's stream
-   * count and rate, on the bridge's and the load's CPUs (bench/kernelFloor.ts)
+   * measure the kernel's floor (native/floor.cc) just before and just after the run, with the first
+   * step's stream count and rate, on the bridge's and the load's CPUs (bench/kernelFloor.ts)
    */
   floor?: boolean;
   /** progress lines (default: stderr) */
@@ -508,14 +508,15 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
   if (payloadBytes > 4086) throw new Error('payloadBytes must be at most 4086 (the bridge\'s maxAudioFrameBytes of 4096, header included)');
   const deadline = performance.now() + (options.timeLimitSeconds ?? 240) * 1000;
 
+  if (options.udpEcho && options.wsEcho) throw new Error('udpEcho and wsEcho: one echo peer at a time');
   const loadOn = options.pin ? loadCpus() : null;
   if (options.pin && loadOn === null) throw new Error('--pin needs at least two CPUs');
-  // before anything else runs: the same streams and rate, the ends where the bridge and the load run
+  // before anything else runs (and again after): the same streams and rate, the ends where the
+  // bridge and the load run
   const floorOptions = { streams: options.streams, seconds: Math.min(3, options.seconds), cpuA: options.pin ? Number(RELAY_CPUS) : -1, cpuB: loadOn !== null ? Number(loadOn.split(/[,-]/)[0]) : -1, udpBytes: 12 + payloadBytes, tcpBytes: 6 + FRAME_HEADER_BYTES + payloadBytes };
   const floor = options.floor ? await measureFloor(floorOptions) : undefined;
   // --pin: this process (the load generator) and the echo peer on the load's CPUs, the bridge on CPU 0
   const unpin = loadOn !== null ? pinSelf(loadOn) : (): void => undefined;
-  if (options.udpEcho && options.wsEcho) throw new Error('udpEcho and wsEcho: one echo peer at a time');
   const udpPeer = options.udpEcho ? await startUdpPeer(loadOn).catch((err: unknown) => {
     unpin();
     throw err;

@@ -24,7 +24,9 @@ stale=0
 for out in confmux_pump.node confmux_loadgen.node confmux_floor; do
   built=native/build/Release/$out
   if [[ ! -f $built || native/binding.gyp -nt $built ]]; then stale=1; fi
-  for src in native/*.cc; do [[ $src -nt $built ]] && stale=1; done
+  for src in native/*.cc; do
+    if [[ $src -nt $built ]]; then stale=1; fi
+  done
 done
 if ((stale)); then
   if ! command -v g++ >/dev/null 2>&1 || ! command -v make >/dev/null 2>&1; then
