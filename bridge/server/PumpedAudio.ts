@@ -143,6 +143,36 @@ type Handle = Record<string, unknown> & { fd?: unknown };
 const TCP_GUARDED = ['readStart', 'close', 'writeBuffer', 'writev', 'writeUtf8String', 'writeLatin1String', 'writeAsciiString', 'writeUcs2String', 'shutdown'];
 const UDP_GUARDED = ['recvStart', 'close', 'send', 'send6'];
 
+/** the PumpedAudio holding each guarded handle */
+const owners = new WeakMap<object, PumpedAudio>();
+/** for each handle prototype (TCP's, UDP's), the guarded prototype made from it */
+const guardedPrototypes = new WeakMap<object, object>();
+
+/**
+ * A prototype between a pumped handle and its own: each guarded method first takes the sockets back
+ * from the pump (its PumpedAudio's release), then runs the handle's own. One per handle class, shared
+ * by every pumped handle, so a pumped call costs two prototype swaps rather than a closure per method.
+ */
+function guardedPrototype(proto: object, guarded: readonly string[]): object {
+  let made = guardedPrototypes.get(proto);
+  if (made) return made;
+  made = Object.create(proto) as object;
+  for (const name of guarded) {
+    const original = (proto as Record<string, unknown>)[name];
+    if (typeof original !== 'function') continue;
+    Object.defineProperty(made, name, {
+      value: function (this: Handle, ...args: unknown[]): unknown {
+        owners.get(this)?.releasedBy(this, name);
+        return (original as Method).apply(this, args);
+      },
+      writable: true,
+      configurable: true,
+    });
+  }
+  guardedPrototypes.set(proto, made);
+  return made;
+}
+
 function tcpHandle(socket: TcpSocket): Handle | null {
   if ((socket as { encrypted?: boolean }).encrypted) return null;
   const h = (socket as unknown as { _handle?: Handle | null })._handle;
@@ -172,12 +202,14 @@ function streamSide(ws: WebSocket, socket: TcpSocket): Side | null {
   if ((receiver?._bufferedBytes ?? 0) !== 0) return null;
   const listeners = socket.listeners('data');
   if (listeners.length !== 1) return null;
-  return { handle, guarded: TCP_GUARDED, start: 'readStart', stop: 'readStop', socket, onData: listeners[0] as (chunk: Buffer) => void };
+  return { handle, proto: Object.getPrototypeOf(handle) as object, guarded: TCP_GUARDED, start: 'readStart', stop: 'readStop', socket, onData: listeners[0] as (chunk: Buffer) => void };
 }
 
 /** one socket the pump holds: how Node stops and starts reading it, and who reads it in JavaScript */
 interface Side {
   handle: Handle;
+  /** the handle's own prototype (TCP's, UDP's), given back when the pump lets go */
+  proto: object;
   guarded: readonly string[];
   start: 'readStart' | 'recvStart';
   stop: 'readStop' | 'recvStop';
@@ -244,8 +276,8 @@ export class PumpedAudio {
       (terminal.handle.readStart as Method).call(terminal.handle);
       throw err;
     }
-    this.guard(terminal, (name) => this.release(`tcp:${name}`));
-    this.guard(legSide, (name) => this.release(`leg:${name}`));
+    this.guard(terminal);
+    this.guard(legSide);
   }
 
   /**
@@ -262,7 +294,7 @@ export class PumpedAudio {
       legSide = streamSide(leg.ws, leg.tcp);
     } else {
       const handle = udpHandle(leg.socket);
-      legSide = handle ? { handle, guarded: UDP_GUARDED, start: 'recvStart', stop: 'recvStop' } : null;
+      legSide = handle ? { handle, proto: Object.getPrototypeOf(handle) as object, guarded: UDP_GUARDED, start: 'recvStart', stop: 'recvStop' } : null;
     }
     if (!legSide) return null;
     return new PumpedAudio(native, terminal, legSide, leg, o, onReleased);
@@ -310,23 +342,19 @@ export class PumpedAudio {
     }
   }
 
-  /** Own properties over the handle's prototype methods: each takes the socket back, then goes on. */
-  private guard(side: Side, release: (name: string) => void): void {
-    const handle = side.handle;
-    for (const name of side.guarded) {
-      const original = handle[name];
-      if (typeof original !== 'function') continue;
-      handle[name] = function (this: unknown, ...args: unknown[]): unknown {
-        release(name);
-        return (original as Method).apply(handle, args);
-      };
-    }
+  /** Node's calls on the side's handle take the sockets back first (guardedPrototype). */
+  private guard(side: Side): void {
+    owners.set(side.handle, this);
+    Object.setPrototypeOf(side.handle, guardedPrototype(side.proto, side.guarded));
   }
 
   private unguard(side: Side): void {
-    const handle = side.handle;
-    for (const name of side.guarded) {
-      if (Object.prototype.hasOwnProperty.call(handle, name)) delete handle[name];
-    }
+    Object.setPrototypeOf(side.handle, side.proto);
+    owners.delete(side.handle);
+  }
+
+  /** @internal A guarded method of one of its handles was called (guardedPrototype). */
+  releasedBy(handle: Handle, name: string): void {
+    this.release(handle === this.terminal.handle ? `tcp:${name}` : `leg:${name}`);
   }
 }

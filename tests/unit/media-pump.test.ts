@@ -630,8 +630,13 @@ test('JavaScript writing to the socket takes it back first: order kept, ws reads
   try {
     r.peer.send(hex('8000 0001 00000010 11223344 aabbcc'), r.legSocket.address().port);
     await new Promise((res) => setTimeout(res, 50));
+    const handle = (r.ws as unknown as { _socket: { _handle: object } })._socket._handle;
+    const tcpPrototype = Object.getPrototypeOf((r.terminal.socket as unknown as { _handle: object })._handle) as object;
+    assert.notEqual(Object.getPrototypeOf(handle), tcpPrototype, 'guarded while pumped');
     r.ws.send(Buffer.from('zz'));
     assert.equal(native.attached(), 0, 'the write released the pump');
+    assert.equal(Object.getPrototypeOf(handle), tcpPrototype, 'the handle has its own prototype back');
+    assert.deepEqual(Object.getOwnPropertyNames(handle).filter((n) => n.startsWith('write')), [], 'no guard left on the handle');
     assert.equal((await r.terminal.take(15 + 4)).toString('hex'), hex('820d 10 00 00 01 0005 000003e8 aabbcc').toString('hex') + '82027a7a');
     // from now on frames from the terminal arrive as ws messages
     r.terminal.write(masked(2, hex('10 00 00 00 0001 00000000 aa')));
