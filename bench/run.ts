@@ -131,6 +131,14 @@ export interface StepResult {
   bridgeRssBytes: number;
   /** (RSS now - RSS before any terminal) / streams */
   rssPerTerminalBytes: number;
+  /**
+   * The highest RSS seen from the step's first new terminal to the window's end (sampled every
+   * 250 ms): right after a burst of set-ups it holds the set-up's garbage, which V8's memory
+   * reducer frees some 10 to 15 s later; the end-of-window figure is below it once that ran.
+   */
+  peakRssBytes?: number;
+  /** (peak RSS - RSS before any terminal) / streams */
+  rssPerTerminalPeakBytes?: number;
   /** connections that closed while they should not have */
   unexpectedCloses: number;
   /** the bridge's event loop in the window: its delay is its share of the latency tail */
@@ -583,6 +591,10 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     for (;;) {
       // more terminals, up to the step's count
       const t = performance.now();
+      let peakRss = rssBytes(bridge.pids);
+      const rssWatch = setInterval(() => {
+        peakRss = Math.max(peakRss, rssBytes(bridge.pids));
+      }, 250).unref();
       const fresh: Lane[] = [];
       for (let i = load.lanes.length; i < target; i++) {
         const lane = new Lane(i, String(100000 + i));
@@ -636,6 +648,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       await load.pace((warmup + options.seconds) * 1000 + 5, warmup * 1000, options.seconds * 1000);
       clearTimeout(sampler);
       clearTimeout(sampler2);
+      clearInterval(rssWatch);
       if (cpu1 === 0) {
         machine1 = machineCpuTicks();
         if (relayCore !== null) core1 = machineCpuTicks(relayCore);
@@ -675,6 +688,8 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         cpuMicrosPerMessage: messages > 0 ? ((cpu1 - cpu0) / messages) * 1e6 : NaN,
         bridgeRssBytes: rss,
         rssPerTerminalBytes: (rss - result.baselineRssBytes) / target,
+        peakRssBytes: Math.max(peakRss, rss),
+        rssPerTerminalPeakBytes: (Math.max(peakRss, rss) - result.baselineRssBytes) / target,
         unexpectedCloses: counts.unexpectedCloses,
         bridgeLoop,
         loadLoopDelayMs,
@@ -737,7 +752,7 @@ export function formatStep(s: StepResult): string {
     `lost ${s.lost}/${s.sent}${s.bridgeDropped ? ` (bridge dropped ${s.bridgeDropped})` : ''}`,
     `bridge CPU ${f2(s.bridgeCpu)} core (${f2(s.cpuMicrosPerMessage)} µs/msg; user space ${f2(s.bridgeUserCpu ?? NaN)} core), load generator ${f2(s.loadCpu)} core${s.echoPeerCpu !== undefined ? `, echo peer ${f2(s.echoPeerCpu)} core` : ''}`,
     ...(s.relayCoreBusy !== undefined ? [`the bridge's CPU (--pin) busy ${f2(s.relayCoreBusy)} of the window (the bridge, and the kernel's interrupt work on that CPU)`] : []),
-    `bridge RSS ${f1(s.bridgeRssBytes / 1048576)} MiB, ${f1(s.rssPerTerminalBytes / 1024)} kB per terminal`,
+    `bridge RSS ${f1(s.bridgeRssBytes / 1048576)} MiB, ${f1(s.rssPerTerminalBytes / 1024)} kB per terminal${s.peakRssBytes !== undefined ? `; peak ${f1(s.peakRssBytes / 1048576)} MiB, ${f1(s.rssPerTerminalPeakBytes! / 1024)} kB per terminal (the set-up's garbage, until V8's memory reducer frees it some 10 to 15 s after the terminals connected)` : ''}`,
     `round trip p50 ${f2(s.rttMs.p50)} p99 ${f2(s.rttMs.p99)} p999 ${f2(s.rttMs.p999)} max ${f2(s.rttMs.max)} ms (one way ≈ half: p99 ${f2(s.rttMs.p99 / 2)} ms)`,
     ...(s.bridgeLoop?.pumpLatencyUs && s.bridgeLoop.pumpLatencyUs.up.count > 0
       ? [`relay-added latency in the bridge, one way (kernel receive time to sent on): to the media server ${lat(s.bridgeLoop.pumpLatencyUs.up)}; to the terminal ${lat(s.bridgeLoop.pumpLatencyUs.down)}`]

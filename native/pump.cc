@@ -55,6 +55,8 @@ constexpr int kRealtimePriority = 10;
 constexpr size_t kUdpBuffer = 4096;
 // room in front of a received datagram for the WebSocket (up to 4) and confmux (10) headers
 constexpr size_t kUdpHeadroom = 16;
+// a connection's emptied buffer above this many bytes of capacity is freed (Pump::release)
+constexpr size_t kKeepBytes = 2048;
 
 // the order of stats() (bridge/server/PumpedAudio.ts PUMP_STAT names each index)
 enum Stat { kFramesFromTerminals, kFramesToTerminals, kDroppedRateLimit, kDroppedSlowTerminal, kRejectedDatagrams, kHandbacks, kWakeups, kEvents, kDroppedSlowLeg, kDroppedStale, kStatCount };
@@ -635,7 +637,14 @@ struct Pump {
       }
       out.erase(0, size_t(w));
     }
+    release(out);
     arm(c, leg, false);
+  }
+
+  // An emptied buffer that grew while a socket was slow gives its memory back (a std::string keeps
+  // its capacity): a call holds about a frame's bytes, not what its worst moment queued.
+  static void release(std::string& buffer) {
+    if (buffer.capacity() > kKeepBytes) std::string().swap(buffer);
   }
 
   // Watches a side's socket for writability too (out) or not.
@@ -782,7 +791,10 @@ struct Pump {
       o += header + size_t(n);
     }
     if (o < len) c->rest.assign(reinterpret_cast<char*>(rbuf) + o, len - o);
-    else c->rest.clear();
+    else {
+      c->rest.clear();
+      release(c->rest);
+    }
   }
 
   // From the media server on a WebSocket leg: unmasked binary frames of bare payload. Anything else
@@ -836,7 +848,10 @@ struct Pump {
       o += header + size_t(n);
     }
     if (o < len) c->legRest.assign(reinterpret_cast<char*>(base) + o, len - o);
-    else c->legRest.clear();
+    else {
+      c->legRest.clear();
+      release(c->legRest);
+    }
   }
 
   // One payload from the media server to the terminal: the WebSocket and confmux headers are
