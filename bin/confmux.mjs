@@ -1,34 +1,38 @@
 #!/usr/bin/env node
 // Runs the TypeScript CLI through tsx's loader.
 //
-// `serve` runs the bridge with V8's young generation bounded (bin/youngGeneration.mjs). Node reads
-// that option only at process start, so when it was not given this re-executes itself with it:
+// `serve` runs the bridge with V8's young generation bounded (bin/youngGeneration.mjs) and glibc's
+// malloc arenas bounded (MALLOC_ARENA_MAX, bin/mallocArenas.mjs). Node and glibc read them only at
+// process start, so when either was not given this re-executes itself with them:
 // in place where node has process.execve (22.15 and later), else (Node 20) as a child that this
 // process supervises: it relays SIGTERM and SIGINT (bridge/cli/signals.ts), passes SIGHUP on, and
 // exits as the child did. Nothing else is loaded here before that (no tsx), so the supervisor
 // stays small.
 import { spawn } from 'node:child_process';
+import { mallocArenasEnv, mallocArenasGiven } from './mallocArenas.mjs';
 import { YOUNG_GENERATION_FLAGS, youngGenerationGiven } from './youngGeneration.mjs';
 
-if (process.argv[2] === 'serve' && !youngGenerationGiven()) {
-  const args = [...YOUNG_GENERATION_FLAGS, ...process.execArgv, ...process.argv.slice(1)];
+// (CONFMUX_LAUNCHED: set in the re-executed process's environment, so that it never re-executes again)
+if (process.argv[2] === 'serve' && process.env.CONFMUX_LAUNCHED !== '1' && (!youngGenerationGiven() || !mallocArenasGiven())) {
+  const args = [...(youngGenerationGiven() ? [] : YOUNG_GENERATION_FLAGS), ...process.execArgv, ...process.argv.slice(1)];
+  const env = { ...mallocArenasEnv(), CONFMUX_LAUNCHED: '1' };
   if (typeof process.execve === 'function') {
     try {
-      process.execve(process.execPath, [process.execPath, ...args]);
+      process.execve(process.execPath, [process.execPath, ...args], env);
     } catch {
       // not possible here: supervise instead
     }
   }
-  supervise(args);
+  supervise(args, env);
 } else {
   const { register } = await import('tsx/esm/api');
   register();
   await import('../bridge/cli/main.ts');
 }
 
-/** Runs node with `args` as a child, relays the stop signals to it, and exits as it does. */
-function supervise(args) {
-  const child = spawn(process.execPath, args, { stdio: ['inherit', 'inherit', 'inherit', 'ipc'], env: { ...process.env, CONFMUX_SUPERVISED: '1' } });
+/** Runs node with `args` and `env` as a child, relays the stop signals to it, and exits as it does. */
+function supervise(args, env) {
+  const child = spawn(process.execPath, args, { stdio: ['inherit', 'inherit', 'inherit', 'ipc'], env: { ...env, CONFMUX_SUPERVISED: '1' } });
   const relay = (signal) => {
     if (child.connected) child.send({ type: 'confmux:signal', signal });
   };

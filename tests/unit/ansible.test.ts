@@ -258,6 +258,7 @@ test('the systemd unit', { skip }, () => {
     `User=${USER}`,
     `Group=${USER}`,
     `ExecStart=${node} --max-semi-space-size=1 ${install}/bin/confmux.mjs serve --config ${p('etc', 'confmux', 'config.json')}`,
+    'Environment=MALLOC_ARENA_MAX=2',
     'Restart=on-failure',
     'RestartPreventExitStatus=2',
     'LimitNOFILE=65536',

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import { availableParallelism } from 'node:os';
 import assert from 'node:assert/strict';
-import { formatResult, runBench, type StepResult } from '../../bench/run.ts';
+import { formatResult, formatStep, runBench, type StepResult } from '../../bench/run.ts';
 import { cpusOf, loadCpus } from '../../bench/cpus.ts';
 import { formatIdle, runIdle } from '../../bench/idle.ts';
 import { coturnAvailable, runCoturn } from '../../bench/turn.ts';
@@ -32,6 +32,13 @@ test('bench: 20 streams for 3 s, every frame comes back through the bridge and t
   assert.ok(Number.isFinite(s.cpuMicrosPerMessage) && s.cpuMicrosPerMessage > 0);
   assert.ok(s.bridgeRssBytes > r.baselineRssBytes / 2 && s.bridgeRssBytes < 1024 ** 3, `RSS ${s.bridgeRssBytes}`);
   assert.ok(Number.isFinite(s.rssPerTerminalBytes));
+  // the peak is sampled through the set-up and the window, and is never below the end's figure
+  assert.ok(s.peakRssBytes! >= s.bridgeRssBytes && s.peakRssBytes! < 1024 ** 3, `peak RSS ${s.peakRssBytes}`);
+  assert.equal(s.rssPerTerminalPeakBytes, (s.peakRssBytes! - r.baselineRssBytes) / s.streams);
+  // the bench starts the bridge with --expose-gc: the RSS after a full collection is there
+  assert.ok(s.settledRssBytes! > r.baselineRssBytes / 2 && s.settledRssBytes! < 1024 ** 3, `settled RSS ${s.settledRssBytes}`);
+  assert.equal(s.rssPerTerminalSettledBytes, (s.settledRssBytes! - r.baselineRssBytes) / s.streams);
+  assert.match(formatStep(s), /kB per terminal at the window's end; after a full GC [\d.]+ MiB, -?[\d.]+ kB per terminal \(what the terminals keep\); peak [\d.]+ MiB, -?[\d.]+ kB per terminal/);
   assert.equal(r.frameBytes, 170);
   assert.ok(r.cpus >= 1);
   // npm test builds native/loadgen.cc with the pump: the C++ thread sent and timed the frames

@@ -10,6 +10,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { YOUNG_GENERATION_FLAGS, youngGenerationArgs, youngGenerationGiven } from '../../bin/youngGeneration.mjs';
+import { MALLOC_ARENAS, mallocArenasEnv, mallocArenasGiven } from '../../bin/mallocArenas.mjs';
 
 const CLI = fileURLToPath(new URL('../../bin/confmux.mjs', import.meta.url));
 
@@ -25,6 +26,15 @@ test('the young-generation option: given or not, and what a bridge started from 
   assert.deepEqual(youngGenerationArgs([], '--max-semi-space-size=16'), []);
 });
 
+test('malloc arenas: the bridge\'s MALLOC_ARENA_MAX unless the environment sets one', () => {
+  assert.equal(MALLOC_ARENAS, '2');
+  assert.equal(mallocArenasGiven({}), false);
+  assert.equal(mallocArenasGiven({ MALLOC_ARENA_MAX: '' }), false);
+  assert.equal(mallocArenasGiven({ MALLOC_ARENA_MAX: '4' }), true);
+  assert.deepEqual(mallocArenasEnv({ PATH: '/bin' }), { PATH: '/bin', MALLOC_ARENA_MAX: '2' });
+  assert.deepEqual(mallocArenasEnv({ PATH: '/bin', MALLOC_ARENA_MAX: '4' }), { PATH: '/bin', MALLOC_ARENA_MAX: '4' }, 'the operator\'s value wins');
+});
+
 interface Serving {
   main: ChildProcess;
   out: () => string;
@@ -33,7 +43,7 @@ interface Serving {
   bridgePid: number;
 }
 
-async function serve(): Promise<Serving> {
+async function serve(extraEnv: Record<string, string> = {}): Promise<Serving> {
   // its own process group, so that a signal can go to the group as a terminal's Ctrl-C does
   const main = spawn(process.execPath, [CLI, 'serve'], {
     detached: true,
@@ -47,6 +57,8 @@ async function serve(): Promise<Serving> {
       CONFMUX_ARI_URL: 'http://127.0.0.1:1',
       CONFMUX_ARI_PASSWORD: 'unused',
       CONFMUX_LOG_LEVEL: 'info',
+      MALLOC_ARENA_MAX: '',
+      ...extraEnv,
     },
   });
   let out = '';
@@ -61,12 +73,14 @@ async function serve(): Promise<Serving> {
 }
 
 const cmdline = (pid: number): string[] => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+const environ = (pid: number): string[] => readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
 const count = (text: string, re: RegExp): number => text.split('\n').filter((l) => re.test(l)).length;
 
 test('serve: the bridge runs with the young generation bounded; SIGTERM to the main pid drains it once', { skip: process.platform !== 'linux' }, async () => {
   const s = await serve();
   try {
     assert.ok(cmdline(s.bridgePid).includes('--max-semi-space-size=1'), cmdline(s.bridgePid).join(' '));
+    assert.ok(environ(s.bridgePid).includes('MALLOC_ARENA_MAX=2'), 'glibc\'s arenas bounded');
     s.main.kill('SIGTERM');
     assert.equal(await s.exited, 0);
     assert.equal(count(s.out(), /"msg":"draining/), 1, s.out());
@@ -78,8 +92,10 @@ test('serve: the bridge runs with the young generation bounded; SIGTERM to the m
 });
 
 test('serve: SIGINT to the whole process group (Ctrl-C) stops the bridge once, and nothing is left', { skip: process.platform !== 'linux' }, async () => {
-  const s = await serve();
+  // (and an operator's MALLOC_ARENA_MAX is kept)
+  const s = await serve({ MALLOC_ARENA_MAX: '4' });
   try {
+    assert.ok(environ(s.bridgePid).includes('MALLOC_ARENA_MAX=4'), 'the operator\'s value');
     process.kill(-s.main.pid!, 'SIGINT');
     assert.equal(await s.exited, 0);
     assert.equal(count(s.out(), /"msg":"draining/), 1, s.out());
