@@ -142,8 +142,10 @@ export interface StepResult {
   rssPerTerminalPeakBytes?: number;
   /**
    * RSS after the window, once the bridge ran a full garbage collection (bench/server.ts "gc"),
-   * the terminals still connected: what they keep alive (V8's heap, native memory), without the
-   * set-up's garbage; absent when the bridge could not collect
+   * the terminals still connected; absent when the bridge could not collect. The collection frees
+   * the set-up's garbage, but V8 gives the pages back to the system only when its memory reducer
+   * runs (some 10 to 20 s after a burst of set-ups): after a short window this is not much below
+   * the window's end.
    */
   settledRssBytes?: number;
   /** (settled RSS - RSS before any terminal, also after a full collection) / streams */
@@ -278,7 +280,7 @@ export async function startBridge(env: Record<string, string> = {}, workers = 1,
   // CONFMUX_BENCH_BRIDGE_NODE_ARGS: extra node options for the bridge, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
   // (after those: a --max-semi-space-size here wins)
   const extra = (process.env.CONFMUX_BENCH_BRIDGE_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  // --expose-gc: the bench asks for a full collection before the RSS it reports as settled
+  // --expose-gc: the bench asks for a full collection before the baseline and after each window
   const child = spawn(...onCpus(cpus, '/bin/sh', ['-c', 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$0" "$@"', process.execPath, ...serveArgs, '--expose-gc', ...extra, '--import', TSX, SERVER]), {
     stdio: ['pipe', 'pipe', 'inherit'],
     // glibc's arenas bounded as under confmux serve (unless this environment sets MALLOC_ARENA_MAX)
@@ -786,7 +788,7 @@ export function formatStep(s: StepResult): string {
     `lost ${s.lost}/${s.sent}${s.bridgeDropped ? ` (bridge dropped ${s.bridgeDropped})` : ''}`,
     `bridge CPU ${f2(s.bridgeCpu)} core (${f2(s.cpuMicrosPerMessage)} µs/msg; user space ${f2(s.bridgeUserCpu ?? NaN)} core), load generator ${f2(s.loadCpu)} core${s.echoPeerCpu !== undefined ? `, echo peer ${f2(s.echoPeerCpu)} core` : ''}`,
     ...(s.relayCoreBusy !== undefined ? [`the bridge's CPU (--pin) busy ${f2(s.relayCoreBusy)} of the window (the bridge, and the kernel's interrupt work on that CPU)`] : []),
-    `bridge RSS ${f1(s.bridgeRssBytes / 1048576)} MiB, ${f1(s.rssPerTerminalBytes / 1024)} kB per terminal at the window's end${s.settledRssBytes !== undefined ? `; after a full GC ${f1(s.settledRssBytes / 1048576)} MiB, ${f1(s.rssPerTerminalSettledBytes! / 1024)} kB per terminal (what the terminals keep)` : ''}${s.peakRssBytes !== undefined ? `; peak ${f1(s.peakRssBytes / 1048576)} MiB, ${f1(s.rssPerTerminalPeakBytes! / 1024)} kB per terminal (with the set-up's garbage, which V8's memory reducer frees some 10 to 30 s after the terminals connected)` : ''}`,
+    `bridge RSS ${f1(s.bridgeRssBytes / 1048576)} MiB, ${f1(s.rssPerTerminalBytes / 1024)} kB per terminal at the window's end${s.settledRssBytes !== undefined ? `; after a full GC ${f1(s.settledRssBytes / 1048576)} MiB, ${f1(s.rssPerTerminalSettledBytes! / 1024)} kB per terminal` : ''}${s.peakRssBytes !== undefined ? `; peak ${f1(s.peakRssBytes / 1048576)} MiB, ${f1(s.rssPerTerminalPeakBytes! / 1024)} kB per terminal (with the set-up's garbage: V8 gives its pages back when its memory reducer runs, some 10 to 20 s after the terminals connected; run --seconds 30 to see the settled figure)` : ''}`,
     `round trip p50 ${f2(s.rttMs.p50)} p99 ${f2(s.rttMs.p99)} p999 ${f2(s.rttMs.p999)} max ${f2(s.rttMs.max)} ms (one way ≈ half: p99 ${f2(s.rttMs.p99 / 2)} ms)`,
     ...(s.bridgeLoop?.pumpLatencyUs && s.bridgeLoop.pumpLatencyUs.up.count > 0
       ? [`relay-added latency in the bridge, one way (kernel receive time to sent on): to the media server ${lat(s.bridgeLoop.pumpLatencyUs.up)}; to the terminal ${lat(s.bridgeLoop.pumpLatencyUs.down)}`]
@@ -814,7 +816,7 @@ export function formatResult(r: BenchResult): string {
       `| ${s.streams} | ${Math.round(s.sentPerSecond)} | ${Math.round(s.receivedPerSecond)} | ${s.lost} | ${f2(s.bridgeCpu)} | ${f2(s.cpuMicrosPerMessage)} | ${f2(s.loadCpu)} | ${f1(s.rssPerTerminalBytes / 1024)} / ${s.rssPerTerminalSettledBytes !== undefined ? f1(s.rssPerTerminalSettledBytes / 1024) : '-'} kB | ${f2(s.rttMs.p50)} | ${f2(s.rttMs.p99)} | ${f2(s.rttMs.p999)} | ${f2(s.rttMs.max)} | ${relayP99(s)} | ${s.held ? 'yes' : 'no'} |`,
     );
   }
-  lines.push('', 'RSS/terminal: (bridge RSS - RSS before any terminal) / streams, at the window\'s end, and after the window once the bridge ran a full GC (what the terminals keep, without garbage V8 frees later).');
+  lines.push('', 'RSS/terminal: (bridge RSS - RSS before any terminal) / streams, at the window\'s end, and after the window once the bridge ran a full GC. V8 gives the pages of the set-up\'s garbage back to the system only when its memory reducer runs, some 10 to 20 s after a burst of set-ups: with a shorter window both figures still hold it.');
   lines.push(`RTT: ms, terminal -> bridge -> echo -> bridge -> terminal, measured in the load generator (${r.loadGenerator === 'native' ? 'its thread\'s own delays' : 'its own event-loop delay'} included); one way is about half.`);
   lines.push(`relay p99: ms, one way, measured in the bridge by the native media pump: from the kernel's receive timestamp of each packet to the pump's send on the other socket (up: to the media server, down: to the terminal)${r.workers > 1 ? '; each worker has its own pump, and each figure is the worse worker\'s' : ''}.`);
   lines.push(

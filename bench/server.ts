@@ -9,8 +9,8 @@
  * Lines on stdin: "reset" starts a measurement window, "stats" answers with one JSON line: the
  * event-loop delay (p50, p99, max, ms) and utilisation since the last reset. "gc" runs a full
  * garbage collection in this process and its workers (when node runs with --expose-gc, as
- * bench/run.ts starts it) and answers {"collected":true|false}: RSS then holds what the terminals
- * keep alive, without the garbage V8 would free later. A frame that arrives
+ * bench/run.ts starts it) and answers {"collected":true|false} (V8 gives freed pages back to the
+ * system later, when its memory reducer runs). A frame that arrives
  * while the loop is busy waits that long: the delay is the bridge's share of the latency tail.
  *
  * CONFMUX_BENCH_WORKERS=N (N > 1): server.workers = N. This process is then the primary (the
