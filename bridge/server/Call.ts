@@ -414,6 +414,10 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
         ws.confmuxAlive = state.alive;
         delete ws.confmuxHeartbeat;
         if (this.pumped === pumped) this.pumped = null;
+        // handed back while the call goes on (a text from the media server such as MEDIA_XOFF, a
+        // write from JavaScript): the pump takes the audio again once it can. A connection being
+        // closed is gone by the first retry, which then stops.
+        if (!this.ended && this.audio === ws) this.retryPump(ws, socket, PUMP_RETRIES);
       },
     );
     if (pumped === null) return false;
@@ -434,6 +438,8 @@ export class Call extends EventEmitter<CallEvents> implements VideoParticipant {
 
   /** Tries the pump again every 250 ms, `left` times, while this audio connection is bound. */
   private retryPump(ws: Tracked, socket: Socket, left: number): void {
+    if (this.pumpRetry) clearTimeout(this.pumpRetry);
+    this.pumpRetry = null;
     if (left <= 0) return;
     this.pumpRetry = setTimeout(() => {
       this.pumpRetry = null;

@@ -695,14 +695,14 @@ async function echoPeer(): Promise<{ port: number; close(): void }> {
   return { port: s.address().port, close: () => s.close() };
 }
 
-async function bridgeOnEcho(limits: Record<string, number> = {}): Promise<{ url: string; server: import('../../bridge/server/BridgeServer.ts').BridgeServer; close(): Promise<void> }> {
+async function bridgeOnEcho(limits: Record<string, number> = {}, wsPeer?: string): Promise<{ url: string; server: import('../../bridge/server/BridgeServer.ts').BridgeServer; close(): Promise<void> }> {
   const { loadConfig } = await import('../../bridge/config.ts');
   const { createLogger } = await import('../../bridge/logger.ts');
   const { BridgeServer } = await import('../../bridge/server/BridgeServer.ts');
   const { EchoDriver } = await import('../../plugin/echo/EchoDriver.ts');
   const peer = await echoPeer();
   const config = loadConfig({ env: {}, overrides: { server: { host: '127.0.0.1', port: 0, plain: true }, asterisk: { password: 'unused' }, log: { level: 'silent' }, limits } });
-  const driver = new EchoDriver({ password: 'pw', udpPeer: { host: '127.0.0.1', port: peer.port } });
+  const driver = new EchoDriver({ password: 'pw', ...(wsPeer ? { wsPeer } : { udpPeer: { host: '127.0.0.1', port: peer.port } }) });
   await driver.start();
   const server = new BridgeServer(config, driver, createLogger('silent'));
   const { port: p } = await server.listen();
@@ -934,6 +934,59 @@ test("WebSocket leg: the media server's text message (MEDIA_XOFF) goes to the le
     assert.deepEqual(r.legMessages, ['MEDIA_XOFF', 'bin:0506'], "the leg's ws read the text and the frame behind it");
   } finally {
     r.close();
+  }
+});
+
+test('bridge: a call on a WebSocket leg goes back on the pump after MEDIA_XOFF and MEDIA_XON, and its audio still comes back in order', async () => {
+  // a media server's end of chan_websocket: greets with MEDIA_START, echoes binary frames, and
+  // sends the flow-control texts when the test asks
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, handleProtocols: () => 'media' });
+  await once(wss, 'listening');
+  const legs: WebSocket[] = [];
+  wss.on('connection', (ws) => {
+    legs.push(ws);
+    ws.send('MEDIA_START connection_id:test');
+    ws.on('message', (data: Buffer, isBinary: boolean) => {
+      if (isBinary) ws.send(data, { binary: true });
+    });
+  });
+  const { createNodeTerminal } = await import('../../bridge/sdk/node.ts');
+  const b = await bridgeOnEcho({}, `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`);
+  const t = createNodeTerminal({ url: b.url, number: '1001', password: 'pw' });
+  const pumped = async (n: number, what: string): Promise<void> => {
+    const deadline = Date.now() + 3000;
+    while (b.server.pumpedCalls !== n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(b.server.pumpedCalls, n, what);
+  };
+  try {
+    await t.connect();
+    await t.register();
+    const call = await t.call('700', { codecs: ['PCMU/8000'] });
+    await call.answered();
+    await pumped(1, 'the call is on the pump');
+    const back: number[] = [];
+    call.on('audio', (p) => back.push(Buffer.from(p)[0]!));
+    const say = async (from: number): Promise<void> => {
+      for (let i = from; i < from + 5; i++) {
+        call.sendAudio(Buffer.alloc(160, i));
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    };
+    await say(1);
+    legs[0]!.send('MEDIA_XOFF');
+    await pumped(0, 'the text took the call off the pump');
+    legs[0]!.send('MEDIA_XON');
+    await pumped(1, 'back on the pump once the leg carries media again');
+    await say(6);
+    assert.deepEqual(back, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 'every payload came back, in order, before and after');
+    const metrics = await b.server.metrics.registry.metrics();
+    assert.ok(counter(metrics, 'confmux_media_pump_handbacks_total') >= 1);
+  } finally {
+    t.close();
+    await b.close();
+    for (const ws of legs) ws.terminate();
+    wss.close();
   }
 });
 
