@@ -5,10 +5,10 @@
  * what they freed resident. In the bridge those threads are V8's (its compilers and garbage
  * collector work in the background while terminals connect), libuv's pool and the media pump's.
  * Measured with 1,000 terminals in calls on chan_websocket legs (docs/performance.md, "Sixth
- * round"): the other arenas held about 15 MB after the terminals connected, about 10 kB of RSS
- * per terminal that no terminal used, kept for the process's life. With MALLOC_ARENA_MAX=2 all
- * of malloc's memory came to about 12 MB instead of 23, and the CPU per relayed message did not move
- * (the relay thread does not allocate per packet).
+ * round"): the other arenas held about 15 MB once the terminals had connected, most of it grown
+ * while they connected and kept for the process's life. With MALLOC_ARENA_MAX=2 all of malloc's
+ * memory came to about 12 MB instead of 23, the bridge was 5.7 MB smaller, and its user-space
+ * CPU did not move (the relay thread does not allocate per packet).
  *
  * `confmux serve` (bin/confmux.mjs) runs the bridge with MALLOC_ARENA_MAX=2 unless the environment
  * sets it (glibc reads it only at process start); its workers and the bench's bridge inherit it.
