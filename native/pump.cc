@@ -745,6 +745,9 @@ struct Pump {
     // the time of the last segment read: frames read together count from it (a slight under-estimate)
     size_t len = readStream(c, c->tcp, c->rest, rbuf, &arrival);
     if (len == 0) return;
+    // whatever the terminal sends shows it is there, as a pong does (the heartbeat's ping may wait
+    // behind its audio in the socket while the bridge is behind)
+    c->alive = true;
     size_t stale = staleBefore(c, rbuf, len, false);
     size_t o = 0;
     while (o < len) {

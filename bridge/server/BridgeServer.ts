@@ -25,6 +25,7 @@ import { Admission } from './Admission.ts';
 import { safeEqual } from '../../plugin/credentials.ts';
 import type { Handoff } from './UpgradeRouter.ts';
 import { healthStatusCode, type Health } from './health.ts';
+import { rawSocket } from './wsFrames.ts';
 
 export interface BridgeServerOptions {
   /**
@@ -36,7 +37,10 @@ export interface BridgeServerOptions {
 
 /** A connection as the heartbeat tracks it. */
 export interface Tracked extends WebSocket {
+  /** a pong came since the last ping */
   confmuxAlive?: boolean;
+  /** the socket's bytesRead at the last ping: more since then also shows the connection alive */
+  confmuxBytesRead?: number;
   /** set while the native media pump holds the connection: pings through it, false when dead */
   confmuxHeartbeat?: () => boolean;
 }
@@ -314,11 +318,15 @@ export class BridgeServer {
         }
         continue;
       }
-      if (ws.confmuxAlive === false) {
+      // anything read from the connection since the last beat shows it is there, as a pong does
+      // (the ping may wait behind the terminal's own data while the bridge is behind)
+      const read = rawSocket(ws)?.bytesRead ?? 0;
+      if (ws.confmuxAlive === false && read === ws.confmuxBytesRead) {
         this.metrics.refusals.inc({ code: 'HEARTBEAT_TIMEOUT' });
         ws.terminate();
         continue;
       }
+      ws.confmuxBytesRead = read;
       ws.confmuxAlive = false;
       ws.ping();
     }

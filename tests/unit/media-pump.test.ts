@@ -762,27 +762,38 @@ test('bridge: a PCMU call on a UDP leg is pumped; its audio comes back; a text f
   }
 });
 
-test('bridge: the heartbeat reaches a pumped connection through the pump, and a terminal that stops answering is cut off', async () => {
+test('bridge: the heartbeat reaches a pumped connection through the pump; a terminal that neither answers nor sends is cut off, one that sends is not', async () => {
   const { createNodeTerminal } = await import('../../bridge/sdk/node.ts');
   const b = await bridgeOnEcho({ heartbeatIntervalMs: 200 });
   const alive = createNodeTerminal({ url: b.url, number: '1002', password: 'pw' });
   const mute = createNodeTerminal({ url: b.url, number: '1003', password: 'pw', webSocketOptions: { autoPong: false } });
+  // answers no ping either, but talks all along: its audio shows it is there (as when its pongs
+  // wait behind its audio while the bridge is behind)
+  const talker = createNodeTerminal({ url: b.url, number: '1004', password: 'pw', webSocketOptions: { autoPong: false } });
+  let talking: NodeJS.Timeout | null = null;
   try {
-    for (const t of [alive, mute]) {
+    for (const t of [alive, mute, talker]) {
       await t.connect();
       await t.register();
     }
     const a = await alive.call('700', { codecs: ['PCMU/8000'] });
     const m = await mute.call('700', { codecs: ['PCMU/8000'] });
-    await Promise.all([a.answered(), m.answered()]);
+    const k = await talker.call('700', { codecs: ['PCMU/8000'] });
+    await Promise.all([a.answered(), m.answered(), k.answered()]);
     const dropped: string[] = [];
     const aliveDropped: string[] = [];
-    m.on('mediaDropped', (k) => dropped.push(k));
-    a.on('mediaDropped', (k) => aliveDropped.push(k));
-    assert.equal(b.server.pumpedCalls, 2);
+    const talkerDropped: string[] = [];
+    m.on('mediaDropped', (kind) => dropped.push(kind));
+    a.on('mediaDropped', (kind) => aliveDropped.push(kind));
+    k.on('mediaDropped', (kind) => talkerDropped.push(kind));
+    const pumpedDeadline = Date.now() + 3000;
+    while (b.server.pumpedCalls !== 3 && Date.now() < pumpedDeadline) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(b.server.pumpedCalls, 3);
+    talking = setInterval(() => k.sendAudio(Buffer.alloc(160, 7)), 20);
     await new Promise((r) => setTimeout(r, 1200));
     assert.ok(dropped.includes('audio'), "the pumped audio of the terminal that does not pong was cut off (the SDK then binds it again)");
     assert.deepEqual(aliveDropped, [], 'the answering terminal kept its audio');
+    assert.deepEqual(talkerDropped, [], 'the terminal that sends audio kept its audio, though it answered no ping');
     const back: number[] = [];
     a.on('audio', (p) => back.push(p.length));
     a.sendAudio(Buffer.alloc(160, 9));
@@ -790,8 +801,40 @@ test('bridge: the heartbeat reaches a pumped connection through the pump, and a 
     assert.deepEqual(back, [160], 'and its audio still flows');
     assert.match(await b.server.metrics.registry.metrics(), /confmux_refusals_total\{code="HEARTBEAT_TIMEOUT"\} [1-9]/);
   } finally {
+    if (talking) clearInterval(talking);
     alive.close();
     mute.close();
+    talker.close();
+    await b.close();
+  }
+});
+
+test('bridge: on the JavaScript path too, a connection that sends stays while one that neither answers pings nor sends is cut off', async () => {
+  const { createNodeTerminal } = await import('../../bridge/sdk/node.ts');
+  const b = await bridgeOnEcho({ heartbeatIntervalMs: 200 });
+  // control connections (always on the JavaScript path), neither answering pings
+  const silent = createNodeTerminal({ url: b.url, number: '1005', password: 'pw', webSocketOptions: { autoPong: false } });
+  const chatty = createNodeTerminal({ url: b.url, number: '1006', password: 'pw', webSocketOptions: { autoPong: false } });
+  let chatting: NodeJS.Timeout | null = null;
+  try {
+    for (const t of [silent, chatty]) {
+      await t.connect();
+      await t.register();
+    }
+    const closed = new Promise<string>((resolve) => silent.once('closed', (err) => resolve(err?.code ?? 'none')));
+    let chattyClosed = false;
+    chatty.once('closed', () => (chattyClosed = true));
+    chatting = setInterval(() => void chatty.ping().catch(() => undefined), 100);
+    // dropped without a close frame, as a dead connection is: the SDK sees it closed
+    assert.equal(await closed, 'CONNECTION_CLOSED');
+    assert.match(await b.server.metrics.registry.metrics(), /confmux_refusals_total\{code="HEARTBEAT_TIMEOUT"\} 1\n/);
+    await new Promise((r) => setTimeout(r, 600));
+    assert.equal(chattyClosed, false, 'the connection that sent its requests was kept');
+    await chatty.ping();
+  } finally {
+    if (chatting) clearInterval(chatting);
+    silent.close();
+    chatty.close();
     await b.close();
   }
 });
