@@ -152,6 +152,12 @@ export interface StepResult {
   rssPerTerminalSettledBytes?: number;
   /** connections that closed while they should not have */
   unexpectedCloses: number;
+  /**
+   * How late the bench's own window samples (CPU, and the bridge's reset of its counters) were
+   * taken, ms: the CPU figures are over the time actually sampled, but beyond 100 ms the relay
+   * latency and loop figures no longer cover the window (the bench process's core was full)
+   */
+  timersLateMs?: number;
   /** the bridge's event loop in the window: its delay is its share of the latency tail */
   bridgeLoop: LoopStats | null;
   /** the load generator's own event-loop delay in the window (its share of the tail) */
@@ -655,7 +661,12 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       let machine1 = machine0;
       let core0 = relayCore === null ? null : machineCpuTicks(relayCore);
       let core1 = core0;
+      // when each sample was taken (this process's timers run late when its core is full)
+      const windowStart = performance.now() + warmup * 1000;
+      let sampledFrom = windowStart;
+      let sampledTo = windowStart + options.seconds * 1000;
       const sampler = setTimeout(() => {
+        sampledFrom = performance.now();
         machine0 = machineCpuTicks();
         if (relayCore !== null) core0 = machineCpuTicks(relayCore);
         cpu0 = cpuSeconds(bridge.pids);
@@ -669,6 +680,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       let load1 = load0;
       let rss = 0;
       const sampler2 = setTimeout(() => {
+        sampledTo = performance.now();
         machine1 = machineCpuTicks();
         if (relayCore !== null) core1 = machineCpuTicks(relayCore);
         cpu1 = cpuSeconds(bridge.pids);
@@ -682,6 +694,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       clearTimeout(sampler2);
       clearInterval(rssWatch);
       if (cpu1 === 0) {
+        sampledTo = performance.now();
         machine1 = machineCpuTicks();
         if (relayCore !== null) core1 = machineCpuTicks(relayCore);
         cpu1 = cpuSeconds(bridge.pids);
@@ -693,6 +706,10 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       const bridgeLoop = await bridgeStats(bridge);
       const loadLoopDelayMs = { p50: loadDelay.percentile(50) / 1e6, p99: loadDelay.percentile(99) / 1e6, max: loadDelay.max / 1e6 };
       const windowS = options.seconds;
+      // the CPU figures are over the time between the two samples; the messages are counted by the
+      // load generator over the nominal window, so they are scaled to the sampled time
+      const sampledS = Math.max(0.001, (sampledTo - sampledFrom) / 1000);
+      const timersLateMs = Math.max(sampledFrom - windowStart, sampledTo - (windowStart + windowS * 1000));
       // let the last frames come back
       const graceEnd = performance.now() + 1000;
       const backIn = (c: LoadCounts): boolean => c.received - before.received >= c.sent - before.sent;
@@ -704,7 +721,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       // what the terminals keep: RSS once the bridge collected its garbage (V8 gives the freed
       // pages back within a few hundred ms)
       const settledRss = (await bridgeCollect(bridge)) ? await sleep(500).then(() => rssBytes(bridge.pids)) : null;
-      const bridgeCpu = (cpu1 - cpu0) / windowS;
+      const bridgeCpu = (cpu1 - cpu0) / sampledS;
       const messages = counts.sentInWindow + counts.receivedInWindow;
       const step: StepResult = {
         streams: target,
@@ -717,10 +734,11 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         bridgeDropped: droppedNow === null ? null : droppedNow - droppedBefore,
         rttMs: counts.rtt,
         bridgeCpu,
-        bridgeUserCpu: (user1 - user0) / windowS,
-        loadCpu: (load1.user + load1.system) / 1e6 / windowS,
-        ...(echoPeer ? { echoPeerCpu: (peer1 - peer0) / windowS } : {}),
-        cpuMicrosPerMessage: messages > 0 ? ((cpu1 - cpu0) / messages) * 1e6 : NaN,
+        bridgeUserCpu: (user1 - user0) / sampledS,
+        loadCpu: (load1.user + load1.system) / 1e6 / sampledS,
+        ...(echoPeer ? { echoPeerCpu: (peer1 - peer0) / sampledS } : {}),
+        cpuMicrosPerMessage: messages > 0 ? (bridgeCpu / (messages / windowS)) * 1e6 : NaN,
+        timersLateMs,
         bridgeRssBytes: rss,
         rssPerTerminalBytes: (rss - result.baselineRssBytes) / target,
         peakRssBytes: Math.max(peakRss, rss),
@@ -794,6 +812,7 @@ export function formatStep(s: StepResult): string {
       ? [`relay-added latency in the bridge, one way (kernel receive time to sent on): to the media server ${lat(s.bridgeLoop.pumpLatencyUs.up)}; to the terminal ${lat(s.bridgeLoop.pumpLatencyUs.down)}`]
       : []),
     `native media pump: ${s.bridgeLoop?.pumped === undefined ? '-' : `${s.bridgeLoop.pumped} of ${s.streams} calls${s.bridgeLoop.pumpWakeups ? `, ${Math.round(s.bridgeLoop.pumpWakeups / s.seconds)} wake-ups/s, ${f1((s.bridgeLoop.pumpEvents ?? 0) / s.bridgeLoop.pumpWakeups)} events each` : ''}`}`,
+    ...(s.timersLateMs !== undefined && s.timersLateMs > 100 ? [`WARNING: the bench's own window samples ran ${Math.round(s.timersLateMs)} ms late (its core was full): CPU is over the time sampled, the bridge's latency and loop figures do not cover the window`] : []),
     `machine: CPU steal ${s.stealFraction === undefined ? '-' : `${(s.stealFraction * 100).toFixed(1)} %`} of the window (a virtual machine's CPUs not running: it lands in every latency tail)`,
     `event-loop delay p99 / max: bridge ${s.bridgeLoop ? `${f2(s.bridgeLoop.loopDelayMs.p99)} / ${f2(s.bridgeLoop.loopDelayMs.max)} ms (loop busy ${f2(s.bridgeLoop.loopUtilization)})` : '-'}, load generator ${f2(s.loadLoopDelayMs.p99)} / ${f2(s.loadLoopDelayMs.max)} ms`,
   ].join('\n  ');

@@ -30,6 +30,9 @@ test('bench: 20 streams for 3 s, every frame comes back through the bridge and t
   assert.ok(s.bridgeCpu > 0 && s.bridgeCpu < 2, `bridge CPU ${s.bridgeCpu}`);
   assert.ok(s.loadCpu > 0 && s.loadCpu < 2, `load CPU ${s.loadCpu}`);
   assert.ok(Number.isFinite(s.cpuMicrosPerMessage) && s.cpuMicrosPerMessage > 0);
+  // CPU per message is the window's CPU over its message rate (the same figure when the samples were on time)
+  assert.ok(Math.abs(s.cpuMicrosPerMessage - (s.bridgeCpu / ((s.sentPerSecond + s.receivedPerSecond))) * 1e6) < 1e-6 * s.cpuMicrosPerMessage);
+  assert.ok(Number.isFinite(s.timersLateMs), 'how late the window samples were is recorded');
   assert.ok(s.bridgeRssBytes > r.baselineRssBytes / 2 && s.bridgeRssBytes < 1024 ** 3, `RSS ${s.bridgeRssBytes}`);
   assert.ok(Number.isFinite(s.rssPerTerminalBytes));
   // the peak is sampled through the set-up and the window, and is never below the end's figure
