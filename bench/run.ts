@@ -135,7 +135,7 @@ export interface StepResult {
   /**
    * The highest RSS seen from the step's first new terminal to the window's end (sampled every
    * 250 ms): right after a burst of set-ups it holds the set-up's garbage, which V8's memory
-   * reducer frees some 10 to 15 s later; the end-of-window figure is below it once that ran.
+   * reducer gives back some 10 to 20 s later; the end-of-window figure is below it once that ran.
    */
   peakRssBytes?: number;
   /** (peak RSS - RSS before any terminal) / streams */
@@ -706,8 +706,9 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       const bridgeLoop = await bridgeStats(bridge);
       const loadLoopDelayMs = { p50: loadDelay.percentile(50) / 1e6, p99: loadDelay.percentile(99) / 1e6, max: loadDelay.max / 1e6 };
       const windowS = options.seconds;
-      // the CPU figures are over the time between the two samples; the messages are counted by the
-      // load generator over the nominal window, so they are scaled to the sampled time
+      // the CPU figures are over the time between the two samples; the load generator counts the
+      // messages over the nominal window (its own clock), so CPU per message is the CPU fraction
+      // over the nominal window's message rate
       const sampledS = Math.max(0.001, (sampledTo - sampledFrom) / 1000);
       const timersLateMs = Math.max(sampledFrom - windowStart, sampledTo - (windowStart + windowS * 1000));
       // let the last frames come back
@@ -718,8 +719,8 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       const sent = counts.sent - before.sent;
       const received = counts.received - before.received;
       const droppedNow = await bridgeDropped(bridge.port);
-      // what the terminals keep: RSS once the bridge collected its garbage (V8 gives the freed
-      // pages back within a few hundred ms)
+      // RSS once the bridge ran a full collection (V8 gives the freed pages back to the system
+      // only when its memory reducer runs: see settledRssBytes)
       const settledRss = (await bridgeCollect(bridge)) ? await sleep(500).then(() => rssBytes(bridge.pids)) : null;
       const bridgeCpu = (cpu1 - cpu0) / sampledS;
       const messages = counts.sentInWindow + counts.receivedInWindow;
