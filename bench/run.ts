@@ -147,9 +147,9 @@ export interface StepResult {
    * runs (some 10 to 20 s after a burst of set-ups): after a short window this is not much below
    * the window's end.
    */
-  settledRssBytes?: number;
+  afterGcRssBytes?: number;
   /** (settled RSS - RSS before any terminal, also after a full collection) / streams */
-  rssPerTerminalSettledBytes?: number;
+  rssPerTerminalAfterGcBytes?: number;
   /** connections that closed while they should not have */
   unexpectedCloses: number;
   /**
@@ -720,8 +720,8 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       const received = counts.received - before.received;
       const droppedNow = await bridgeDropped(bridge.port);
       // RSS once the bridge ran a full collection (V8 gives the freed pages back to the system
-      // only when its memory reducer runs: see settledRssBytes)
-      const settledRss = (await bridgeCollect(bridge)) ? await sleep(500).then(() => rssBytes(bridge.pids)) : null;
+      // only when its memory reducer runs: see afterGcRssBytes)
+      const afterGcRss = (await bridgeCollect(bridge)) ? await sleep(500).then(() => rssBytes(bridge.pids)) : null;
       const bridgeCpu = (cpu1 - cpu0) / sampledS;
       const messages = counts.sentInWindow + counts.receivedInWindow;
       const step: StepResult = {
@@ -744,7 +744,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         rssPerTerminalBytes: (rss - result.baselineRssBytes) / target,
         peakRssBytes: Math.max(peakRss, rss),
         rssPerTerminalPeakBytes: (Math.max(peakRss, rss) - result.baselineRssBytes) / target,
-        ...(settledRss !== null ? { settledRssBytes: settledRss, rssPerTerminalSettledBytes: (settledRss - result.baselineRssBytes) / target } : {}),
+        ...(afterGcRss !== null ? { afterGcRssBytes: afterGcRss, rssPerTerminalAfterGcBytes: (afterGcRss - result.baselineRssBytes) / target } : {}),
         unexpectedCloses: counts.unexpectedCloses,
         bridgeLoop,
         loadLoopDelayMs,
@@ -807,7 +807,7 @@ export function formatStep(s: StepResult): string {
     `lost ${s.lost}/${s.sent}${s.bridgeDropped ? ` (bridge dropped ${s.bridgeDropped})` : ''}`,
     `bridge CPU ${f2(s.bridgeCpu)} core (${f2(s.cpuMicrosPerMessage)} µs/msg; user space ${f2(s.bridgeUserCpu ?? NaN)} core), load generator ${f2(s.loadCpu)} core${s.echoPeerCpu !== undefined ? `, echo peer ${f2(s.echoPeerCpu)} core` : ''}`,
     ...(s.relayCoreBusy !== undefined ? [`the bridge's CPU (--pin) busy ${f2(s.relayCoreBusy)} of the window (the bridge, and the kernel's interrupt work on that CPU)`] : []),
-    `bridge RSS ${f1(s.bridgeRssBytes / 1048576)} MiB, ${f1(s.rssPerTerminalBytes / 1024)} kB per terminal at the window's end${s.settledRssBytes !== undefined ? `; after a full GC ${f1(s.settledRssBytes / 1048576)} MiB, ${f1(s.rssPerTerminalSettledBytes! / 1024)} kB per terminal` : ''}${s.peakRssBytes !== undefined ? `; peak ${f1(s.peakRssBytes / 1048576)} MiB, ${f1(s.rssPerTerminalPeakBytes! / 1024)} kB per terminal (with the set-up's garbage: V8 gives its pages back when its memory reducer runs, some 10 to 20 s after the terminals connected; run --seconds 30 to see the settled figure)` : ''}`,
+    `bridge RSS ${f1(s.bridgeRssBytes / 1048576)} MiB, ${f1(s.rssPerTerminalBytes / 1024)} kB per terminal at the window's end${s.afterGcRssBytes !== undefined ? `; after a full GC ${f1(s.afterGcRssBytes / 1048576)} MiB, ${f1(s.rssPerTerminalAfterGcBytes! / 1024)} kB per terminal` : ''}${s.peakRssBytes !== undefined ? `; peak ${f1(s.peakRssBytes / 1048576)} MiB, ${f1(s.rssPerTerminalPeakBytes! / 1024)} kB per terminal (with the set-up's garbage: V8 gives its pages back when its memory reducer runs, some 10 to 20 s after the terminals connected; run --seconds 30 to see the settled figure)` : ''}`,
     `round trip p50 ${f2(s.rttMs.p50)} p99 ${f2(s.rttMs.p99)} p999 ${f2(s.rttMs.p999)} max ${f2(s.rttMs.max)} ms (one way ≈ half: p99 ${f2(s.rttMs.p99 / 2)} ms)`,
     ...(s.bridgeLoop?.pumpLatencyUs && s.bridgeLoop.pumpLatencyUs.up.count > 0
       ? [`relay-added latency in the bridge, one way (kernel receive time to sent on): to the media server ${lat(s.bridgeLoop.pumpLatencyUs.up)}; to the terminal ${lat(s.bridgeLoop.pumpLatencyUs.down)}`]
@@ -833,7 +833,7 @@ export function formatResult(r: BenchResult): string {
   ];
   for (const s of r.steps) {
     lines.push(
-      `| ${s.streams} | ${Math.round(s.sentPerSecond)} | ${Math.round(s.receivedPerSecond)} | ${s.lost} | ${f2(s.bridgeCpu)} | ${f2(s.cpuMicrosPerMessage)} | ${f2(s.loadCpu)} | ${f1(s.rssPerTerminalBytes / 1024)} / ${s.rssPerTerminalSettledBytes !== undefined ? f1(s.rssPerTerminalSettledBytes / 1024) : '-'} kB | ${f2(s.rttMs.p50)} | ${f2(s.rttMs.p99)} | ${f2(s.rttMs.p999)} | ${f2(s.rttMs.max)} | ${relayP99(s)} | ${s.held ? 'yes' : 'no'} |`,
+      `| ${s.streams} | ${Math.round(s.sentPerSecond)} | ${Math.round(s.receivedPerSecond)} | ${s.lost} | ${f2(s.bridgeCpu)} | ${f2(s.cpuMicrosPerMessage)} | ${f2(s.loadCpu)} | ${f1(s.rssPerTerminalBytes / 1024)} / ${s.rssPerTerminalAfterGcBytes !== undefined ? f1(s.rssPerTerminalAfterGcBytes / 1024) : '-'} kB | ${f2(s.rttMs.p50)} | ${f2(s.rttMs.p99)} | ${f2(s.rttMs.p999)} | ${f2(s.rttMs.max)} | ${relayP99(s)} | ${s.held ? 'yes' : 'no'} |`,
     );
   }
   lines.push('', 'RSS/terminal: (bridge RSS - RSS before any terminal) / streams, at the window\'s end, and after the window once the bridge ran a full GC. V8 gives the pages of the set-up\'s garbage back to the system only when its memory reducer runs, some 10 to 20 s after a burst of set-ups: with a shorter window both figures still hold it.');
