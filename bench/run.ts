@@ -140,16 +140,6 @@ export interface StepResult {
   peakRssBytes?: number;
   /** (peak RSS - RSS before any terminal) / streams */
   rssPerTerminalPeakBytes?: number;
-  /**
-   * RSS after the window, once the bridge ran a full garbage collection (bench/server.ts "gc"),
-   * the terminals still connected; absent when the bridge could not collect. The collection frees
-   * the set-up's garbage, but V8 gives the pages back to the system only when its memory reducer
-   * runs (some 10 to 20 s after a burst of set-ups): after a short window this is not much below
-   * the window's end.
-   */
-  afterGcRssBytes?: number;
-  /** (settled RSS - RSS before any terminal, also after a full collection) / streams */
-  rssPerTerminalAfterGcBytes?: number;
   /** connections that closed while they should not have */
   unexpectedCloses: number;
   /**
@@ -248,21 +238,6 @@ export interface LoopStats {
   pumpEvents?: number;
 }
 
-/**
- * Asks the bridge (and its workers) for a full garbage collection (bench/server.ts "gc"): true once
- * done, false when it could not (no --expose-gc) or did not answer within 5 s.
- */
-export async function bridgeCollect(bridge: Bridge): Promise<boolean> {
-  try {
-    const answer = once(bridge.lines, 'json');
-    bridge.child.stdin!.write('gc\n');
-    const [line] = (await Promise.race([answer, sleep(5000).then(() => [null])])) as [string | null];
-    return line ? (JSON.parse(line) as { collected?: boolean }).collected === true : false;
-  } catch {
-    return false;
-  }
-}
-
 export async function bridgeStats(bridge: Bridge): Promise<LoopStats | null> {
   try {
     const answer = once(bridge.lines, 'json');
@@ -286,8 +261,7 @@ export async function startBridge(env: Record<string, string> = {}, workers = 1,
   // CONFMUX_BENCH_BRIDGE_NODE_ARGS: extra node options for the bridge, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
   // (after those: a --max-semi-space-size here wins)
   const extra = (process.env.CONFMUX_BENCH_BRIDGE_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  // --expose-gc: the bench asks for a full collection before the baseline and after each window
-  const child = spawn(...onCpus(cpus, '/bin/sh', ['-c', 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$0" "$@"', process.execPath, ...serveArgs, '--expose-gc', ...extra, '--import', TSX, SERVER]), {
+  const child = spawn(...onCpus(cpus, '/bin/sh', ['-c', 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$0" "$@"', process.execPath, ...serveArgs, ...extra, '--import', TSX, SERVER]), {
     stdio: ['pipe', 'pipe', 'inherit'],
     // glibc's arenas bounded as under confmux serve (unless this environment sets MALLOC_ARENA_MAX)
     env: { ...mallocArenasEnv(process.env), ...env, CONFMUX_BENCH_PASSWORD: PASSWORD, CONFMUX_BENCH_WORKERS: String(workers) },
@@ -620,9 +594,6 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
   };
   try {
     await sleep(300);
-    // the baseline after a full collection too (start-up's garbage would otherwise count against
-    // the terminals' figure, or for it when freed during the run)
-    if (await bridgeCollect(bridge)) await sleep(300);
     result.baselineRssBytes = rssBytes(bridge.pids);
     let target = Math.min(options.streams, maxStreams);
     let droppedBefore = (await bridgeDropped(bridge.port)) ?? 0;
@@ -719,9 +690,6 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
       const sent = counts.sent - before.sent;
       const received = counts.received - before.received;
       const droppedNow = await bridgeDropped(bridge.port);
-      // RSS once the bridge ran a full collection (V8 gives the freed pages back to the system
-      // only when its memory reducer runs: see afterGcRssBytes)
-      const afterGcRss = (await bridgeCollect(bridge)) ? await sleep(500).then(() => rssBytes(bridge.pids)) : null;
       const bridgeCpu = (cpu1 - cpu0) / sampledS;
       const messages = counts.sentInWindow + counts.receivedInWindow;
       const step: StepResult = {
@@ -744,7 +712,6 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
         rssPerTerminalBytes: (rss - result.baselineRssBytes) / target,
         peakRssBytes: Math.max(peakRss, rss),
         rssPerTerminalPeakBytes: (Math.max(peakRss, rss) - result.baselineRssBytes) / target,
-        ...(afterGcRss !== null ? { afterGcRssBytes: afterGcRss, rssPerTerminalAfterGcBytes: (afterGcRss - result.baselineRssBytes) / target } : {}),
         unexpectedCloses: counts.unexpectedCloses,
         bridgeLoop,
         loadLoopDelayMs,
@@ -807,7 +774,7 @@ export function formatStep(s: StepResult): string {
     `lost ${s.lost}/${s.sent}${s.bridgeDropped ? ` (bridge dropped ${s.bridgeDropped})` : ''}`,
     `bridge CPU ${f2(s.bridgeCpu)} core (${f2(s.cpuMicrosPerMessage)} µs/msg; user space ${f2(s.bridgeUserCpu ?? NaN)} core), load generator ${f2(s.loadCpu)} core${s.echoPeerCpu !== undefined ? `, echo peer ${f2(s.echoPeerCpu)} core` : ''}`,
     ...(s.relayCoreBusy !== undefined ? [`the bridge's CPU (--pin) busy ${f2(s.relayCoreBusy)} of the window (the bridge, and the kernel's interrupt work on that CPU)`] : []),
-    `bridge RSS ${f1(s.bridgeRssBytes / 1048576)} MiB, ${f1(s.rssPerTerminalBytes / 1024)} kB per terminal at the window's end${s.afterGcRssBytes !== undefined ? `; after a full GC ${f1(s.afterGcRssBytes / 1048576)} MiB, ${f1(s.rssPerTerminalAfterGcBytes! / 1024)} kB per terminal` : ''}${s.peakRssBytes !== undefined ? `; peak ${f1(s.peakRssBytes / 1048576)} MiB, ${f1(s.rssPerTerminalPeakBytes! / 1024)} kB per terminal (with the set-up's garbage: V8 gives its pages back when its memory reducer runs, some 10 to 20 s after the terminals connected; run --seconds 30 to see the settled figure)` : ''}`,
+    `bridge RSS ${f1(s.bridgeRssBytes / 1048576)} MiB, ${f1(s.rssPerTerminalBytes / 1024)} kB per terminal at the window's end${s.peakRssBytes !== undefined ? `; peak ${f1(s.peakRssBytes / 1048576)} MiB, ${f1(s.rssPerTerminalPeakBytes! / 1024)} kB per terminal (with the set-up's garbage: V8 gives its pages back when its memory reducer runs, some 10 to 20 s after the terminals connected; run --seconds 30 to see the settled figure)` : ''}`,
     `round trip p50 ${f2(s.rttMs.p50)} p99 ${f2(s.rttMs.p99)} p999 ${f2(s.rttMs.p999)} max ${f2(s.rttMs.max)} ms (one way ≈ half: p99 ${f2(s.rttMs.p99 / 2)} ms)`,
     ...(s.bridgeLoop?.pumpLatencyUs && s.bridgeLoop.pumpLatencyUs.up.count > 0
       ? [`relay-added latency in the bridge, one way (kernel receive time to sent on): to the media server ${lat(s.bridgeLoop.pumpLatencyUs.up)}; to the terminal ${lat(s.bridgeLoop.pumpLatencyUs.down)}`]
@@ -826,17 +793,17 @@ export function formatResult(r: BenchResult): string {
     ...(r.pinned ? [`pinned (--pin): the bridge on CPU ${r.cpusAllowed.bridge}, the load generator on CPU ${r.cpusAllowed.load}${r.cpusAllowed.echoPeer ? `, the echo peer on CPU ${r.cpusAllowed.echoPeer}` : ''}`] : []),
     `load generator: ${r.loadGenerator === 'native' ? `native (a C++ thread, native/loadgen.cc, sends and times the frames; ${r.loadPollUs ? `looks at its sockets every ${r.loadPollUs} µs` : 'woken by each frame'})` : 'JavaScript (this process\'s event loop)'}`,
     `bridge: ${r.workers === 1 ? 'one process (server.workers 1)' : `a primary and ${r.workers} workers (server.workers ${r.workers}); CPU and RSS are their sums`}; server.mediaPump ${r.mediaPump}, mediaPumpCoalesceUs ${r.mediaPumpCoalesceUs}, mediaPumpStaleMs ${r.mediaPumpStaleMs}${r.steps[0]?.bridgeLoop?.pumped !== undefined ? ` (${r.steps[0].bridgeLoop.pumped} of ${r.steps[0].streams} calls on the pump${r.steps[0].bridgeLoop.pumpPriority ? `, relay thread ${r.steps[0].bridgeLoop.pumpPriority}` : ''})` : ''}`,
-    `bridge RSS before any terminal (after a full GC): ${(r.baselineRssBytes / 1048576).toFixed(1)} MiB`,
+    `bridge RSS before any terminal: ${(r.baselineRssBytes / 1048576).toFixed(1)} MiB`,
     '',
-    '| streams | msg/s to bridge | msg/s from bridge | lost | bridge CPU (core) | µs CPU/msg | load gen CPU | RSS/terminal (end / after GC) | RTT p50 | RTT p99 | RTT p999 | RTT max | relay p99 up / down | held |',
+    '| streams | msg/s to bridge | msg/s from bridge | lost | bridge CPU (core) | µs CPU/msg | load gen CPU | RSS/terminal (end / peak) | RTT p50 | RTT p99 | RTT p999 | RTT max | relay p99 up / down | held |',
     '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|',
   ];
   for (const s of r.steps) {
     lines.push(
-      `| ${s.streams} | ${Math.round(s.sentPerSecond)} | ${Math.round(s.receivedPerSecond)} | ${s.lost} | ${f2(s.bridgeCpu)} | ${f2(s.cpuMicrosPerMessage)} | ${f2(s.loadCpu)} | ${f1(s.rssPerTerminalBytes / 1024)} / ${s.rssPerTerminalAfterGcBytes !== undefined ? f1(s.rssPerTerminalAfterGcBytes / 1024) : '-'} kB | ${f2(s.rttMs.p50)} | ${f2(s.rttMs.p99)} | ${f2(s.rttMs.p999)} | ${f2(s.rttMs.max)} | ${relayP99(s)} | ${s.held ? 'yes' : 'no'} |`,
+      `| ${s.streams} | ${Math.round(s.sentPerSecond)} | ${Math.round(s.receivedPerSecond)} | ${s.lost} | ${f2(s.bridgeCpu)} | ${f2(s.cpuMicrosPerMessage)} | ${f2(s.loadCpu)} | ${f1(s.rssPerTerminalBytes / 1024)} / ${s.rssPerTerminalPeakBytes !== undefined ? f1(s.rssPerTerminalPeakBytes / 1024) : '-'} kB | ${f2(s.rttMs.p50)} | ${f2(s.rttMs.p99)} | ${f2(s.rttMs.p999)} | ${f2(s.rttMs.max)} | ${relayP99(s)} | ${s.held ? 'yes' : 'no'} |`,
     );
   }
-  lines.push('', 'RSS/terminal: (bridge RSS - RSS before any terminal) / streams, at the window\'s end, and after the window once the bridge ran a full GC. V8 gives the pages of the set-up\'s garbage back to the system only when its memory reducer runs, some 10 to 20 s after a burst of set-ups: with a shorter window both figures still hold it.');
+  lines.push('', 'RSS/terminal: (bridge RSS - RSS before any terminal) / streams, at the window\'s end, and the peak from the first new terminal on (sampled every 250 ms). V8 gives the pages of the set-up\'s garbage back to the system only when its memory reducer runs, some 10 to 20 s after a burst of set-ups: with a shorter window the end still holds it (--seconds 30 shows what the terminals keep).');
   lines.push(`RTT: ms, terminal -> bridge -> echo -> bridge -> terminal, measured in the load generator (${r.loadGenerator === 'native' ? 'its thread\'s own delays' : 'its own event-loop delay'} included); one way is about half.`);
   lines.push(`relay p99: ms, one way, measured in the bridge by the native media pump: from the kernel's receive timestamp of each packet to the pump's send on the other socket (up: to the media server, down: to the terminal)${r.workers > 1 ? '; each worker has its own pump, and each figure is the worse worker\'s' : ''}.`);
   lines.push(

@@ -7,10 +7,7 @@
  * its stdin closes (the benchmark ended or died) or on SIGTERM / SIGINT.
  *
  * Lines on stdin: "reset" starts a measurement window, "stats" answers with one JSON line: the
- * event-loop delay (p50, p99, max, ms) and utilisation since the last reset. "gc" runs a full
- * garbage collection in this process and its workers (when node runs with --expose-gc, as
- * bench/run.ts starts it) and answers {"collected":true|false} (V8 gives freed pages back to the
- * system later, when its memory reducer runs). A frame that arrives
+ * event-loop delay (p50, p99, max, ms) and utilisation since the last reset. A frame that arrives
  * while the loop is busy waits that long: the delay is the bridge's share of the latency tail.
  *
  * CONFMUX_BENCH_WORKERS=N (N > 1): server.workers = N. This process is then the primary (the
@@ -61,14 +58,6 @@ const config = loadConfig({
 });
 const log = createLogger(config.log.level);
 const worker = workerIdentity();
-
-/** A full garbage collection, when node was given --expose-gc; false otherwise. */
-function collect(): boolean {
-  const gc = (globalThis as { gc?: (options?: object) => void }).gc;
-  if (typeof gc !== 'function') return false;
-  gc({ type: 'major', execution: 'sync', flavor: 'last-resort' });
-  return true;
-}
 
 /** IPC message type between the primary and its workers for the pump figures */
 const BENCH_PUMP = 'confmux:bench-pump';
@@ -131,8 +120,7 @@ if (worker) {
     const msg = m as { type?: string; id?: number; op?: string } | null;
     if (msg?.type !== BENCH_PUMP) return;
     if (msg.op === 'reset') window.reset();
-    const collected = msg.op === 'gc' ? collect() : undefined;
-    process.send!({ type: BENCH_PUMP, id: msg.id, ...(msg.op === 'stats' ? window.figures() : {}), ...(collected !== undefined ? { collected } : {}) });
+    process.send!({ type: BENCH_PUMP, id: msg.id, ...(msg.op === 'stats' ? window.figures() : {}) });
   });
   const stop = (): void => {
     link.close();
@@ -216,10 +204,6 @@ async function main(): Promise<void> {
         delay.reset();
         elu = performance.eventLoopUtilization();
         await pumpReset();
-      } else if (line === 'gc') {
-        const inWorkers = workers ? ((await workers.ask(BENCH_PUMP, { op: 'gc' })) as { collected?: boolean }[]) : [];
-        const collected = collect() && inWorkers.every((w) => w.collected === true);
-        process.stdout.write(`${JSON.stringify({ collected })}\n`);
       } else if (line === 'stats') {
         const ms = (ns: number): number => ns / 1e6;
         const u = performance.eventLoopUtilization(elu);

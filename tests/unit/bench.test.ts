@@ -38,10 +38,7 @@ test('bench: 20 streams for 3 s, every frame comes back through the bridge and t
   // the peak is sampled through the set-up and the window, and is never below the end's figure
   assert.ok(s.peakRssBytes! >= s.bridgeRssBytes && s.peakRssBytes! < 1024 ** 3, `peak RSS ${s.peakRssBytes}`);
   assert.equal(s.rssPerTerminalPeakBytes, (s.peakRssBytes! - r.baselineRssBytes) / s.streams);
-  // the bench starts the bridge with --expose-gc: the RSS after a full collection is there
-  assert.ok(s.afterGcRssBytes! > r.baselineRssBytes / 2 && s.afterGcRssBytes! < 1024 ** 3, `RSS after GC ${s.afterGcRssBytes}`);
-  assert.equal(s.rssPerTerminalAfterGcBytes, (s.afterGcRssBytes! - r.baselineRssBytes) / s.streams);
-  assert.match(formatStep(s), /kB per terminal at the window's end; after a full GC [\d.]+ MiB, -?[\d.]+ kB per terminal; peak [\d.]+ MiB, -?[\d.]+ kB per terminal/);
+  assert.match(formatStep(s), /kB per terminal at the window's end; peak [\d.]+ MiB, -?[\d.]+ kB per terminal/);
   assert.equal(r.frameBytes, 170);
   assert.ok(r.cpus >= 1);
   // npm test builds native/loadgen.cc with the pump: the C++ thread sent and timed the frames
