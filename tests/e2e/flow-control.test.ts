@@ -4,11 +4,10 @@
 // JavaScript on the text, and the call goes back on the pump after MEDIA_XON.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createNodeTerminal } from '../../bridge/sdk/node.ts';
 import type { TerminalClient } from '../../bridge/sdk/TerminalClient.ts';
 import { ulawDecode, ulawEncode } from '../../bridge/media/g711.ts';
 import { ensureSandbox } from '../helpers/sandbox.ts';
-import { startBridge, waitNoChannels, type TestBridge } from '../helpers/bridge.ts';
+import { sandboxTerminal, startBridge, waitNoChannels, type TestBridge } from '../helpers/bridge.ts';
 import { describeTones, dominantTone, sineSamples } from '../helpers/tone.ts';
 
 let bridge: TestBridge;
@@ -24,13 +23,7 @@ after(async () => {
   await bridge?.close();
 });
 
-async function terminal(number: string): Promise<TerminalClient> {
-  const t = createNodeTerminal({ url: bridge.url, number, password: `sandbox-${number}` });
-  await t.connect();
-  await t.register();
-  open.push(t);
-  return t;
-}
+const terminal = (number: string): Promise<TerminalClient> => sandboxTerminal(bridge, open, number);
 
 const handbacks = async (): Promise<number> => Number(/confmux_media_pump_handbacks_total (\d+)/.exec(await bridge.server.metrics.registry.metrics())?.[1] ?? 0);
 

@@ -7,11 +7,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { readWav } from '../../bridge/media/wav.ts';
-import { createNodeTerminal } from '../../bridge/sdk/node.ts';
 import type { TerminalClient } from '../../bridge/sdk/TerminalClient.ts';
 import type { CallSession } from '../../bridge/sdk/CallSession.ts';
 import { ari, asteriskRx, ensureSandbox } from '../helpers/sandbox.ts';
-import { CLI, channels, startBridge, waitNoChannels, type TestBridge } from '../helpers/bridge.ts';
+import { CLI, channels, sandboxTerminal, startBridge, waitNoChannels, type TestBridge } from '../helpers/bridge.ts';
 import { describeTones, dominantTone, sineWav, toneLevel } from '../helpers/tone.ts';
 import { startPhone } from '../helpers/baresip.ts';
 
@@ -29,13 +28,7 @@ after(async () => {
   await bridge?.close();
 });
 
-async function terminal(number: string, name?: string): Promise<TerminalClient> {
-  const t = createNodeTerminal({ url: bridge.url, number, password: `sandbox-${number}`, name });
-  await t.connect();
-  await t.register();
-  open.push(t);
-  return t;
-}
+const terminal = (number: string, name?: string): Promise<TerminalClient> => sandboxTerminal(bridge, open, number, name);
 
 /** The hint state `core show hints` shows for a terminal: Idle, InUse, Unavailable ... */
 async function hintState(number: string): Promise<string> {

@@ -15,7 +15,7 @@ import { splitAccessUnits } from '../../bridge/media/h264Stream.ts';
 import { isH264Keyframe } from '../../plugin/rtp/h264.ts';
 import { ari, asteriskRx, ensureSandbox } from '../helpers/sandbox.ts';
 import { SILENCE, makeH264, probeVideo, sendMedia } from '../helpers/video.ts';
-import { runCli, startBridge, waitNoChannels, type TestBridge } from '../helpers/bridge.ts';
+import { runCli, sandboxTerminal, startBridge, waitNoChannels, type TestBridge } from '../helpers/bridge.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'confmux-video-'));
 let bridge: TestBridge;
@@ -25,13 +25,7 @@ const open: TerminalClient[] = [];
 const makeVideo = (name: string, source: string, size: string, seconds: number, gop: number): string => makeH264(join(dir, name), source, size, seconds, gop);
 const probe = probeVideo;
 
-async function terminal(number: string): Promise<TerminalClient> {
-  const t = createNodeTerminal({ url: bridge.url, number, password: `sandbox-${number}` });
-  await t.connect();
-  await t.register();
-  open.push(t);
-  return t;
-}
+const terminal = (number: string): Promise<TerminalClient> => sandboxTerminal(bridge, open, number);
 
 /** A terminal's media loop (tests/helpers/video.ts); returns its stop. */
 const media = (call: CallSession, aus: Uint8Array[], talking: () => boolean): (() => void) => sendMedia(call, aus, talking).stop;

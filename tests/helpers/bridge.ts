@@ -5,6 +5,8 @@ import { loadConfig, type ConfigInput } from '../../bridge/config.ts';
 import { createLogger } from '../../bridge/logger.ts';
 import { BridgeServer } from '../../bridge/server/BridgeServer.ts';
 import { AsteriskDriver } from '../../plugin/asterisk/AsteriskDriver.ts';
+import { createNodeTerminal } from '../../bridge/sdk/node.ts';
+import type { TerminalClient } from '../../bridge/sdk/TerminalClient.ts';
 import { ARI_PASSWORD, ARI_URL, ARI_USER, asteriskRx } from './sandbox.ts';
 
 let seq = 0;
@@ -85,4 +87,13 @@ export function runCli(args: string[], timeoutMs = 60000): Promise<CliResult> {
       resolve({ code, stdout, stderr });
     });
   });
+}
+
+/** A sandbox terminal (password `sandbox-<number>`) connected to `bridge` and registered; added to `open`, which the test file closes after its tests. */
+export async function sandboxTerminal(bridge: TestBridge, open: TerminalClient[], number: string, name?: string): Promise<TerminalClient> {
+  const t = createNodeTerminal({ url: bridge.url, number, password: `sandbox-${number}`, name });
+  await t.connect();
+  await t.register();
+  open.push(t);
+  return t;
 }
