@@ -46,7 +46,10 @@ test('chan_websocket flow control: MEDIA_XOFF takes the call off the pump, MEDIA
   // 440 Hz in PCMU, 20 ms a frame
   const tone = Buffer.from(Array.from(sineSamples({ freq: 440, seconds: 60, amplitude: 0.3, fadeMs: 0 }), ulawEncode));
   let next = 0;
-  const frame = (): Buffer => tone.subarray((next % 3000) * 160, (next++ % 3000) * 160 + 160);
+  const frame = (): Buffer => {
+    const at = (next++ % 3000) * 160;
+    return tone.subarray(at, at + 160);
+  };
   // five frames every 10 ms (500 a second where Asterisk plays 50; each write 100 ms of audio, so
   // that the pump's stale-audio trimming, server.mediaPumpStaleMs, keeps them all): the queue passes
   // 900 frames after about 2 s. Until the pump has handed the call back, at most 8 s.
