@@ -41,6 +41,8 @@ export interface IdleResult {
   heartbeatMs: number;
   seconds: number;
   baselineRssBytes: number;
+  /** the bridge's node options and MALLOC_ARENA_MAX */
+  bridgeRunsWith: string;
   rssBytes: number;
   rssPerTerminalBytes: number;
   heapUsedBytes: number | null;
@@ -174,6 +176,7 @@ export async function runIdle(o: IdleOptions): Promise<IdleResult> {
       heartbeatMs: o.heartbeatMs,
       seconds: o.seconds,
       baselineRssBytes: baseline,
+      bridgeRunsWith: bridge.runsWith,
       rssBytes: rss,
       rssPerTerminalBytes: (rss - baseline) / o.terminals,
       heapUsedBytes: stats?.heapUsedBytes ?? null,
@@ -198,6 +201,7 @@ export function formatIdle(r: IdleResult): string {
   return [
     `confmux bench --idle: ${r.terminals} registered terminals, no call, heartbeat every ${r.heartbeatMs} ms, held ${r.seconds} s`,
     `machine: ${r.cpus} cores, ${r.cpuModel}; node ${r.node}; ${r.date}`,
+    `bridge runs with ${r.bridgeRunsWith}`,
     '',
     '| terminals | registered | set-up (s) | bridge RSS before | bridge RSS | RSS/terminal | V8 heap used | external | bridge CPU (core) | pings seen / expected | closed |',
     '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',

@@ -28,7 +28,7 @@ import { rawSocket } from '../bridge/server/wsFrames.ts';
 import { cpuModel, cpuSeconds, cpuSplit, machineCpuTicks, rssBytes } from './proc.ts';
 import { startUdpPeer } from './turn.ts';
 import { RELAY_CPUS, cpusOf, loadCpus, onCpus, pinSelf } from './cpus.ts';
-import { youngGenerationArgs } from '../bin/youngGeneration.mjs';
+import { heapArgs } from '../bin/heapFlags.mjs';
 import { mallocArenasEnv } from '../bin/mallocArenas.mjs';
 import { FrameTally } from './FrameTally.ts';
 import { formatFloor, measureFloor, type KernelFloor } from './kernelFloor.ts';
@@ -189,6 +189,8 @@ export interface BenchResult {
   frameBytes: number;
   p99BoundMs: number;
   baselineRssBytes: number;
+  /** the bridge's node options and MALLOC_ARENA_MAX (Bridge.runsWith) */
+  bridgeRunsWith: string;
   steps: StepResult[];
   /** step mode: the highest stream count that held (p99 within bound, nothing lost) */
   highestHeld: number | null;
@@ -215,6 +217,8 @@ export interface Bridge {
   port: number;
   /** the bridge's JSON lines on stdout ('json' events; anything else it prints goes to stderr) */
   lines: EventEmitter;
+  /** how it runs: its node options (before tsx's) and MALLOC_ARENA_MAX, for the report */
+  runsWith: string;
 }
 
 export interface LoopStats {
@@ -252,19 +256,21 @@ export async function bridgeStats(bridge: Bridge): Promise<LoopStats | null> {
 /**
  * Starts bench/server.ts. Its open-files limit is raised to the hard limit first (a shell's
  * `ulimit -n`), so that it can hold as many terminals as the load generator opens. It runs with
- * the node options and malloc arenas `confmux serve` runs with (V8's young generation bounded,
- * bin/youngGeneration.mjs; MALLOC_ARENA_MAX, bin/mallocArenas.mjs).
+ * the node options and malloc arenas `confmux serve` runs with (V8's heap options,
+ * bin/heapFlags.mjs; MALLOC_ARENA_MAX, bin/mallocArenas.mjs).
  */
 export async function startBridge(env: Record<string, string> = {}, workers = 1, cpus: string | null = null): Promise<Bridge> {
   // as confmux serve (unless NODE_OPTIONS sets the young generation: the bridge inherits it)
-  const serveArgs = youngGenerationArgs([], process.env.NODE_OPTIONS ?? '');
+  const serveArgs = heapArgs([], process.env.NODE_OPTIONS ?? '');
   // CONFMUX_BENCH_BRIDGE_NODE_ARGS: extra node options for the bridge, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
-  // (after those: a --max-semi-space-size here wins)
+  // (after those: a heap option here wins, e.g. --heap-growing-percent=0 for V8's own growing)
   const extra = (process.env.CONFMUX_BENCH_BRIDGE_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const childEnv: NodeJS.ProcessEnv = { ...mallocArenasEnv(process.env), ...env, CONFMUX_BENCH_PASSWORD: PASSWORD, CONFMUX_BENCH_WORKERS: String(workers) };
+  const runsWith = `node options ${[...serveArgs, ...extra].join(' ') || '(none)'}${process.env.NODE_OPTIONS ? ` and NODE_OPTIONS ${process.env.NODE_OPTIONS}` : ''}; MALLOC_ARENA_MAX=${childEnv.MALLOC_ARENA_MAX}`;
   const child = spawn(...onCpus(cpus, '/bin/sh', ['-c', 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$0" "$@"', process.execPath, ...serveArgs, ...extra, '--import', TSX, SERVER]), {
     stdio: ['pipe', 'pipe', 'inherit'],
     // glibc's arenas bounded as under confmux serve (unless this environment sets MALLOC_ARENA_MAX)
-    env: { ...mallocArenasEnv(process.env), ...env, CONFMUX_BENCH_PASSWORD: PASSWORD, CONFMUX_BENCH_WORKERS: String(workers) },
+    env: childEnv,
   });
   const lines = new EventEmitter();
   createInterface({ input: child.stdout! }).on('line', (line) => {
@@ -279,7 +285,7 @@ export async function startBridge(env: Record<string, string> = {}, workers = 1,
     new Promise<never>((_, reject) => setTimeout(() => reject(new Error('the bridge under benchmark did not start within 20 s')), 20000).unref()),
   ]);
   const { port, pid, pids } = JSON.parse(first) as { port: number; pid: number; pids?: number[] };
-  return { child, pid, pids: pids ?? [pid], port, lines };
+  return { child, pid, pids: pids ?? [pid], port, lines, runsWith };
 }
 
 const WS_PEER = fileURLToPath(new URL('./wsEchoPeer.ts', import.meta.url));
@@ -587,6 +593,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     frameBytes: FRAME_HEADER_BYTES + payloadBytes,
     p99BoundMs: bound,
     baselineRssBytes: 0,
+    bridgeRunsWith: bridge.runsWith,
     steps: [],
     highestHeld: null,
     stoppedBy: 'done',
@@ -793,7 +800,7 @@ export function formatResult(r: BenchResult): string {
     ...(r.pinned ? [`pinned (--pin): the bridge on CPU ${r.cpusAllowed.bridge}, the load generator on CPU ${r.cpusAllowed.load}${r.cpusAllowed.echoPeer ? `, the echo peer on CPU ${r.cpusAllowed.echoPeer}` : ''}`] : []),
     `load generator: ${r.loadGenerator === 'native' ? `native (a C++ thread, native/loadgen.cc, sends and times the frames; ${r.loadPollUs ? `looks at its sockets every ${r.loadPollUs} µs` : 'woken by each frame'})` : 'JavaScript (this process\'s event loop)'}`,
     `bridge: ${r.workers === 1 ? 'one process (server.workers 1)' : `a primary and ${r.workers} workers (server.workers ${r.workers}); CPU and RSS are their sums`}; server.mediaPump ${r.mediaPump}, mediaPumpCoalesceUs ${r.mediaPumpCoalesceUs}, mediaPumpStaleMs ${r.mediaPumpStaleMs}${r.steps[0]?.bridgeLoop?.pumped !== undefined ? ` (${r.steps[0].bridgeLoop.pumped} of ${r.steps[0].streams} calls on the pump${r.steps[0].bridgeLoop.pumpPriority ? `, relay thread ${r.steps[0].bridgeLoop.pumpPriority}` : ''})` : ''}`,
-    `bridge RSS before any terminal: ${(r.baselineRssBytes / 1048576).toFixed(1)} MiB`,
+    `bridge runs with ${r.bridgeRunsWith}; its RSS before any terminal: ${(r.baselineRssBytes / 1048576).toFixed(1)} MiB`,
     '',
     '| streams | msg/s to bridge | msg/s from bridge | lost | bridge CPU (core) | µs CPU/msg | load gen CPU | RSS/terminal (end / peak) | RTT p50 | RTT p99 | RTT p999 | RTT max | relay p99 up / down | held |',
     '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|',

@@ -1,20 +1,22 @@
 #!/usr/bin/env node
 // Runs the TypeScript CLI through tsx's loader.
 //
-// `serve` runs the bridge with V8's young generation bounded (bin/youngGeneration.mjs) and glibc's
-// malloc arenas bounded (MALLOC_ARENA_MAX, bin/mallocArenas.mjs). Node and glibc read them only at
-// process start, so when either was not given this re-executes itself with them:
+// `serve` runs the bridge with V8's heap options (the young generation bounded, the old one grown
+// by a quarter at a time: bin/heapFlags.mjs) and glibc's malloc arenas bounded (MALLOC_ARENA_MAX,
+// bin/mallocArenas.mjs). Node and glibc read them only at process start, so when any was not
+// given this re-executes itself with the missing ones:
 // in place where node has process.execve (22.15 and later), else (Node 20) as a child that this
 // process supervises: it relays SIGTERM and SIGINT (bridge/cli/signals.ts), passes SIGHUP on, and
 // exits as the child did. Nothing else is loaded here before that (no tsx), so the supervisor
 // stays small.
 import { spawn } from 'node:child_process';
 import { mallocArenasEnv, mallocArenasGiven } from './mallocArenas.mjs';
-import { YOUNG_GENERATION_FLAGS, youngGenerationGiven } from './youngGeneration.mjs';
+import { missingHeapFlags } from './heapFlags.mjs';
 
 // (CONFMUX_LAUNCHED: set in the re-executed process's environment, so that it never re-executes again)
-if (process.argv[2] === 'serve' && process.env.CONFMUX_LAUNCHED !== '1' && (!youngGenerationGiven() || !mallocArenasGiven())) {
-  const args = [...(youngGenerationGiven() ? [] : YOUNG_GENERATION_FLAGS), ...process.execArgv, ...process.argv.slice(1)];
+const missing = missingHeapFlags();
+if (process.argv[2] === 'serve' && process.env.CONFMUX_LAUNCHED !== '1' && (missing.length > 0 || !mallocArenasGiven())) {
+  const args = [...missing, ...process.execArgv, ...process.argv.slice(1)];
   const env = { ...mallocArenasEnv(), CONFMUX_LAUNCHED: '1' };
   if (typeof process.execve === 'function') {
     try {

@@ -16,7 +16,7 @@ import { parseArgs } from 'node:util';
 import { createNodeTerminal } from '../bridge/sdk/node.ts';
 import type { TerminalClient } from '../bridge/sdk/TerminalClient.ts';
 import { asteriskRx } from '../tests/helpers/sandbox.ts';
-import { youngGenerationArgs } from '../bin/youngGeneration.mjs';
+import { heapArgs } from '../bin/heapFlags.mjs';
 import { mallocArenasEnv } from '../bin/mallocArenas.mjs';
 
 const { values } = parseArgs({
@@ -52,7 +52,7 @@ const logFile = createWriteStream(bridgeLog);
 writeFileSync(configFile, JSON.stringify({ limits: { maxConnectionsPerIp: 100000, maxUnauthenticated: 100000, connectionsPerSecondPerIp: 100000, connectionBurstPerIp: 100000 } }));
 // with serve's node options and MALLOC_ARENA_MAX given here, bin/confmux.mjs runs the bridge in this
 // child itself (no re-execution, no supervisor): its pid is the bridge's, for the RSS and fds below
-const bridge = spawn(process.execPath, [...youngGenerationArgs([], process.env.NODE_OPTIONS ?? ''), 'bin/confmux.mjs', 'serve', '--config', configFile], {
+const bridge = spawn(process.execPath, [...heapArgs([], process.env.NODE_OPTIONS ?? ''), 'bin/confmux.mjs', 'serve', '--config', configFile], {
   env: { ...mallocArenasEnv(process.env), CONFMUX_HOST: '127.0.0.1', CONFMUX_PORT: '0', CONFMUX_PLAIN: 'true', CONFMUX_ARI_PASSWORD: 'confmux-sandbox', CONFMUX_ARI_APP: app, CONFMUX_LOG_LEVEL: 'info' },
   stdio: ['ignore', 'pipe', 'ignore'],
 });

@@ -14,7 +14,7 @@ import { WorkerPool } from '../server/WorkerPool.ts';
 import { AsteriskDriver } from '../../plugin/asterisk/AsteriskDriver.ts';
 import { FreeSwitchDriver } from '../../plugin/freeswitch/FreeSwitchDriver.ts';
 import { TerminalError } from '../sdk/TerminalError.ts';
-import { youngGenerationArgs } from '../../bin/youngGeneration.mjs';
+import { heapArgs } from '../../bin/heapFlags.mjs';
 import { onStopSignals } from './signals.ts';
 import { runTerminalAnswer, runTerminalCall, type TerminalAnswerOptions, type TerminalCallOptions } from './terminalCommand.ts';
 
@@ -77,8 +77,8 @@ async function servePrimary(config: Config, log: Logger): Promise<void> {
   const pool = new WorkerPool({
     script: fileURLToPath(new URL('./worker.ts', import.meta.url)),
     count: config.server.workers,
-    // the workers run the bridge: the same young-generation bound as this process (bin/youngGeneration.mjs)
-    execArgv: [...youngGenerationArgs(), '--import', import.meta.resolve('tsx')],
+    // the workers run the bridge: the same heap options as this process (bin/heapFlags.mjs)
+    execArgv: [...heapArgs(), '--import', import.meta.resolve('tsx')],
     env: { CONFMUX_WORKER_CONFIG: JSON.stringify(config) },
     log,
     // the per-address limits, counted over all workers (PrimaryAdmission)

@@ -2,7 +2,7 @@
  * SIGTERM and SIGINT for `confmux serve`, each delivered exactly once.
  *
  * bin/confmux.mjs starts the bridge with node options that must be given at process start (V8's
- * young-generation bound, bin/youngGeneration.mjs). Where node has process.execve it re-executes
+ * heap options, bin/heapFlags.mjs). Where node has process.execve it re-executes
  * itself in place and nothing changes here. Where it has not (Node 20) the bridge runs as a child
  * that bin/confmux.mjs supervises (CONFMUX_SUPERVISED=1, with an IPC channel): a signal sent to
  * the process group (Ctrl-C in a terminal) or to the whole cgroup (systemd's default) reaches both

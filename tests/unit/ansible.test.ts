@@ -257,7 +257,7 @@ test('the systemd unit', { skip }, () => {
   for (const line of [
     `User=${USER}`,
     `Group=${USER}`,
-    `ExecStart=${node} --max-semi-space-size=1 ${install}/bin/confmux.mjs serve --config ${p('etc', 'confmux', 'config.json')}`,
+    `ExecStart=${node} --max-semi-space-size=1 --heap-growing-percent=25 ${install}/bin/confmux.mjs serve --config ${p('etc', 'confmux', 'config.json')}`,
     'Environment=MALLOC_ARENA_MAX=2',
     'Restart=on-failure',
     'RestartPreventExitStatus=2',

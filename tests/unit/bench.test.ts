@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { formatResult, formatStep, runBench, type StepResult } from '../../bench/run.ts';
 import { cpusOf, loadCpus } from '../../bench/cpus.ts';
 import { formatIdle, runIdle } from '../../bench/idle.ts';
+import { HEAP_FLAGS } from '../../bin/heapFlags.mjs';
 import { coturnAvailable, runCoturn } from '../../bench/turn.ts';
 
 const quiet = (): void => undefined;
@@ -44,6 +45,8 @@ test('bench: 20 streams for 3 s, every frame comes back through the bridge and t
   // npm test builds native/loadgen.cc with the pump: the C++ thread sent and timed the frames
   assert.equal(r.loadGenerator, 'native');
   assert.match(formatResult(r), /load generator: native/);
+  // the bridge under load runs as `confmux serve` does: V8's heap options and glibc's arenas
+  assert.match(formatResult(r), new RegExp(`bridge runs with node options ${HEAP_FLAGS.join(' ')}; MALLOC_ARENA_MAX=2; its RSS before any terminal: [\\d.]+ MiB`));
 });
 
 test('bench --load-generator javascript: the same through the event-loop generator; nothing lost', async () => {
@@ -78,6 +81,7 @@ test('bench --idle: terminals bind and register, are heartbeaten and stay; memor
   assert.ok(r.bridgeCpu >= 0 && r.bridgeCpu < 2, `bridge CPU ${r.bridgeCpu}`);
   assert.ok(r.heapUsedBytes !== null && r.heapUsedBytes > 0);
   assert.match(formatIdle(r), /\| 50 \| 50 \|/);
+  assert.match(formatIdle(r), new RegExp(`bridge runs with node options ${HEAP_FLAGS.join(' ')}; MALLOC_ARENA_MAX=2`));
 });
 
 test('bench --workers 2: calls land with their media on the worker that holds them; nothing lost', async () => {

@@ -1,6 +1,6 @@
 /**
- * `confmux serve` (bin/confmux.mjs) runs the bridge with V8's young generation bounded
- * (bin/youngGeneration.mjs), re-executing itself when the option was not given, and SIGTERM /
+ * `confmux serve` (bin/confmux.mjs) runs the bridge with V8's heap options (bin/heapFlags.mjs),
+ * re-executing itself with those that were not given, and SIGTERM /
  * SIGINT still reach the bridge exactly once however they are sent. No media server is needed:
  * the bridge listens while its ARI link retries (to a closed port).
  */
@@ -9,21 +9,26 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { YOUNG_GENERATION_FLAGS, youngGenerationArgs, youngGenerationGiven } from '../../bin/youngGeneration.mjs';
+import { HEAP_FLAGS, heapArgs, missingHeapFlags } from '../../bin/heapFlags.mjs';
 import { MALLOC_ARENAS, mallocArenasEnv, mallocArenasGiven } from '../../bin/mallocArenas.mjs';
 
 const CLI = fileURLToPath(new URL('../../bin/confmux.mjs', import.meta.url));
 
-test('the young-generation option: given or not, and what a bridge started from here gets', () => {
-  assert.deepEqual(YOUNG_GENERATION_FLAGS, ['--max-semi-space-size=1']);
-  assert.equal(youngGenerationGiven([], ''), false);
-  assert.equal(youngGenerationGiven(['--import', 'tsx'], '--enable-source-maps'), false);
-  assert.equal(youngGenerationGiven(['--max-semi-space-size=4'], ''), true);
-  assert.equal(youngGenerationGiven([], '--max_semi_space_size=16'), true);
-  assert.deepEqual(youngGenerationArgs([], ''), ['--max-semi-space-size=1']);
-  // this process's own setting is passed on; one in NODE_OPTIONS is inherited (a flag would override it)
-  assert.deepEqual(youngGenerationArgs(['--import', 'tsx', '--max-semi-space-size=8'], ''), ['--max-semi-space-size=8']);
-  assert.deepEqual(youngGenerationArgs([], '--max-semi-space-size=16'), []);
+test('the heap options: which are missing, and what a bridge started from here gets', () => {
+  const SEMI = '--max-semi-space-size=1';
+  const GROW = '--heap-growing-percent=25';
+  assert.deepEqual(HEAP_FLAGS, [SEMI, GROW]);
+  assert.deepEqual(missingHeapFlags([], ''), [SEMI, GROW]);
+  assert.deepEqual(missingHeapFlags(['--import', 'tsx'], '--enable-source-maps'), [SEMI, GROW]);
+  assert.deepEqual(missingHeapFlags(['--max-semi-space-size=4'], ''), [GROW]);
+  assert.deepEqual(missingHeapFlags([], '--max_semi_space_size=16'), [GROW]);
+  assert.deepEqual(missingHeapFlags(['--heap_growing_percent=50', '--max-semi-space-size=2'], ''), []);
+  // node refuses --heap-growing-percent in NODE_OPTIONS: it does not count there
+  assert.deepEqual(missingHeapFlags([], '--heap-growing-percent=50'), [SEMI, GROW]);
+  assert.deepEqual(heapArgs([], ''), [SEMI, GROW]);
+  // this process's own settings are passed on; one in NODE_OPTIONS is inherited (a flag would override it)
+  assert.deepEqual(heapArgs(['--import', 'tsx', '--max-semi-space-size=8'], ''), ['--max-semi-space-size=8', GROW]);
+  assert.deepEqual(heapArgs(['--heap-growing-percent=0'], '--max-semi-space-size=16'), ['--heap-growing-percent=0']);
 });
 
 test('malloc arenas: the bridge\'s MALLOC_ARENA_MAX unless the environment sets one', () => {
@@ -43,9 +48,9 @@ interface Serving {
   bridgePid: number;
 }
 
-async function serve(extraEnv: Record<string, string> = {}): Promise<Serving> {
+async function serve(extraEnv: Record<string, string> = {}, nodeArgs: string[] = []): Promise<Serving> {
   // its own process group, so that a signal can go to the group as a terminal's Ctrl-C does
-  const main = spawn(process.execPath, [CLI, 'serve'], {
+  const main = spawn(process.execPath, [...nodeArgs, CLI, 'serve'], {
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: {
@@ -76,10 +81,10 @@ const cmdline = (pid: number): string[] => readFileSync(`/proc/${pid}/cmdline`, 
 const environ = (pid: number): string[] => readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
 const count = (text: string, re: RegExp): number => text.split('\n').filter((l) => re.test(l)).length;
 
-test('serve: the bridge runs with the young generation bounded; SIGTERM to the main pid drains it once', { skip: process.platform !== 'linux' }, async () => {
+test('serve: the bridge runs with the heap options; SIGTERM to the main pid drains it once', { skip: process.platform !== 'linux' }, async () => {
   const s = await serve();
   try {
-    assert.ok(cmdline(s.bridgePid).includes('--max-semi-space-size=1'), cmdline(s.bridgePid).join(' '));
+    for (const flag of HEAP_FLAGS) assert.ok(cmdline(s.bridgePid).includes(flag), cmdline(s.bridgePid).join(' '));
     assert.ok(environ(s.bridgePid).includes('MALLOC_ARENA_MAX=2'), 'glibc\'s arenas bounded');
     s.main.kill('SIGTERM');
     assert.equal(await s.exited, 0);
@@ -92,10 +97,13 @@ test('serve: the bridge runs with the young generation bounded; SIGTERM to the m
 });
 
 test('serve: SIGINT to the whole process group (Ctrl-C) stops the bridge once, and nothing is left', { skip: process.platform !== 'linux' }, async () => {
-  // (and an operator's MALLOC_ARENA_MAX is kept)
-  const s = await serve({ MALLOC_ARENA_MAX: '4' });
+  // (and an operator's MALLOC_ARENA_MAX and heap option are kept, the missing one added)
+  const s = await serve({ MALLOC_ARENA_MAX: '4' }, ['--heap-growing-percent=50']);
   try {
     assert.ok(environ(s.bridgePid).includes('MALLOC_ARENA_MAX=4'), 'the operator\'s value');
+    const args = cmdline(s.bridgePid);
+    assert.ok(args.includes('--heap-growing-percent=50') && !args.includes('--heap-growing-percent=25'), args.join(' '));
+    assert.ok(args.includes('--max-semi-space-size=1'), args.join(' '));
     process.kill(-s.main.pid!, 'SIGINT');
     assert.equal(await s.exited, 0);
     assert.equal(count(s.out(), /"msg":"draining/), 1, s.out());
