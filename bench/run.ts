@@ -836,6 +836,7 @@ export function formatSideBySide(r: BenchResult, coturn: StepResult): string {
     row('coturn (TURN/TCP, UDP echo peer)', coturn),
     '',
     `CPU per relayed message, confmux / coturn: ${f2(c.cpuMicrosPerMessage / coturn.cpuMicrosPerMessage)} (below 1: confmux spends less)`,
+    ...(coturn.timersLateMs !== undefined && coturn.timersLateMs > 100 ? [`WARNING: in coturn's run the bench's own window samples ran ${Math.round(coturn.timersLateMs)} ms late (its core was full): coturn's CPU is over the time sampled`] : []),
     `the same load generator for both: ${r.loadGenerator === 'native' ? 'native (native/loadgen.cc: WebSocket frames to confmux, TURN ChannelData to coturn)' : 'JavaScript'}.`,
     r.udpEcho
       ? 'both relay each message over a UDP socket to the same echo peer (turnutils_peer) and back.'

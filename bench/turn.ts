@@ -380,12 +380,19 @@ export async function runCoturn(o: CoturnOptions): Promise<StepResult> {
     let l0 = process.cpuUsage();
     let l1 = l0;
     let rss = 0;
+    // when each sample was actually taken: the CPU figures are over that time (as the bridge's in
+    // bench/run.ts), not over the nominal window, which a late timer would stretch
+    const windowStart = performance.now() + o.warmupSeconds * 1000;
+    let sampledFrom = windowStart;
+    let sampledTo = 0;
     const s0 = setTimeout(() => {
+      sampledFrom = performance.now();
       cpu0 = cpuSeconds(turn.pid!);
       l0 = process.cpuUsage();
       loadDelay.reset();
     }, o.warmupSeconds * 1000);
     const s1 = setTimeout(() => {
+      sampledTo = performance.now();
       cpu1 = cpuSeconds(turn.pid!);
       l1 = process.cpuUsage(l0);
       rss = rssBytes(turn.pid!);
@@ -394,10 +401,13 @@ export async function runCoturn(o: CoturnOptions): Promise<StepResult> {
     clearTimeout(s0);
     clearTimeout(s1);
     if (cpu1 === 0) {
+      sampledTo = performance.now();
       cpu1 = cpuSeconds(turn.pid!);
       l1 = process.cpuUsage(l0);
       rss = rssBytes(turn.pid!);
     }
+    const sampledS = Math.max(0.001, (sampledTo - sampledFrom) / 1000);
+    const timersLateMs = Math.max(sampledFrom - windowStart, sampledTo - (windowStart + o.seconds * 1000));
     const grace = performance.now() + 1000;
     const backIn = (c: LoadCounts): boolean => c.received - before.received >= c.sent - before.sent;
     while (!backIn(load.counts()) && performance.now() < grace) await sleep(20);
@@ -413,9 +423,11 @@ export async function runCoturn(o: CoturnOptions): Promise<StepResult> {
       lost: Math.max(0, c.sent - before.sent - (c.received - before.received)),
       bridgeDropped: null,
       rttMs: c.rtt,
-      bridgeCpu: (cpu1 - cpu0) / o.seconds,
-      loadCpu: (l1.user + l1.system) / 1e6 / o.seconds,
-      cpuMicrosPerMessage: messages ? ((cpu1 - cpu0) / messages) * 1e6 : NaN,
+      bridgeCpu: (cpu1 - cpu0) / sampledS,
+      loadCpu: (l1.user + l1.system) / 1e6 / sampledS,
+      // the CPU fraction over the nominal window's message rate (the load generator counts by its own clock)
+      cpuMicrosPerMessage: messages ? ((cpu1 - cpu0) / sampledS / (messages / o.seconds)) * 1e6 : NaN,
+      timersLateMs,
       bridgeRssBytes: rss,
       rssPerTerminalBytes: (rss - baseline) / o.streams,
       unexpectedCloses: c.unexpectedCloses,

@@ -214,6 +214,9 @@ test('bench --coturn: the same load through coturn (TURN over TCP, channels to t
     for (const rate of [s.sentPerSecond, s.receivedPerSecond]) assert.ok(rate > 900 && rate < 1100, `${loadGenerator}: rate ${rate}`);
     assert.ok(s.rttMs.samples >= 1800 && s.rttMs.samples <= 2200, `${loadGenerator}: samples ${s.rttMs.samples}`);
     assert.ok(s.bridgeCpu > 0, `${loadGenerator}: coturn's CPU ${s.bridgeCpu}`);
+    // as the bridge's: CPU over the time sampled, per message at the window's message rate
+    assert.ok(Number.isFinite(s.timersLateMs), `${loadGenerator}: how late the window samples were is recorded`);
+    assert.ok(Math.abs(s.cpuMicrosPerMessage - (s.bridgeCpu / (s.sentPerSecond + s.receivedPerSecond)) * 1e6) < 1e-6 * s.cpuMicrosPerMessage, loadGenerator);
   }
 });
 
