@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Runs the TypeScript CLI through tsx's loader.
+// Runs the confmux command line (bridge/cli/main.ts): bundled, or the TypeScript through tsx.
 //
 // `serve` runs the bridge with V8's heap options (the young generation bounded, the old one grown
 // by a quarter at a time: bin/heapFlags.mjs) and glibc's malloc arenas bounded (MALLOC_ARENA_MAX,
@@ -9,7 +9,12 @@
 // process supervises: it relays SIGTERM and SIGINT (bridge/cli/signals.ts), passes SIGHUP on, and
 // exits as the child did. Nothing else is loaded here before that (no tsx), so the supervisor
 // stays small.
+//
+// It then runs the bundle in bridge/dist (`npm run build`) when that was made from the sources as
+// they are (bin/bundle.mjs), else the TypeScript sources through tsx's loader (about 22 MB more).
 import { spawn } from 'node:child_process';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { bundleToRun } from './bundle.mjs';
 import { mallocArenasEnv, mallocArenasGiven } from './mallocArenas.mjs';
 import { missingHeapFlags } from './heapFlags.mjs';
 
@@ -27,9 +32,17 @@ if (process.argv[2] === 'serve' && process.env.CONFMUX_LAUNCHED !== '1' && (miss
   }
   supervise(args, env);
 } else {
-  const { register } = await import('tsx/esm/api');
-  register();
-  await import('../bridge/cli/main.ts');
+  // the bundle (npm run build) when it was made from these sources, else the sources through tsx
+  const root = fileURLToPath(new URL('..', import.meta.url));
+  const { main, why } = process.env.CONFMUX_FROM_SOURCE === '1' ? { main: null, why: null } : bundleToRun(root);
+  if (main) {
+    await import(pathToFileURL(main).href);
+  } else {
+    if (why) process.stderr.write(`confmux: running the TypeScript sources, not bridge/dist (${why}; npm run build makes it again)\n`);
+    const { register } = await import('tsx/esm/api');
+    register();
+    await import('../bridge/cli/main.ts');
+  }
 }
 
 /** Runs node with `args` and `env` as a child, relays the stop signals to it, and exits as it does. */

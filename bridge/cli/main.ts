@@ -18,6 +18,9 @@ import { heapArgs } from '../../bin/heapFlags.mjs';
 import { onStopSignals } from './signals.ts';
 import { runTerminalAnswer, runTerminalCall, type TerminalAnswerOptions, type TerminalCallOptions } from './terminalCommand.ts';
 
+/** how this runs: from the bundle in bridge/dist (`npm run build`), or the TypeScript sources through tsx */
+const BUILD = import.meta.url.endsWith('.mjs') ? 'bundle' : 'source';
+
 function positiveNumber(value: string): number {
   const n = Number(value);
   if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('must be a positive number');
@@ -43,6 +46,7 @@ program
       throw err;
     }
     const log = createLogger(config.log.level);
+    log.info({ build: BUILD, node: process.version }, 'starting');
     if (config.server.workers > 1) return servePrimary(config, log);
     const driver = config.mediaServer === 'freeswitch' ? new FreeSwitchDriver({ config: config.freeswitch, log }) : new AsteriskDriver({ config: config.asterisk, log });
     const server = new BridgeServer(config, driver, log);
@@ -75,10 +79,11 @@ program
 async function servePrimary(config: Config, log: Logger): Promise<void> {
   let router: UpgradeRouter | null = null;
   const pool = new WorkerPool({
-    script: fileURLToPath(new URL('./worker.ts', import.meta.url)),
+    // (bundled: bridge/dist/worker.mjs beside this file's bundle, with no loader)
+    script: fileURLToPath(new URL(BUILD === 'bundle' ? './worker.mjs' : './worker.ts', import.meta.url)),
     count: config.server.workers,
     // the workers run the bridge: the same heap options as this process (bin/heapFlags.mjs)
-    execArgv: [...heapArgs(), '--import', import.meta.resolve('tsx')],
+    execArgv: [...heapArgs(), ...(BUILD === 'bundle' ? [] : ['--import', import.meta.resolve('tsx')])],
     env: { CONFMUX_WORKER_CONFIG: JSON.stringify(config) },
     log,
     // the per-address limits, counted over all workers (PrimaryAdmission)

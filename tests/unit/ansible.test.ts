@@ -421,6 +421,7 @@ test('the installed bridge starts as the service user from the installed tree; /
     const page = await fetch(`http://127.0.0.1:${bridgePort}/`);
     assert.equal(page.status, 200);
     assert.doesNotMatch(output, /native media pump not available/, 'the pump the role built is loaded');
+    assert.match(output, /"build":"bundle"/, 'the bundle the role built runs, without the TypeScript loader');
   } finally {
     child.kill('SIGTERM');
   }

@@ -7,12 +7,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { HEAP_FLAGS, heapArgs, missingHeapFlags } from '../../bin/heapFlags.mjs';
 import { MALLOC_ARENAS, mallocArenasEnv, mallocArenasGiven } from '../../bin/mallocArenas.mjs';
+import { bundleToRun } from '../../bin/bundle.mjs';
 
 const CLI = fileURLToPath(new URL('../../bin/confmux.mjs', import.meta.url));
+const BUNDLE = fileURLToPath(new URL('../../bridge/dist/main.mjs', import.meta.url));
 
 test('the heap options: which are missing, and what a bridge started from here gets', () => {
   const SEMI = '--max-semi-space-size=1';
@@ -38,6 +43,29 @@ test('malloc arenas: the bridge\'s MALLOC_ARENA_MAX unless the environment sets 
   assert.equal(mallocArenasGiven({ MALLOC_ARENA_MAX: '4' }), true);
   assert.deepEqual(mallocArenasEnv({ PATH: '/bin' }), { PATH: '/bin', MALLOC_ARENA_MAX: '2' });
   assert.deepEqual(mallocArenasEnv({ PATH: '/bin', MALLOC_ARENA_MAX: '4' }), { PATH: '/bin', MALLOC_ARENA_MAX: '4' }, 'the operator\'s value wins');
+});
+
+test('the bundle runs only while it matches the sources byte for byte', () => {
+  const root = mkdtempSync(join(tmpdir(), 'confmux-bundle-'));
+  try {
+    assert.deepEqual(bundleToRun(root), { main: null, why: null }, 'no bundle: the sources, and nothing to say');
+    mkdirSync(join(root, 'bridge', 'dist'), { recursive: true });
+    mkdirSync(join(root, 'bridge', 'cli'), { recursive: true });
+    writeFileSync(join(root, 'bridge', 'cli', 'main.ts'), 'export {};\n');
+    writeFileSync(join(root, 'bridge', 'dist', 'main.mjs'), 'export {};\n');
+    const sha = createHash('sha256').update('export {};\n').digest('hex');
+    writeFileSync(join(root, 'bridge', 'dist', 'sources.json'), JSON.stringify({ files: { 'bridge/cli/main.ts': sha } }));
+    assert.deepEqual(bundleToRun(root), { main: join(root, 'bridge', 'dist', 'main.mjs'), why: null });
+    // a release unpacked over the old one keeps the commit's times: only the content tells
+    writeFileSync(join(root, 'bridge', 'cli', 'main.ts'), 'export {}; // edited\n');
+    assert.deepEqual(bundleToRun(root), { main: null, why: 'bridge/cli/main.ts changed since the bundle was made' });
+    unlinkSync(join(root, 'bridge', 'cli', 'main.ts'));
+    assert.deepEqual(bundleToRun(root), { main: null, why: 'bridge/cli/main.ts is gone' });
+    writeFileSync(join(root, 'bridge', 'dist', 'sources.json'), '{');
+    assert.deepEqual(bundleToRun(root), { main: null, why: 'bridge/dist/sources.json is unreadable' });
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
 });
 
 interface Serving {
@@ -85,6 +113,9 @@ test('serve: the bridge runs with the heap options; SIGTERM to the main pid drai
   const s = await serve();
   try {
     for (const flag of HEAP_FLAGS) assert.ok(cmdline(s.bridgePid).includes(flag), cmdline(s.bridgePid).join(' '));
+    // scripts/node.sh (npm test) builds bridge/dist: the bridge runs it, without tsx's loader
+    assert.ok(existsSync(BUNDLE), 'bridge/dist/main.mjs: npm run build');
+    assert.match(s.out(), /"build":"bundle"/);
     assert.ok(environ(s.bridgePid).includes('MALLOC_ARENA_MAX=2'), 'glibc\'s arenas bounded');
     s.main.kill('SIGTERM');
     assert.equal(await s.exited, 0);
@@ -97,9 +128,11 @@ test('serve: the bridge runs with the heap options; SIGTERM to the main pid drai
 });
 
 test('serve: SIGINT to the whole process group (Ctrl-C) stops the bridge once, and nothing is left', { skip: process.platform !== 'linux' }, async () => {
-  // (and an operator's MALLOC_ARENA_MAX and heap option are kept, the missing one added)
-  const s = await serve({ MALLOC_ARENA_MAX: '4' }, ['--heap-growing-percent=50']);
+  // (and an operator's MALLOC_ARENA_MAX and heap option are kept, the missing one added; the sources
+  // run through tsx when asked to)
+  const s = await serve({ MALLOC_ARENA_MAX: '4', CONFMUX_FROM_SOURCE: '1' }, ['--heap-growing-percent=50']);
   try {
+    assert.match(s.out(), /"build":"source"/);
     assert.ok(environ(s.bridgePid).includes('MALLOC_ARENA_MAX=4'), 'the operator\'s value');
     const args = cmdline(s.bridgePid);
     assert.ok(args.includes('--heap-growing-percent=50') && !args.includes('--heap-growing-percent=25'), args.join(' '));
