@@ -1,7 +1,7 @@
 /**
  * Which code `confmux` runs: the bundle in bridge/dist (`npm run build`, scripts/build.mjs) when it
  * was made from the sources as they are now, else the TypeScript sources through tsx. The check
- * hashes every source file the bundle lists (bridge/dist/sources.json, about 100 files, a few ms),
+ * hashes every source file the bundle lists (bridge/dist/sources.json, about 70 files, a few ms),
  * so an edited source or a release unpacked over an older one (whose files keep the commit's time)
  * is never run from a bundle made before it. CONFMUX_FROM_SOURCE=1 runs the sources regardless.
  */

@@ -11,7 +11,7 @@
 // stays small.
 //
 // It then runs the bundle in bridge/dist (`npm run build`) when that was made from the sources as
-// they are (bin/bundle.mjs), else the TypeScript sources through tsx's loader (about 22 MB more).
+// they are (bin/bundle.mjs), else the TypeScript sources through tsx's loader (about 20 MB more).
 import { spawn } from 'node:child_process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { bundleToRun } from './bundle.mjs';

@@ -15,7 +15,7 @@
  *   collection kept before the next one starts. V8 picks 1.1 to 4 times by itself; a burst of
  *   set-ups (1,000 terminals connecting within 2 s) promotes their garbage into it, which it then
  *   holds for the 10 to 20 s until its memory reducer runs. At 1.25 times it collects sooner: the
- *   peak fell from 22 to 30 kB per terminal to 18 to 19 (docs/performance.md, "Seventh round").
+ *   peak fell from 22 to 31 kB per terminal to 17 to 20 (docs/performance.md, "Seventh round").
  *   Node does not take it in NODE_OPTIONS.
  */
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // `npm run build`: the bridge's command line and its worker bundled into bridge/dist/ (esbuild; the
 // npm packages and the native pump stay outside, loaded from node_modules and native/build). Run
-// from there, the bridge needs no TypeScript loader: tsx's loader thread alone costs about 22 MB of
+// from there, the bridge needs no TypeScript loader: tsx's loader thread alone costs about 20 MB of
 // RSS per process (docs/performance.md, "Seventh round"). bin/confmux.mjs runs the bundle when
 // bridge/dist/sources.json still matches the sources byte for byte (bin/bundle.mjs), and the
 // sources through tsx otherwise. The bundle sits two levels below the root, as the sources do, so
