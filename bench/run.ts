@@ -361,7 +361,9 @@ class Load {
     return new Promise<void>((resolve, reject) => {
       let answered = false;
       let audioBound = false;
-      const timer = setTimeout(() => fail(new Error(`terminal ${lane.number}: not in a call after ${timeoutMs} ms`)), timeoutMs);
+      // how far it got, for the error when it gets no further
+      const reached: string[] = [];
+      const timer = setTimeout(() => fail(new Error(`terminal ${lane.number}: not in a call after ${timeoutMs} ms (reached: ${reached.join(', ') || 'nothing'})`)), timeoutMs);
       const fail = (err: Error): void => {
         clearTimeout(timer);
         reject(err);
@@ -381,10 +383,14 @@ class Load {
           fail(new Error(`terminal ${lane.number}: control closed ${code} ${reason.toString()}`));
         }
       });
-      ctl.on('open', () => ctl.send(JSON.stringify({ type: 'bind', v: 1, kind: 'control', number: lane.number, password: PASSWORD })));
+      ctl.on('open', () => {
+        reached.push('control open');
+        ctl.send(JSON.stringify({ type: 'bind', v: 1, kind: 'control', number: lane.number, password: PASSWORD }));
+      });
       ctl.on('message', (data: Buffer, isBinary: boolean) => {
         if (isBinary) return;
         const msg = JSON.parse(data.toString()) as { type: string; callId?: string; code?: string; message?: string; media?: { audio?: { token: string } } };
+        reached.push(msg.type);
         switch (msg.type) {
           case 'bound':
             ctl.send(JSON.stringify({ type: 'register', id: 1, name: `bench ${lane.index}` }));
@@ -402,10 +408,14 @@ class Load {
                 fail(new Error(`terminal ${lane.number}: audio closed ${code} ${reason.toString()}`));
               }
             });
-            audio.on('open', () => audio.send(JSON.stringify({ type: 'bind', v: 1, kind: 'audio', number: lane.number, callId: msg.callId, token: msg.media!.audio!.token })));
+            audio.on('open', () => {
+              reached.push('audio open');
+              audio.send(JSON.stringify({ type: 'bind', v: 1, kind: 'audio', number: lane.number, callId: msg.callId, token: msg.media!.audio!.token }));
+            });
             audio.on('message', (d: Buffer, bin: boolean) => {
               if (bin) return this.onFrame(lane, d, 0, d.length);
               if ((JSON.parse(d.toString()) as { type: string }).type === 'bound') {
+                reached.push('audio bound');
                 audioBound = true;
                 const socket = rawSocket(audio);
                 if (this.native) {

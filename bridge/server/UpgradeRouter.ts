@@ -56,6 +56,22 @@ export interface PrimaryAnswers {
   health?: HealthSource;
 }
 
+/**
+ * Stops this process reading `socket` at all, not just delivering what it reads. `pause()` alone
+ * leaves Node's handle reading into the stream's buffer until 16 kB wait there, and the primary
+ * keeps its descriptor of a handed-off socket until the worker says it adopted it: a message the
+ * terminal sent in that moment (its `register`, right after `bound`) was read here and lost, and
+ * the terminal waited for an answer that never came (1 bench run with two workers in 3 to 30
+ * under CPU load).
+ * Called once the buffer is drained (`read()` starts the handle reading again).
+ */
+function stopReading(socket: Socket): void {
+  const handle = (socket as unknown as { _handle?: { reading?: boolean; readStop?(): number } | null })._handle;
+  if (!handle || typeof handle.readStop !== 'function') return;
+  handle.reading = false;
+  handle.readStop();
+}
+
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 const MAX_HEAD = 16384;
 
@@ -158,6 +174,7 @@ export class UpgradeRouter {
       socket.pause();
       // whatever the stream already holds goes with the socket
       for (let c = socket.read() as Buffer | null; c !== null; c = socket.read() as Buffer | null) buf = Buffer.concat([buf, c]);
+      stopReading(socket);
       this.pending.delete(socket);
       const took = this.sink(worker, socket, refuse === undefined ? { kind, head: buf, pinned } : { kind, head: buf, refuse });
       if (counted === null) return;

@@ -5,7 +5,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
-import { workerForNumber } from '../../bridge/server/UpgradeRouter.ts';
+import type { Socket } from 'node:net';
+import { UpgradeRouter, workerForNumber, type Handoff } from '../../bridge/server/UpgradeRouter.ts';
 import { PASSWORD, startBridge, stopBridge, type Bridge } from '../../bench/run.ts';
 import { loadConfig } from '../../bridge/config.ts';
 import { aggregateHealth, type BridgeHealth, type Health } from '../../bridge/server/health.ts';
@@ -19,6 +20,39 @@ test('workerForNumber: stable, in range, spreads numbers', () => {
   }
   for (const n of seen) assert.ok(n > 800 && n < 1200, `spread ${seen.join(' ')}`);
   assert.equal(workerForNumber('1001', 1), 0);
+});
+
+test('the primary reads nothing of a socket once handed off: what the terminal sends next is left for the worker', async () => {
+  // Until the worker says it adopted the socket, the primary keeps its own descriptor of it. It
+  // must not read from it any more: a `register` sent right after `bound` was read here and lost.
+  const config = loadConfig({ env: {}, overrides: { asterisk: { password: 'x' }, server: { host: '127.0.0.1', port: 0, plain: true, workers: 2 } } });
+  let handed: { socket: Socket; handoff: Handoff; bytesRead: number } | null = null;
+  const router = new UpgradeRouter(config, 2, (worker, socket, handoff) => {
+    handed = { socket, handoff, bytesRead: socket.bytesRead };
+    return worker;
+  });
+  const { port } = await router.listen();
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/`);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      ws.on('open', resolve);
+      ws.on('error', reject);
+    });
+    ws.send(JSON.stringify({ type: 'bind', v: 1, kind: 'control', number: '1001', password: PASSWORD }));
+    for (let i = 0; i < 100 && handed === null; i++) await new Promise((r) => setTimeout(r, 10));
+    const h = handed as { socket: Socket; handoff: Handoff; bytesRead: number } | null;
+    assert.ok(h, 'the bind was handed off');
+    assert.equal(h.handoff.pinned, true, 'routed by the number');
+    // the next message, as a worker's `bound` would bring it on
+    ws.send(JSON.stringify({ type: 'register', id: 1 }));
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(h.socket.bytesRead, h.bytesRead, 'the primary read nothing more from the socket');
+    assert.equal(h.socket.readableLength, 0);
+  } finally {
+    ws.terminate();
+    (handed as { socket: Socket } | null)?.socket.destroy();
+    await router.close();
+  }
 });
 
 test('config: workers > 1 is refused with TLS on the bridge', () => {
