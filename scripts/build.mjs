@@ -6,13 +6,21 @@
 // bridge/dist/sources.json still matches the sources byte for byte (bin/bundle.mjs), and the
 // sources through tsx otherwise. The bundle sits two levels below the root, as the sources do, so
 // their paths relative to import.meta.url (bridge/web/, native/build/, bench/) hold in it too.
+//
+// `--if-stale`: only when there is no bundle or a source changed since (scripts/node.sh and the
+// Ansible role); it then prints "bridge/dist: up to date" and changes nothing.
 import { createHash } from 'node:crypto';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
+import { bundleToRun } from '../bin/bundle.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+if (process.argv.includes('--if-stale') && bundleToRun(root).main) {
+  process.stdout.write('bridge/dist: up to date\n');
+  process.exit(0);
+}
 const outdir = join(root, 'bridge', 'dist');
 rmSync(outdir, { recursive: true, force: true });
 const result = await build({

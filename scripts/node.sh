@@ -38,6 +38,4 @@ fi
 # The bundle the bridge runs (bridge/dist, `npm run build`, scripts/build.mjs): made again when it
 # is missing or any source changed since (bin/bundle.mjs); without it bin/confmux.mjs runs the
 # TypeScript sources through tsx.
-if ! node --input-type=module -e "const m = await import('./bin/bundle.mjs'); process.exit(m.bundleToRun('.').main ? 0 : 3)"; then
-  npm run --silent build >/dev/null
-fi
+npm run --silent build -- --if-stale >/dev/null
